@@ -1,0 +1,13 @@
+"""MobileNetV3 for Keras 3: keras-cv-compatible backbones, presets and weights."""
+
+from mobilenetv3.architectures import make_divisible
+from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3.layers import SqueezeAndExcite2D
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MobileNetV3Backbone",
+    "SqueezeAndExcite2D",
+    "make_divisible",
+]

@@ -1,0 +1,140 @@
+"""MobileNetV3 architectures as data.
+
+Each architecture is a short table of inverted-residual blocks. The keras-cv
+``stackwise_*`` arguments are the columns of that table; `BlockSpec` is a row.
+Everything else (the builder, presets, feature taps) is derived from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+RE, HS = "relu", "hard_swish"
+
+STACKWISE_FIELDS = (
+    "stackwise_expansion",
+    "stackwise_filters",
+    "stackwise_kernel_size",
+    "stackwise_stride",
+    "stackwise_se_ratio",
+    "stackwise_activation",
+)
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to a multiple of `divisor`, losing at most 10%."""
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSpec:
+    """One inverted-residual block: a row of the architecture table.
+
+    `expansion` is a ratio of the block's *input* channels (keras-cv's
+    convention); `filters` is the output width before `alpha` scaling.
+    """
+
+    expansion: float
+    filters: int
+    kernel_size: int
+    stride: int
+    se_ratio: float | None
+    activation: str
+
+
+# (expansion, filters, kernel, stride, se_ratio, activation): the paper's Table 1
+# and 2 restated with expansion as a ratio of input channels.
+_SMALL_ROWS = [
+    (1, 16, 3, 2, 0.25, RE),
+    (72 / 16, 24, 3, 2, None, RE),
+    (88 / 24, 24, 3, 1, None, RE),
+    (4, 40, 5, 2, 0.25, HS),
+    (6, 40, 5, 1, 0.25, HS),
+    (6, 40, 5, 1, 0.25, HS),
+    (3, 48, 5, 1, 0.25, HS),
+    (3, 48, 5, 1, 0.25, HS),
+    (6, 96, 5, 2, 0.25, HS),
+    (6, 96, 5, 1, 0.25, HS),
+    (6, 96, 5, 1, 0.25, HS),
+]
+
+_LARGE_ROWS = [
+    (1, 16, 3, 1, None, RE),
+    (4, 24, 3, 2, None, RE),
+    (3, 24, 3, 1, None, RE),
+    (3, 40, 5, 2, 0.25, RE),
+    (3, 40, 5, 1, 0.25, RE),
+    (3, 40, 5, 1, 0.25, RE),
+    (6, 80, 3, 2, None, HS),
+    (2.5, 80, 3, 1, None, HS),
+    (2.3, 80, 3, 1, None, HS),
+    (2.3, 80, 3, 1, None, HS),
+    (6, 112, 3, 1, 0.25, HS),
+    (6, 112, 3, 1, 0.25, HS),
+    (6, 160, 5, 2, 0.25, HS),
+    (6, 160, 5, 1, 0.25, HS),
+    (6, 160, 5, 1, 0.25, HS),
+]
+
+SMALL_BLOCKS = tuple(BlockSpec(*row) for row in _SMALL_ROWS)
+LARGE_BLOCKS = tuple(BlockSpec(*row) for row in _LARGE_ROWS)
+
+
+def minimalistic(blocks: Sequence[BlockSpec]) -> tuple[BlockSpec, ...]:
+    """TF-slim's minimalistic variant: 3x3 kernels, ReLU everywhere, no SE."""
+    return tuple(
+        dataclasses.replace(b, kernel_size=3, se_ratio=None, activation=RE) for b in blocks
+    )
+
+
+def to_stackwise(blocks: Sequence[BlockSpec]) -> dict[str, list[Any]]:
+    """Columns of a block table, as the keras-cv `stackwise_*` arguments."""
+    names = [f.name for f in dataclasses.fields(BlockSpec)]
+    return {f"stackwise_{n}": [getattr(b, n) for b in blocks] for n in names}
+
+
+def from_stackwise(**stackwise: Sequence[Any]) -> tuple[BlockSpec, ...]:
+    """Rows of a block table from the keras-cv `stackwise_*` arguments.
+
+    Raises:
+        ValueError: when the lists are empty, differ in length, or hold
+            values no block can have. The message names the argument.
+    """
+    lengths = {name: len(stackwise[name]) for name in STACKWISE_FIELDS}
+    if len(set(lengths.values())) != 1 or 0 in lengths.values():
+        raise ValueError(
+            "The `stackwise_*` arguments must be non-empty lists of equal length "
+            f"(one entry per block); got lengths {lengths}."
+        )
+    columns = [stackwise[name] for name in STACKWISE_FIELDS]
+    blocks = tuple(BlockSpec(*row) for row in zip(*columns))
+    for index, block in enumerate(blocks):
+        _validate_block(index, block)
+    return blocks
+
+
+def _validate_block(index: int, block: BlockSpec) -> None:
+    positive = {
+        "stackwise_expansion": block.expansion,
+        "stackwise_filters": block.filters,
+        "stackwise_kernel_size": block.kernel_size,
+        "stackwise_stride": block.stride,
+    }
+    for name, value in positive.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(
+                f"`{name}[{index}]` must be a positive number; got {value!r}."
+            )
+    for name in ("stackwise_filters", "stackwise_kernel_size", "stackwise_stride"):
+        if int(positive[name]) != positive[name]:
+            raise ValueError(f"`{name}[{index}]` must be an integer; got {positive[name]!r}.")
+    if block.se_ratio is not None and not 0 < block.se_ratio <= 1:
+        raise ValueError(
+            f"`stackwise_se_ratio[{index}]` must be None (no squeeze-and-excite) "
+            f"or a number in (0, 1]; got {block.se_ratio!r}."
+        )

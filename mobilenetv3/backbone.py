@@ -1,0 +1,486 @@
+"""`MobileNetV3Backbone`: the keras-cv backbone, built exactly, plus variants."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Sequence
+
+import keras
+
+from mobilenetv3 import architectures
+from mobilenetv3 import presets as registry
+from mobilenetv3.architectures import BlockSpec, make_divisible
+from mobilenetv3.layers import PADDINGS, SqueezeAndExcite2D, check_activation, conv_padding
+
+STEM_FILTERS = 16
+LAST_CONV_EXPANSION = 6
+BN_MOMENTUM = 0.999
+MIN_INPUT_SIZE = 32
+OUTPUT_STRIDES = (8, 16, 32)
+DILATION_STYLES = ("torchvision", "deeplab")
+
+# Input range each preprocessing mode maps raw 0..255 pixels to, as
+# (scale, offset) per channel: y = x * scale + offset.
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+PREPROCESSING = {
+    "unit": (1 / 255, 0.0),  # keras-cv: [0, 1]
+    "symmetric": (1 / 127.5, -1.0),  # TF-slim / keras.applications: [-1, 1]
+    "imagenet": (
+        [1 / (255 * s) for s in _IMAGENET_STD],
+        [-m / s for m, s in zip(_IMAGENET_MEAN, _IMAGENET_STD)],
+    ),  # torchvision / timm mean-std
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Placement:
+    """Where a block runs: its effective stride and dilation, its layer prefix."""
+
+    spec: BlockSpec
+    stride: int
+    dilation: int
+    prefix: str
+
+
+def _place_blocks(
+    blocks: Sequence[BlockSpec], output_stride: int, dilation_style: str
+) -> list[_Placement]:
+    """Turn striding into dilation once the output stride is reached."""
+    placements, current_stride, rate = [], 2, 1
+    for index, spec in enumerate(blocks):
+        stride, dilation = spec.stride, rate
+        if spec.stride > 1 and current_stride * spec.stride > output_stride:
+            rate *= spec.stride
+            stride = 1
+            dilation = rate if dilation_style == "torchvision" else dilation
+        else:
+            current_stride *= spec.stride
+        prefix = f"expanded_conv_{index}_" if index else "expanded_conv_"
+        placements.append(_Placement(spec, stride, dilation, prefix))
+    return placements
+
+
+def _reduce_tail(blocks: Sequence[BlockSpec]) -> tuple[BlockSpec, ...]:
+    """Halve the output channels of the last stage (torchvision `reduced_tail`)."""
+    last_stage = max(i for i, b in enumerate(blocks) if b.stride > 1)
+    return tuple(
+        dataclasses.replace(b, filters=b.filters // 2) if i >= last_stage else b
+        for i, b in enumerate(blocks)
+    )
+
+
+class _GraphBuilder:
+    """Emits the layers of one backbone, in keras-cv's order and names."""
+
+    def __init__(self, *, padding: str, bn_epsilon: float, dtype: Any) -> None:
+        self.padding = padding
+        self.bn_epsilon = bn_epsilon
+        self.dtype = dtype
+
+    def conv_bn_act(
+        self,
+        x: Any,
+        filters: int,
+        name: str,
+        activation: str | None,
+        kernel_size: int = 1,
+        stride: int = 1,
+        dilation: int = 1,
+        depthwise: bool = False,
+    ) -> Any:
+        pad, mode = conv_padding(kernel_size, stride, dilation, self.padding)
+        if pad:
+            x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad", dtype=self.dtype)(x)
+        common = dict(
+            kernel_size=kernel_size,
+            strides=stride,
+            dilation_rate=dilation,
+            padding=mode,
+            use_bias=False,
+            name=name,
+            dtype=self.dtype,
+        )
+        if depthwise:
+            x = keras.layers.DepthwiseConv2D(**common)(x)
+        else:
+            x = keras.layers.Conv2D(filters, **common)(x)
+        x = keras.layers.BatchNormalization(
+            epsilon=self.bn_epsilon, momentum=BN_MOMENTUM, name=f"{name}_BatchNorm", dtype=self.dtype
+        )(x)
+        if activation is not None:
+            x = keras.layers.Activation(activation, name=f"{name}_activation", dtype=self.dtype)(x)
+        return x
+
+    def block(self, x: Any, place: _Placement, filters: int) -> Any:
+        spec, prefix = place.spec, place.prefix
+        in_channels = x.shape[-1]
+        expanded = make_divisible(in_channels * spec.expansion)
+        shortcut = x
+        if expanded != in_channels:
+            x = self.conv_bn_act(x, expanded, prefix + "expand", spec.activation)
+        x = self.conv_bn_act(
+            x,
+            expanded,
+            prefix + "depthwise",
+            spec.activation,
+            kernel_size=spec.kernel_size,
+            stride=place.stride,
+            dilation=place.dilation,
+            depthwise=True,
+        )
+        if spec.se_ratio:
+            x = SqueezeAndExcite2D(
+                filters=expanded,
+                bottleneck_filters=make_divisible(expanded * spec.se_ratio),
+                name=prefix + "squeeze_excite",
+                dtype=self.dtype,
+            )(x)
+        x = self.conv_bn_act(x, filters, prefix + "project", activation=None)
+        if place.stride == 1 and in_channels == filters:
+            x = keras.layers.Add(name=prefix + "Add", dtype=self.dtype)([shortcut, x])
+        return x
+
+
+@keras.saving.register_keras_serializable(package="mobilenetv3")
+class MobileNetV3Backbone(keras.Model):
+    """MobileNetV3 backbone, a drop-in for `keras_cv.models.MobileNetV3Backbone`.
+
+    A functional `keras.Model` mapping images `(batch, height, width, 3)` to
+    the last 1x1 convolution's features `(batch, height/32, width/32, 576 or
+    960)`. The architecture is a table of inverted-residual blocks given as
+    the keras-cv `stackwise_*` lists; `MobileNetV3SmallBackbone`,
+    `MobileNetV3LargeBackbone` and `from_preset` fill them in for you.
+
+    For transfer learning see the README's fine-tuning section: set
+    `backbone.trainable = False` to freeze it (BatchNorm then runs in
+    inference mode).
+
+    References:
+        - [Searching for MobileNetV3](https://arxiv.org/abs/1905.02244)
+
+    Args:
+        stackwise_expansion: per block, the expanded width as a ratio of the
+            block's input channels. An expand conv exists exactly when the
+            expanded width differs from the input width.
+        stackwise_filters: per block, the output channels (before `alpha`).
+        stackwise_kernel_size: per block, the depthwise kernel size.
+        stackwise_stride: per block, the depthwise stride.
+        stackwise_se_ratio: per block, the squeeze-and-excite bottleneck ratio,
+            or None for no squeeze-and-excite.
+        stackwise_activation: per block, "relu", "hard_swish" or any Keras
+            activation name.
+        include_rescaling: whether to map raw 0..255 pixels to the range the
+            weights expect (see `preprocessing`) inside the model.
+        input_shape: the image shape `(height, width, channels)`; height and
+            width may be None.
+        input_tensor: optional Keras tensor (e.g. `keras.layers.Input()`) or
+            plain tensor to use as the image input.
+        alpha: width multiplier for the blocks (the stem stays 16 wide).
+        preprocessing: what `include_rescaling` does: "unit" (x / 255, as
+            keras-cv), "symmetric" (x / 127.5 - 1, as TF-slim and
+            keras.applications) or "imagenet" (torchvision/timm mean and std).
+        padding: stride-2 padding convention, "same" (TensorFlow "SAME", as
+            keras-cv and TF-slim) or "symmetric" (as PyTorch).
+        bn_epsilon: BatchNorm epsilon (1e-3 for TF and torchvision weights,
+            1e-5 for timm's `mobilenetv3_*`).
+        stem_activation: activation of the stem conv.
+        last_activation: activation of the last 1x1 conv.
+        output_stride: 32 (default), 16 or 8; below 32 the last stride-2
+            stages use dilation instead of striding.
+        dilation_style: "torchvision" (the stage's first block is dilated
+            too, as torchvision's `dilated=True`) or "deeplab" (it keeps the
+            previous rate, as TF-slim's DeepLab).
+        reduced_tail: halve the channels of the last stage (torchvision
+            `reduced_tail=True`, TF-slim detection variants).
+        dtype: dtype or `keras.DTypePolicy` for every layer.
+        **kwargs: passed to `keras.Model` (e.g. `name`, `trainable`).
+
+    Example:
+
+    ```python
+    import numpy as np
+    import mobilenetv3
+
+    model = mobilenetv3.MobileNetV3Backbone(
+        stackwise_expansion=[1, 72.0 / 16, 88.0 / 24, 4, 6, 6, 3, 3, 6, 6, 6],
+        stackwise_filters=[16, 24, 24, 40, 40, 40, 48, 48, 96, 96, 96],
+        stackwise_kernel_size=[3, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5],
+        stackwise_stride=[2, 2, 1, 2, 1, 1, 1, 1, 2, 1, 1],
+        stackwise_se_ratio=[0.25, None, None] + [0.25] * 8,
+        stackwise_activation=["relu"] * 3 + ["hard_swish"] * 8,
+        include_rescaling=False,
+    )
+    model(np.ones((8, 224, 224, 3))).shape  # (8, 7, 7, 576)
+    ```
+    """
+
+    def __init__(
+        self,
+        *,
+        stackwise_expansion: Sequence[float],
+        stackwise_filters: Sequence[int],
+        stackwise_kernel_size: Sequence[int],
+        stackwise_stride: Sequence[int],
+        stackwise_se_ratio: Sequence[float | None],
+        stackwise_activation: Sequence[str],
+        include_rescaling: bool,
+        input_shape: Sequence[int | None] = (None, None, 3),
+        input_tensor: Any = None,
+        alpha: float = 1.0,
+        preprocessing: str = "unit",
+        padding: str = "same",
+        bn_epsilon: float = 1e-3,
+        stem_activation: str = "hard_swish",
+        last_activation: str = "hard_swish",
+        output_stride: int = 32,
+        dilation_style: str = "torchvision",
+        reduced_tail: bool = False,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        stackwise = dict(
+            stackwise_expansion=list(stackwise_expansion),
+            stackwise_filters=list(stackwise_filters),
+            stackwise_kernel_size=list(stackwise_kernel_size),
+            stackwise_stride=list(stackwise_stride),
+            stackwise_se_ratio=list(stackwise_se_ratio),
+            stackwise_activation=list(stackwise_activation),
+        )
+        blocks = architectures.from_stackwise(**stackwise)
+        for index, block in enumerate(blocks):
+            check_activation(block.activation, f"stackwise_activation[{index}]")
+        check_activation(stem_activation, "stem_activation")
+        check_activation(last_activation, "last_activation")
+        _check_choice("preprocessing", preprocessing, tuple(PREPROCESSING))
+        _check_choice("padding", padding, PADDINGS)
+        _check_choice("output_stride", output_stride, OUTPUT_STRIDES)
+        _check_choice("dilation_style", dilation_style, DILATION_STYLES)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+            raise ValueError(f"`alpha` must be a positive number; got {alpha!r}.")
+        if not isinstance(bn_epsilon, (int, float)) or bn_epsilon <= 0:
+            raise ValueError(f"`bn_epsilon` must be a positive number; got {bn_epsilon!r}.")
+
+        inputs = _model_inputs(input_shape, input_tensor, dtype)
+        if reduced_tail:
+            blocks = _reduce_tail(blocks)
+        builder = _GraphBuilder(padding=padding, bn_epsilon=bn_epsilon, dtype=dtype)
+        x = inputs
+        if include_rescaling:
+            scale, offset = PREPROCESSING[preprocessing]
+            x = keras.layers.Rescaling(scale, offset, name="rescaling", dtype=dtype)(x)
+        x = builder.conv_bn_act(x, STEM_FILTERS, "Conv", stem_activation, kernel_size=3, stride=2)
+        levels: list[str] = []
+        expansion_taps: dict[int, str] = {}
+        for index, place in enumerate(_place_blocks(blocks, output_stride, dilation_style)):
+            if place.spec.stride != 1:
+                levels.append(_producer(x))
+            x = builder.block(x, place, make_divisible(place.spec.filters * alpha))
+            expand = place.prefix + "expand_activation"
+            expansion_taps[index] = expand
+        levels.append(_producer(x))
+        last_filters = make_divisible(x.shape[-1] * LAST_CONV_EXPANSION)
+        x = builder.conv_bn_act(x, last_filters, "Conv_1", last_activation)
+        super().__init__(inputs=inputs, outputs=x, dtype=dtype, **kwargs)
+
+        self.pyramid_level_inputs = {f"P{i + 1}": name for i, name in enumerate(levels)}
+        self.stackwise_expansion = stackwise["stackwise_expansion"]
+        self.stackwise_filters = stackwise["stackwise_filters"]
+        self.stackwise_kernel_size = stackwise["stackwise_kernel_size"]
+        self.stackwise_stride = stackwise["stackwise_stride"]
+        self.stackwise_se_ratio = stackwise["stackwise_se_ratio"]
+        self.stackwise_activation = stackwise["stackwise_activation"]
+        self.include_rescaling = include_rescaling
+        self.alpha = alpha
+        self.preprocessing = preprocessing
+        self.padding = padding
+        self.bn_epsilon = bn_epsilon
+        self.stem_activation = stem_activation
+        self.last_activation = last_activation
+        self.output_stride = output_stride
+        self.dilation_style = dilation_style
+        self.reduced_tail = reduced_tail
+        self._expansion_taps = expansion_taps
+
+    # -- features ----------------------------------------------------------
+
+    @property
+    def feature_layers(self) -> dict[str, str]:
+        """Every named feature tap: the pyramid levels `P1`..`P5`, `stem`,
+        `last` (the final 1x1 conv) and `expand_<i>` (block i's expansion
+        output, after its activation, where the block has one).
+        """
+        taps = dict(self.pyramid_level_inputs)
+        taps["stem"] = "Conv_activation"
+        taps["last"] = "Conv_1_activation"
+        names = {layer.name for layer in self.layers}
+        taps.update(
+            {f"expand_{i}": name for i, name in self._expansion_taps.items() if name in names}
+        )
+        return taps
+
+    @property
+    def pyramid_outputs(self) -> dict[str, Any]:
+        """The pyramid levels as Keras tensors, `{"P1": tensor, ...}`."""
+        return {
+            level: self.get_layer(name).output for level, name in self.pyramid_level_inputs.items()
+        }
+
+    def feature_extractor(self, levels: Iterable[str] | None = None, name: str | None = None) -> keras.Model:
+        """A model with the same weights whose output is a dict of features.
+
+        Args:
+            levels: names from `feature_layers` (default: `P1`..`P5`).
+            name: the new model's name.
+
+        Example:
+
+        ```python
+        backbone = mobilenetv3.MobileNetV3LargeBackbone()
+        features = backbone.feature_extractor(["P3", "P4", "P5"])
+        features(np.ones((1, 224, 224, 3)))["P5"].shape  # (1, 7, 7, 160)
+        ```
+        """
+        taps = self.feature_layers
+        levels = list(self.pyramid_level_inputs if levels is None else levels)
+        unknown = [level for level in levels if level not in taps]
+        if unknown or not levels:
+            raise ValueError(
+                f"`levels` must be a non-empty list of feature names of this backbone; "
+                f"unknown: {unknown}. Available: {sorted(taps)}."
+            )
+        outputs = {level: self.get_layer(taps[level]).output for level in levels}
+        return keras.Model(self.input, outputs, name=name or f"{self.name}_features")
+
+    # -- serialization and presets ----------------------------------------
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "stackwise_expansion": self.stackwise_expansion,
+            "stackwise_filters": self.stackwise_filters,
+            "stackwise_kernel_size": self.stackwise_kernel_size,
+            "stackwise_stride": self.stackwise_stride,
+            "stackwise_se_ratio": self.stackwise_se_ratio,
+            "stackwise_activation": self.stackwise_activation,
+            "include_rescaling": self.include_rescaling,
+            "input_shape": tuple(self.input_shape[1:]),
+            "input_tensor": None,
+            "alpha": self.alpha,
+            "preprocessing": self.preprocessing,
+            "padding": self.padding,
+            "bn_epsilon": self.bn_epsilon,
+            "stem_activation": self.stem_activation,
+            "last_activation": self.last_activation,
+            "output_stride": self.output_stride,
+            "dilation_style": self.dilation_style,
+            "reduced_tail": self.reduced_tail,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "MobileNetV3Backbone":
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
+
+    @registry.classproperty
+    def presets(cls) -> dict[str, dict]:
+        """Preset names and their metadata (description, params, weights)."""
+        return registry.describe(registry.backbone_presets(family=cls._family))
+
+    @registry.classproperty
+    def presets_with_weights(cls) -> dict[str, dict]:
+        """The presets that come with pretrained weights."""
+        return {k: v for k, v in cls.presets.items() if v["metadata"]["has_weights"]}
+
+    _family: str | None = None
+
+    @classmethod
+    def from_preset(
+        cls, preset: str, load_weights: bool | None = None, **kwargs: Any
+    ) -> "MobileNetV3Backbone":
+        """Build a backbone from a preset.
+
+        Args:
+            preset: a registry name (see `presets`), a local preset folder
+                (`config.json` + `model.weights.h5`, keras-cv's layout too),
+                or a `kaggle://` / `hf://` handle.
+            load_weights: None loads weights when the preset has them; True
+                requires them; False gives random initialization.
+            **kwargs: override the stored config (e.g. `input_shape`,
+                `include_rescaling`, `name`). `weights_file=PATH` loads a
+                weights file you downloaded yourself.
+
+        Example:
+
+        ```python
+        backbone = mobilenetv3.MobileNetV3Backbone.from_preset(
+            "mobilenet_v3_small", input_shape=(224, 224, 3)
+        )
+        ```
+        """
+        from mobilenetv3 import preset_io
+
+        return preset_io.load_backbone(cls, preset, load_weights, **kwargs)
+
+    def save_to_preset(self, path: str) -> None:
+        """Write a preset folder (`config.json`, `model.weights.h5`,
+        `metadata.json`) atomically: on failure nothing is left behind.
+
+        Example:
+
+        ```python
+        backbone.save_to_preset("my_preset")
+        same = mobilenetv3.MobileNetV3Backbone.from_preset("my_preset")
+        ```
+        """
+        from mobilenetv3 import preset_io
+
+        preset_io.save_preset(self, path)
+
+
+def _check_choice(argument: str, value: Any, allowed: tuple) -> None:
+    if isinstance(value, bool) or value not in allowed:
+        raise ValueError(f"`{argument}` must be one of {list(allowed)}; got {value!r}.")
+
+
+def _producer(tensor: Any) -> str:
+    return tensor._keras_history.operation.name
+
+
+def _model_inputs(input_shape: Sequence[int | None], input_tensor: Any, dtype: Any) -> Any:
+    """The model's Input, from a shape or from a Keras or plain tensor."""
+    if input_tensor is not None:
+        if keras.backend.is_keras_tensor(input_tensor):
+            input_shape = tuple(input_tensor.shape[1:])
+            _check_input_shape(input_shape)
+            return input_tensor
+        shape = tuple(keras.ops.shape(input_tensor))
+        input_shape = shape[1:]
+        _check_input_shape(input_shape)
+        return keras.layers.Input(shape=input_shape, batch_size=shape[0])
+    _check_input_shape(input_shape)
+    return keras.layers.Input(shape=tuple(input_shape))
+
+
+def _check_input_shape(input_shape: Any) -> None:
+    if input_shape is None or len(tuple(input_shape)) != 3:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) with channels last; "
+            f"got {input_shape!r}."
+        )
+    height, width, channels = input_shape
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        raise ValueError(
+            "`input_shape` must end with a known, positive channel count (3 for RGB "
+            f"images, 1 for grayscale); got channels={channels!r} in {tuple(input_shape)}."
+        )
+    for axis, size in (("height", height), ("width", width)):
+        if size is not None and (not isinstance(size, int) or size < MIN_INPUT_SIZE):
+            raise ValueError(
+                f"`input_shape` {axis} must be None or at least {MIN_INPUT_SIZE} pixels "
+                f"(the network halves it five times); got {size!r} in {tuple(input_shape)}."
+            )

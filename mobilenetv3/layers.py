@@ -1,0 +1,115 @@
+"""Building blocks of MobileNetV3 that Keras does not ship."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+SAME, SYMMETRIC = "same", "symmetric"
+PADDINGS = (SAME, SYMMETRIC)
+
+
+def check_activation(name: Any, argument: str) -> str:
+    """Return `name` if Keras knows it as an activation, else raise.
+
+    Args:
+        name: an activation name such as "relu" or "hard_swish".
+        argument: the argument the name came from, for the error message.
+    """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"`{argument}` must be an activation name (a string such as 'relu' or "
+            f"'hard_swish'); got {name!r} of type {type(name).__name__}."
+        )
+    try:
+        keras.activations.get(name)
+    except (ValueError, TypeError):
+        known = sorted(
+            n for n in dir(keras.activations) if not n.startswith("_") and n not in {"get", "serialize", "deserialize"}
+        )
+        raise ValueError(
+            f"`{argument}` is {name!r}, which is not a Keras activation. "
+            f"Use 'relu', 'hard_swish' or any of: {', '.join(known)}."
+        ) from None
+    return name
+
+
+@keras.saving.register_keras_serializable(package="mobilenetv3")
+class SqueezeAndExcite2D(keras.layers.Layer):
+    """Squeeze-and-excite gate: pool, 1x1 conv + ReLU, 1x1 conv + hard-sigmoid.
+
+    The class and attribute names (`squeeze_conv`, `excite_conv`) match
+    keras-cv's layer so that keras-cv weight files load unchanged.
+
+    Args:
+        filters: channels of the input and of the gate.
+        bottleneck_filters: channels of the squeeze convolution.
+        squeeze_activation: activation after the squeeze convolution.
+        excite_activation: activation producing the gate.
+
+    Example:
+
+    ```python
+    se = SqueezeAndExcite2D(filters=16, bottleneck_filters=8)
+    y = se(np.ones((1, 7, 7, 16), "float32"))  # (1, 7, 7, 16)
+    ```
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        bottleneck_filters: int,
+        squeeze_activation: str = "relu",
+        excite_activation: str = "hard_sigmoid",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.bottleneck_filters = bottleneck_filters
+        self.squeeze_activation = squeeze_activation
+        self.excite_activation = excite_activation
+        conv_kwargs = {"kernel_size": 1, "use_bias": True, "dtype": self.dtype_policy}
+        self.squeeze_conv = keras.layers.Conv2D(
+            bottleneck_filters, activation=squeeze_activation, name="squeeze_conv", **conv_kwargs
+        )
+        self.excite_conv = keras.layers.Conv2D(
+            filters, activation=excite_activation, name="excite_conv", **conv_kwargs
+        )
+
+    def build(self, input_shape: tuple) -> None:
+        pooled = (input_shape[0], 1, 1, input_shape[-1])
+        self.squeeze_conv.build(pooled)
+        self.excite_conv.build(pooled[:-1] + (self.bottleneck_filters,))
+
+    def call(self, inputs: Any) -> Any:
+        gate = ops.mean(inputs, axis=(1, 2), keepdims=True)
+        gate = self.excite_conv(self.squeeze_conv(gate))
+        return inputs * gate
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            bottleneck_filters=self.bottleneck_filters,
+            squeeze_activation=self.squeeze_activation,
+            excite_activation=self.excite_activation,
+        )
+        return config
+
+
+def conv_padding(kernel_size: int, stride: int, dilation: int, padding: str) -> tuple[int, str]:
+    """Explicit symmetric padding and the conv's own padding mode.
+
+    TF "SAME" is the conv's native `padding="same"`, which every Keras backend
+    implements as TF does (pad `total // 2` before, the rest after) for any
+    input size, known or not. Symmetric padding (PyTorch's convention) pads
+    `(k - 1) // 2 * dilation` on every side before a "valid" conv.
+    """
+    if padding == SAME or stride == 1:
+        return 0, "same"
+    return (kernel_size - 1) // 2 * dilation, "valid"

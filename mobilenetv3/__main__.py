@@ -1,0 +1,5 @@
+import sys
+
+from mobilenetv3.cli import main
+
+sys.exit(main())

@@ -1,0 +1,190 @@
+"""Resolving preset handles and reading/writing preset folders.
+
+A preset handle is one of:
+- a registry name (`mobilenet_v3_small_imagenet`),
+- a local folder in keras-cv's layout (`config.json`, `model.weights.h5`,
+  `metadata.json`), written by keras-cv or by `save_to_preset`,
+- `kaggle://owner/model/framework/variation/version` or `hf://owner/repo`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from mobilenetv3 import presets as registry
+from mobilenetv3 import weights
+from mobilenetv3.weights import download
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+METADATA_FILE = "metadata.json"
+
+# keras-cv config keys with no meaning here.
+_FOREIGN_KEYS = ("input_tensor",)
+
+
+class PresetError(ValueError):
+    """A preset cannot be resolved or read."""
+
+
+def load_backbone(cls: type, preset: str, load_weights: bool | None, **kwargs: Any) -> keras.Model:
+    """`from_preset` for backbone classes (see `MobileNetV3Backbone.from_preset`)."""
+    weights_file = kwargs.pop("weights_file", None)
+    if not isinstance(preset, (str, os.PathLike)):
+        raise TypeError(f"`preset` must be a preset name, folder or handle; got {preset!r}.")
+    preset = str(preset)
+    if preset.startswith(("kaggle://", "hf://")):
+        preset = fetch_handle(preset)
+    if os.path.isdir(preset):
+        return load_folder(preset, load_weights, expected=cls, **kwargs)
+    if os.path.exists(preset):
+        raise PresetError(
+            f"`preset` {preset!r} is a file; a preset is a registered name, a folder holding "
+            f"{CONFIG_FILE} and {WEIGHTS_FILE}, or a kaggle:// / hf:// handle."
+        )
+    return _load_registered(cls, registry.get(preset, family=cls._family), load_weights, weights_file, kwargs)
+
+
+def _load_registered(
+    cls: type, preset: registry.Preset, load_weights: bool | None, weights_file: str | None, overrides: dict
+) -> keras.Model:
+    if load_weights and preset.weights is None:
+        with_weights = sorted(n for n, p in registry.PRESETS.items() if p.weights)
+        raise PresetError(
+            f"Preset {preset.name!r} has no pretrained weights (load_weights=True). Presets with "
+            f"weights: {with_weights}."
+        )
+    model = _build(cls, {**preset.config, **overrides})
+    if preset.weights is not None and load_weights is not False:
+        source = preset.weights
+        path = weights_file or download.fetch(
+            source.url,
+            md5=source.md5,
+            local_hint=f"pass it as from_preset({preset.name!r}, weights_file='/path/to/{source.filename}')",
+        )
+        weights.load_into(model, weights.read(path, source.format))
+    return model
+
+
+def _build(cls: type, config: dict) -> keras.Model:
+    from mobilenetv3.backbone import MobileNetV3Backbone
+
+    target = cls if issubclass(cls, MobileNetV3Backbone) else MobileNetV3Backbone
+    return target(**{k: v for k, v in config.items() if k not in _FOREIGN_KEYS})
+
+
+def load_folder(path: str, load_weights: bool | None, expected: type | None = None, **overrides: Any) -> keras.Model:
+    """Build the model a preset folder describes and load its weights."""
+    folder = Path(path)
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file():
+        raise PresetError(f"Preset folder {folder} has no {CONFIG_FILE}; it is not a preset folder.")
+    try:
+        spec = json.loads(config_path.read_text())
+        class_name = spec["registered_name"].split(">")[-1]
+        config = dict(spec["config"])
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise PresetError(f"{config_path} is not a valid preset config ({error!r}).") from None
+    cls = _class_for(class_name, config_path)
+    if expected is not None and not issubclass(cls, expected) and not issubclass(expected, cls):
+        raise PresetError(f"{folder} holds a {class_name}, not a {expected.__name__}.")
+    config.update(overrides)
+    if cls.__name__ == "MobileNetV3Backbone" and expected is not None and issubclass(expected, cls):
+        cls = expected
+    model = cls.from_config({k: v for k, v in config.items() if k not in _FOREIGN_KEYS})
+    weights_path = folder / spec.get("weights", WEIGHTS_FILE)
+    if load_weights is False:
+        return model
+    if not weights_path.is_file():
+        if load_weights:
+            raise PresetError(f"Preset folder {folder} has no weights file {weights_path.name}.")
+        return model
+    try:
+        model.load_weights(str(weights_path))
+    except Exception as error:  # Keras raises several types for bad files.
+        raise PresetError(
+            f"Could not load {weights_path} into {class_name} built from {config_path}: {error}"
+        ) from None
+    return model
+
+
+def _class_for(class_name: str, config_path: Path) -> type:
+    from mobilenetv3 import tasks
+    from mobilenetv3.backbone import MobileNetV3Backbone
+
+    classes = {
+        "MobileNetV3Backbone": MobileNetV3Backbone,
+        "ImageClassifier": tasks.MobileNetV3ImageClassifier,
+        "MobileNetV3ImageClassifier": tasks.MobileNetV3ImageClassifier,
+    }
+    if class_name not in classes:
+        raise PresetError(
+            f"{config_path} describes a {class_name!r}; this package reads {sorted(classes)}."
+        )
+    return classes[class_name]
+
+
+def fetch_handle(handle: str) -> str:
+    """Download a `kaggle://` or `hf://` preset into the local cache."""
+    scheme, _, name = handle.partition("://")
+    try:
+        if scheme == "kaggle":
+            import kagglehub
+
+            return kagglehub.model_download(name)
+        import huggingface_hub
+
+        return huggingface_hub.snapshot_download(repo_id=name)
+    except ImportError as error:
+        raise PresetError(
+            f"Loading {handle} needs the `{error.name}` package (pip install {error.name})."
+        ) from None
+    except Exception as error:  # the hubs raise many types, often nested.
+        raise PresetError(
+            f"Could not download preset {handle}: {type(error).__name__}: {str(error)[:200]}. "
+            "If you are offline, download the preset folder elsewhere and pass its local path "
+            "to from_preset()."
+        ) from None
+
+
+def save_preset(model: keras.Model, path: str | os.PathLike) -> None:
+    """Write `model` as a preset folder, atomically (see `save_to_preset`)."""
+    from mobilenetv3 import __version__
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        spec = keras.saving.serialize_keras_object(model)
+        spec["weights"] = WEIGHTS_FILE
+        (staging / CONFIG_FILE).write_text(json.dumps(spec, indent=4))
+        model.save_weights(str(staging / WEIGHTS_FILE))
+        metadata = {
+            "keras_version": keras.__version__,
+            "mobilenetv3_version": __version__,
+            "parameter_count": model.count_params(),
+            "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        }
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=4))
+        _replace_dir(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    backup = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
+    os.replace(target, backup / "old")
+    os.replace(staging, target)
+    shutil.rmtree(backup, ignore_errors=True)

@@ -1,0 +1,75 @@
+"""Weights from every source, behind one mapping interface.
+
+Each source format is one module here with a `read(path) -> Checkpoint`
+function that turns its file into canonical tensors (see `canonical`). The
+`FORMATS` table below names them; `load_into` is the one place that puts a
+checkpoint into a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+import keras
+import numpy as np
+
+from mobilenetv3.weights import canonical
+from mobilenetv3.weights.canonical import WeightsMismatchError
+
+# format name -> module (under mobilenetv3.weights) that reads it.
+FORMATS: dict[str, str] = {
+    "keras-applications": "keras_applications",
+}
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """What a source file holds, in this package's terms.
+
+    Attributes:
+        tensors: canonical `{variable path: array}`; backbone variables keep
+            their names, head variables use the classifier's layer names.
+        backbone_config: backbone constructor arguments the file implies
+            (family blocks, alpha, padding, bn_epsilon, preprocessing, ...).
+        num_classes: classes of the file's head, or None without a head.
+        head: the head layout ("paper" or "dense"), or None.
+        source: a description of the file, for messages.
+    """
+
+    tensors: dict[str, np.ndarray]
+    backbone_config: dict[str, Any]
+    num_classes: int | None = None
+    head: str | None = None
+    source: str = ""
+
+
+def read(path: str, format: str) -> Checkpoint:
+    """Read `path` as `format` (one of `FORMATS`)."""
+    if format not in FORMATS:
+        raise ValueError(f"Unknown weights format {format!r}; known formats: {sorted(FORMATS)}.")
+    module = importlib.import_module(f"mobilenetv3.weights.{FORMATS[format]}")
+    return module.read(str(path))
+
+
+# Canonical layer names of classifier heads ("paper": Conv_2 + Logits,
+# "dense": keras-cv's predictions).
+HEAD_LAYERS = ("Conv_2/", "Logits/", "predictions/")
+
+
+def load_into(model: keras.Model, checkpoint: Checkpoint) -> None:
+    """Assign a checkpoint to a backbone or classifier, checking every tensor.
+
+    The checkpoint's head tensors are skipped when `model` has no head.
+    """
+    model_has_head = any(v.path.startswith(HEAD_LAYERS) for v in model.weights)
+    canonical.assign(
+        model,
+        checkpoint.tensors,
+        source=checkpoint.source,
+        allow_unused=() if model_has_head else HEAD_LAYERS,
+    )
+
+
+__all__ = ["Checkpoint", "FORMATS", "WeightsMismatchError", "load_into", "read"]

@@ -1,0 +1,37 @@
+"""Shared test fixtures: the real weights and images in ../shared/fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+BACKEND = keras.backend.backend()
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """`../shared/fixtures`, or skip when this checkout has no ../shared."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"real-weights fixtures not found at {SHARED_FIXTURES} (../shared is absent)")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    keras.utils.set_random_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"keras backend: {BACKEND}, keras {keras.__version__}, KERAS_BACKEND={os.environ.get('KERAS_BACKEND')}"

@@ -1,9 +1,11 @@
 """Weights from every source, behind one mapping interface.
 
-Each source format is one module here with a `read(path) -> Checkpoint`
-function that turns its file into canonical tensors (see `canonical`). The
-`FORMATS` table below names them; `load_into` is the one place that puts a
-checkpoint into a model.
+Each source format is one module here with `detect(path) -> bool` (does
+this file look like mine?) and `read(path) -> Checkpoint`, which turns the
+file into canonical tensors (see `canonical`) plus the backbone config the
+file implies. The `FORMATS` table below names them; `load_into` is the one
+place that puts a checkpoint into a model, `build_model` the one place that
+builds the model a checkpoint describes.
 """
 
 from __future__ import annotations
@@ -42,7 +44,26 @@ class Checkpoint:
     backbone_config: dict[str, Any]
     num_classes: int | None = None
     head: str | None = None
+    head_filters: int | None = None
     source: str = ""
+
+
+def build_model(checkpoint: Checkpoint, **backbone_overrides: Any) -> keras.Model:
+    """The model a checkpoint describes (backbone, or classifier with its head),
+    with the checkpoint's weights loaded."""
+    from mobilenetv3.backbone import MobileNetV3Backbone
+    from mobilenetv3.tasks import MobileNetV3ImageClassifier
+
+    model = MobileNetV3Backbone(**{**checkpoint.backbone_config, **backbone_overrides})
+    if checkpoint.num_classes:
+        model = MobileNetV3ImageClassifier(
+            model,
+            checkpoint.num_classes,
+            head=checkpoint.head or "paper",
+            head_filters=checkpoint.head_filters,
+        )
+    load_into(model, checkpoint)
+    return model
 
 
 def read(path: str, format: str) -> Checkpoint:
@@ -72,4 +93,4 @@ def load_into(model: keras.Model, checkpoint: Checkpoint) -> None:
     )
 
 
-__all__ = ["Checkpoint", "FORMATS", "WeightsMismatchError", "load_into", "read"]
+__all__ = ["Checkpoint", "FORMATS", "WeightsMismatchError", "build_model", "load_into", "read"]

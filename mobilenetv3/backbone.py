@@ -10,7 +10,13 @@ import keras
 from mobilenetv3 import architectures
 from mobilenetv3 import presets as registry
 from mobilenetv3.architectures import BlockSpec, make_divisible
-from mobilenetv3.layers import PADDINGS, SqueezeAndExcite2D, check_activation, conv_padding
+from mobilenetv3.layers import (
+    PADDINGS,
+    SqueezeAndExcite2D,
+    StochasticDepth,
+    check_activation,
+    conv_padding,
+)
 
 STEM_FILTERS = 16
 LAST_CONV_EXPANSION = 6
@@ -112,7 +118,7 @@ class _GraphBuilder:
             x = keras.layers.Activation(activation, name=f"{name}_activation", dtype=self.dtype)(x)
         return x
 
-    def block(self, x: Any, place: _Placement, filters: int) -> Any:
+    def block(self, x: Any, place: _Placement, filters: int, drop_path_rate: float = 0.0) -> Any:
         spec, prefix = place.spec, place.prefix
         in_channels = x.shape[-1]
         expanded = make_divisible(in_channels * spec.expansion)
@@ -138,6 +144,8 @@ class _GraphBuilder:
             )(x)
         x = self.conv_bn_act(x, filters, prefix + "project", activation=None)
         if place.stride == 1 and in_channels == filters:
+            if drop_path_rate > 0:
+                x = StochasticDepth(drop_path_rate, name=prefix + "drop_path", dtype=self.dtype)(x)
             x = keras.layers.Add(name=prefix + "Add", dtype=self.dtype)([shortcut, x])
         return x
 
@@ -193,6 +201,10 @@ class MobileNetV3Backbone(keras.Model):
             previous rate, as TF-slim's DeepLab).
         reduced_tail: halve the channels of the last stage (torchvision
             `reduced_tail=True`, TF-slim detection variants).
+        drop_path_rate: stochastic depth (off by default): during training,
+            the residual branch of block i (of n) is dropped per example
+            with probability `drop_path_rate * i / n`, increasing linearly
+            with depth as in timm. Blocks without a shortcut are unaffected.
         dtype: dtype or `keras.DTypePolicy` for every layer.
         **kwargs: passed to `keras.Model` (e.g. `name`, `trainable`).
 
@@ -236,6 +248,7 @@ class MobileNetV3Backbone(keras.Model):
         output_stride: int = 32,
         dilation_style: str = "torchvision",
         reduced_tail: bool = False,
+        drop_path_rate: float = 0.0,
         dtype: Any = None,
         **kwargs: Any,
     ) -> None:
@@ -260,6 +273,10 @@ class MobileNetV3Backbone(keras.Model):
             raise ValueError(f"`alpha` must be a positive number; got {alpha!r}.")
         if not isinstance(bn_epsilon, (int, float)) or bn_epsilon <= 0:
             raise ValueError(f"`bn_epsilon` must be a positive number; got {bn_epsilon!r}.")
+        if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) or not (
+            0 <= drop_path_rate < 1
+        ):
+            raise ValueError(f"`drop_path_rate` must be a number in [0, 1); got {drop_path_rate!r}.")
 
         inputs = _model_inputs(input_shape, input_tensor, dtype)
         if reduced_tail:
@@ -275,7 +292,8 @@ class MobileNetV3Backbone(keras.Model):
         for index, place in enumerate(_place_blocks(blocks, output_stride, dilation_style)):
             if place.spec.stride != 1:
                 levels.append(_producer(x))
-            x = builder.block(x, place, make_divisible(place.spec.filters * alpha))
+            block_drop_rate = drop_path_rate * index / len(blocks)
+            x = builder.block(x, place, make_divisible(place.spec.filters * alpha), block_drop_rate)
             expand = place.prefix + "expand_activation"
             expansion_taps[index] = expand
         levels.append(_producer(x))
@@ -300,6 +318,7 @@ class MobileNetV3Backbone(keras.Model):
         self.output_stride = output_stride
         self.dilation_style = dilation_style
         self.reduced_tail = reduced_tail
+        self.drop_path_rate = drop_path_rate
         self._expansion_taps = expansion_taps
 
     # -- features ----------------------------------------------------------
@@ -376,6 +395,7 @@ class MobileNetV3Backbone(keras.Model):
             "output_stride": self.output_stride,
             "dilation_style": self.dilation_style,
             "reduced_tail": self.reduced_tail,
+            "drop_path_rate": self.drop_path_rate,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 

@@ -113,3 +113,51 @@ def conv_padding(kernel_size: int, stride: int, dilation: int, padding: str) -> 
     if padding == SAME or stride == 1:
         return 0, "same"
     return (kernel_size - 1) // 2 * dilation, "valid"
+
+
+@keras.saving.register_keras_serializable(package="mobilenetv3")
+class StochasticDepth(keras.layers.Layer):
+    """Drops a residual branch per example during training (drop path).
+
+    In training, each example's branch is zeroed with probability `rate` and
+    otherwise scaled by `1 / (1 - rate)`, so its expectation is unchanged; at
+    inference the layer is the identity. Put it on the residual branch just
+    before the shortcut is added back.
+
+    Args:
+        rate: probability of dropping the branch, in [0, 1).
+        seed: optional seed of the layer's random draws.
+
+    Example:
+
+    ```python
+    layer = StochasticDepth(0.5, seed=1)
+    x = np.ones((4, 2, 2, 3), "float32")
+    layer(x, training=True)[:, 0, 0, 0]  # e.g. [2., 0., 2., 0.]
+    ```
+    """
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"`rate` must be a number in [0, 1); got {rate!r}.")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if not training or self.rate == 0:
+            return inputs
+        keep = 1.0 - self.rate
+        shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
+        draw = keras.random.uniform(shape, seed=self.seed_generator)
+        mask = ops.cast(draw < keep, inputs.dtype)
+        return inputs * mask / ops.cast(keep, inputs.dtype)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(rate=self.rate, seed=self.seed)
+        return config

@@ -289,6 +289,7 @@ class MobileNetV3Backbone(keras.Model):
         x = builder.conv_bn_act(x, STEM_FILTERS, "Conv", stem_activation, kernel_size=3, stride=2)
         levels: list[str] = []
         expansion_taps: dict[int, str] = {}
+        block_outputs: dict[int, str] = {}
         for index, place in enumerate(_place_blocks(blocks, output_stride, dilation_style)):
             if place.spec.stride != 1:
                 levels.append(_producer(x))
@@ -296,6 +297,7 @@ class MobileNetV3Backbone(keras.Model):
             x = builder.block(x, place, make_divisible(place.spec.filters * alpha), block_drop_rate)
             expand = place.prefix + "expand_activation"
             expansion_taps[index] = expand
+            block_outputs[index] = _producer(x)
         levels.append(_producer(x))
         last_filters = make_divisible(x.shape[-1] * LAST_CONV_EXPANSION)
         x = builder.conv_bn_act(x, last_filters, "Conv_1", last_activation)
@@ -320,22 +322,32 @@ class MobileNetV3Backbone(keras.Model):
         self.reduced_tail = reduced_tail
         self.drop_path_rate = drop_path_rate
         self._expansion_taps = expansion_taps
+        self._block_outputs = block_outputs
+        strided = [i for i, b in enumerate(blocks) if b.stride > 1]
+        self._detection_block = strided[-1] if strided else None
 
     # -- features ----------------------------------------------------------
 
     @property
     def feature_layers(self) -> dict[str, str]:
         """Every named feature tap: the pyramid levels `P1`..`P5`, `stem`,
-        `last` (the final 1x1 conv) and `expand_<i>` (block i's expansion
-        output, after its activation, where the block has one).
+        `last` (the final 1x1 conv), `block_<i>` (block i's output),
+        `expand_<i>` (block i's expansion output, after its activation, where
+        the block has one) and the SSDLite detection taps `C4` (the expansion
+        output of the last strided block, /16) and `C5` (the last 1x1 conv).
         """
         taps = dict(self.pyramid_level_inputs)
         taps["stem"] = "Conv_activation"
         taps["last"] = "Conv_1_activation"
         names = {layer.name for layer in self.layers}
+        taps.update({f"block_{i}": name for i, name in self._block_outputs.items()})
         taps.update(
             {f"expand_{i}": name for i, name in self._expansion_taps.items() if name in names}
         )
+        detection_expand = self._expansion_taps.get(self._detection_block)
+        if detection_expand in names:
+            taps["C4"] = detection_expand
+        taps["C5"] = "Conv_1_activation"
         return taps
 
     @property

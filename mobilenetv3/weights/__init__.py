@@ -23,6 +23,7 @@ from mobilenetv3.weights.canonical import WeightsMismatchError
 # format name -> module (under mobilenetv3.weights) that reads it.
 FORMATS: dict[str, str] = {
     "keras-applications": "keras_applications",
+    "torchvision": "torchvision",
 }
 
 
@@ -46,6 +47,7 @@ class Checkpoint:
     head: str | None = None
     head_filters: int | None = None
     source: str = ""
+    task: str | None = None
 
 
 def build_model(checkpoint: Checkpoint, **backbone_overrides: Any) -> keras.Model:
@@ -55,7 +57,11 @@ def build_model(checkpoint: Checkpoint, **backbone_overrides: Any) -> keras.Mode
     from mobilenetv3.tasks import MobileNetV3ImageClassifier
 
     model = MobileNetV3Backbone(**{**checkpoint.backbone_config, **backbone_overrides})
-    if checkpoint.num_classes:
+    if checkpoint.task == "segmenter":
+        from mobilenetv3.tasks.segmenter import MobileNetV3ImageSegmenter
+
+        model = MobileNetV3ImageSegmenter(model, checkpoint.num_classes)
+    elif checkpoint.num_classes:
         model = MobileNetV3ImageClassifier(
             model,
             checkpoint.num_classes,
@@ -76,7 +82,7 @@ def read(path: str, format: str) -> Checkpoint:
 
 # Canonical layer names of classifier heads ("paper": Conv_2 + Logits,
 # "dense": keras-cv's predictions).
-HEAD_LAYERS = ("Conv_2/", "Logits/", "predictions/")
+HEAD_LAYERS = ("Conv_2/", "Logits/", "predictions/", "lraspp_")
 
 
 def load_into(model: keras.Model, checkpoint: Checkpoint) -> None:

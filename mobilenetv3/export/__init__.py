@@ -1,0 +1,18 @@
+"""Deployment: ONNX, TFLite and SavedModel export, int8 quantization.
+
+Example:
+
+```python
+import mobilenetv3
+from mobilenetv3.export import export_onnx, export_tflite, export_saved_model
+
+model = mobilenetv3.MobileNetV3ImageClassifier.from_preset("mobilenet_v3_small_imagenet")
+export_onnx(model, "small.onnx")
+export_tflite(model, "small.tflite")
+export_saved_model(model, "small_saved_model")
+```
+"""
+
+from mobilenetv3.export.onnx_export import export_onnx
+
+__all__ = ["export_onnx"]

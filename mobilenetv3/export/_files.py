@@ -1,0 +1,53 @@
+"""Atomic writes and argument checks shared by the exporters."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; move it onto `path` on success.
+
+    Nothing is left at `path` (or beside it) when the body raises, and an
+    existing file or folder at `path` is replaced only once the new one is
+    complete.
+    """
+    target = Path(path)
+    if target.exists() and target.is_dir() != directory:
+        kind = "a folder" if directory else "a file"
+        raise ValueError(f"`path` {str(target)!r} exists and is not {kind}.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging_dir = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    staging = staging_dir / target.name
+    try:
+        yield staging
+        if not staging.exists():
+            raise RuntimeError(f"the exporter wrote nothing for {str(target)!r}.")
+        _replace(staging, target)
+    finally:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+
+
+def _replace(staging: Path, target: Path) -> None:
+    if target.is_dir():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+def check_choice(argument: str, value: Any, allowed: tuple) -> Any:
+    """Return `value` if it is one of `allowed`, else raise a ValueError."""
+    if value not in allowed:
+        raise ValueError(f"`{argument}` must be one of {list(allowed)}; got {value!r}.")
+    return value

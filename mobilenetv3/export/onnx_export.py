@@ -1,0 +1,562 @@
+"""Export a Keras functional model to ONNX by walking its layers.
+
+The graph is written directly with the `onnx` helper API from each layer's
+type and weights, so it is the same on every Keras backend and contains
+exactly the operations a MobileNetV3 needs: native `HardSwish` and
+`HardSigmoid` (opset 14+), BatchNorm folded into the preceding convolution,
+explicit zero padding folded into the convolution's `pads`, and NCHW inside
+with one transpose at the input and at 4-D outputs (none with
+`channels_first=True`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mobilenetv3.export._files import atomic_path
+from mobilenetv3.layers import SqueezeAndExcite2D
+
+OPSET = 17
+IR_VERSION = 9
+INPUT_NAME = "images"
+_TO_NCHW, _TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
+# Keras axis of a channels-last rank-4 tensor -> ONNX axis of NCHW.
+_AXIS_4D = {-1: 1, 3: 1, 1: 2, 2: 3, -3: 2, -2: 3, 0: 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Value:
+    """The ONNX tensor standing for one Keras tensor (rank-4 ones are NCHW)."""
+
+    name: str
+    rank: int
+
+
+class _Graph:
+    """Nodes and float32 initializers of the graph being written."""
+
+    def __init__(self) -> None:
+        from onnx import helper
+
+        self.helper = helper
+        self.nodes: list[Any] = []
+        self.initializers: dict[str, np.ndarray] = {}
+        self._names: Counter = Counter()
+        self.batch_norm_ranks: dict[str, int] = {}
+
+    def unique(self, base: str) -> str:
+        self._names[base] += 1
+        count = self._names[base]
+        return base if count == 1 else f"{base}_{count - 1}"
+
+    def const(self, base: str, array: Any, dtype: Any = np.float32) -> str:
+        name = self.unique(base)
+        self.initializers[name] = np.asarray(array, dtype=dtype)
+        return name
+
+    def add(self, op_type: str, inputs: list[str], name: str, output: str | None = None, **attrs: Any) -> str:
+        output = output or self.unique(name)
+        self.nodes.append(self.helper.make_node(op_type, inputs, [output], name=self.unique(f"{name}/{op_type}"), **attrs))
+        return output
+
+
+# -- activations -------------------------------------------------------------
+
+def _activation_name(activation: Any) -> str:
+    if activation is None:
+        return "linear"
+    name = getattr(activation, "__name__", None) or str(activation)
+    return {"hard_silu": "hard_swish", "silu": "swish"}.get(name, name)
+
+
+def _apply_activation(graph: _Graph, activation: Any, x: _Value, name: str) -> _Value:
+    kind = _activation_name(activation)
+    if kind == "linear":
+        return x
+    simple = {"relu": "Relu", "hard_swish": "HardSwish", "sigmoid": "Sigmoid", "tanh": "Tanh"}
+    if kind in simple:
+        return _Value(graph.add(simple[kind], [x.name], name), x.rank)
+    if kind == "hard_sigmoid":  # Keras 3: relu6(x + 3) / 6
+        return _Value(graph.add("HardSigmoid", [x.name], name, alpha=1 / 6, beta=0.5), x.rank)
+    if kind == "relu6":
+        low, high = graph.const(f"{name}/min", 0.0), graph.const(f"{name}/max", 6.0)
+        return _Value(graph.add("Clip", [x.name, low, high], name), x.rank)
+    if kind == "softmax":
+        return _Value(graph.add("Softmax", [x.name], name, axis=1 if x.rank == 4 else -1), x.rank)
+    if kind == "swish":
+        gate = graph.add("Sigmoid", [x.name], name)
+        return _Value(graph.add("Mul", [x.name, gate], name), x.rank)
+    raise NotImplementedError(
+        f"export_onnx: activation {kind!r} of layer {name!r} is not supported; supported: "
+        "linear, relu, relu6, hard_swish, hard_sigmoid, sigmoid, swish, tanh, softmax."
+    )
+
+
+# -- convolutions --------------------------------------------------------------
+
+def _conv_pads(layer: Any, in_shape: tuple, kernel: tuple) -> dict:
+    """ONNX `pads`/`auto_pad` reproducing Keras "valid"/"same" (TF SAME)."""
+    if layer.padding == "valid":
+        return {"pads": [0, 0, 0, 0]}
+    if layer.padding != "same":
+        raise NotImplementedError(f"export_onnx: padding {layer.padding!r} of layer {layer.name!r} is not supported.")
+    before, after = [], []
+    for size, k, s, d in zip(in_shape[1:3], kernel, layer.strides, layer.dilation_rate, strict=False):
+        effective = d * (k - 1) + 1
+        if s > 1 and size is None:
+            return {"auto_pad": "SAME_UPPER"}
+        total = effective - 1 if s == 1 else max((-(-size // s) - 1) * s + effective - size, 0)
+        before.append(total // 2)
+        after.append(total - total // 2)
+    return {"pads": before + after}
+
+
+def _emit_conv(graph: _Graph, layer: Any, x: _Value, in_shape: tuple, weight: np.ndarray, group: int) -> _Value:
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise NotImplementedError(f"export_onnx: layer {layer.name!r} must use data_format='channels_last'.")
+    inputs = [x.name, graph.const(f"{layer.name}/kernel", weight)]
+    if getattr(layer, "use_bias", False):
+        inputs.append(graph.const(f"{layer.name}/bias", keras.ops.convert_to_numpy(layer.bias)))
+    kernel = tuple(weight.shape[2:])
+    out = graph.add(
+        "Conv",
+        inputs,
+        layer.name,
+        kernel_shape=list(kernel),
+        strides=list(layer.strides),
+        dilations=list(layer.dilation_rate),
+        group=group,
+        **_conv_pads(layer, in_shape, kernel),
+    )
+    return _apply_activation(graph, layer.activation, _Value(out, 4), f"{layer.name}/activation")
+
+
+def _conv2d(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    kernel = keras.ops.convert_to_numpy(layer.kernel)  # (kh, kw, cin/groups, cout)
+    weight = kernel.transpose(3, 2, 0, 1)
+    return [_emit_conv(graph, layer, xs[0], node.input_tensors[0].shape, weight, getattr(layer, "groups", 1))]
+
+
+def _depthwise_conv2d(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    kernel = keras.ops.convert_to_numpy(layer.kernel)  # (kh, kw, c, multiplier)
+    kh, kw, channels, multiplier = kernel.shape
+    weight = kernel.reshape(kh, kw, channels * multiplier).transpose(2, 0, 1)[:, None]
+    return [_emit_conv(graph, layer, xs[0], node.input_tensors[0].shape, weight, channels)]
+
+
+def _dense(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    kernel = keras.ops.convert_to_numpy(layer.kernel)  # (in, out)
+    x = xs[0]
+    if x.rank == 4:  # applied to channels: a 1x1 convolution
+        out = _Value(graph.add("Conv", [x.name, graph.const(f"{layer.name}/kernel", kernel.T[:, :, None, None])]
+                               + ([graph.const(f"{layer.name}/bias", keras.ops.convert_to_numpy(layer.bias))]
+                                  if layer.use_bias else []), layer.name, kernel_shape=[1, 1]), 4)
+    elif x.rank == 2:
+        bias = keras.ops.convert_to_numpy(layer.bias) if layer.use_bias else np.zeros(kernel.shape[1])
+        inputs = [x.name, graph.const(f"{layer.name}/kernel", kernel), graph.const(f"{layer.name}/bias", bias)]
+        out = _Value(graph.add("Gemm", inputs, layer.name), 2)
+    else:
+        raise NotImplementedError(f"export_onnx: Dense layer {layer.name!r} on a rank-{x.rank} input.")
+    return [_apply_activation(graph, layer.activation, out, f"{layer.name}/activation")]
+
+
+# -- normalization, scaling, padding ---------------------------------------------
+
+def _batch_norm(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    x = xs[0]
+    if layer.axis not in (-1, x.rank - 1):
+        raise NotImplementedError(f"export_onnx: BatchNormalization {layer.name!r} must normalize the last axis.")
+    mean = keras.ops.convert_to_numpy(layer.moving_mean)
+    ones, zeros = np.ones_like(mean), np.zeros_like(mean)
+    gamma = keras.ops.convert_to_numpy(layer.gamma) if layer.scale else ones
+    beta = keras.ops.convert_to_numpy(layer.beta) if layer.center else zeros
+    params = [gamma, beta, mean, keras.ops.convert_to_numpy(layer.moving_variance)]
+    names = [graph.const(f"{layer.name}/{p}", v) for p, v in zip(("gamma", "beta", "mean", "var"), params, strict=False)]
+    out = graph.add("BatchNormalization", [x.name, *names], layer.name, epsilon=float(layer.epsilon))
+    graph.batch_norm_ranks[out] = x.rank
+    return [_Value(out, x.rank)]
+
+
+def _channel_constant(value: Any, rank: int) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim == 0 or rank != 4:
+        return array
+    return array.reshape(-1, 1, 1)
+
+
+def _rescaling(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    x = xs[0]
+    scaled = graph.add("Mul", [x.name, graph.const(f"{layer.name}/scale", _channel_constant(layer.scale, x.rank))],
+                       layer.name)
+    if np.all(np.asarray(layer.offset) == 0):
+        return [_Value(scaled, x.rank)]
+    offset = graph.const(f"{layer.name}/offset", _channel_constant(layer.offset, x.rank))
+    return [_Value(graph.add("Add", [scaled, offset], layer.name), x.rank)]
+
+
+def _zero_padding(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise NotImplementedError(f"export_onnx: layer {layer.name!r} must use data_format='channels_last'.")
+    (top, bottom), (left, right) = layer.padding
+    pads = graph.const(f"{layer.name}/pads", [0, 0, top, left, 0, 0, bottom, right], np.int64)
+    return [_Value(graph.add("Pad", [xs[0].name, pads], layer.name), 4)]
+
+
+# -- everything else ---------------------------------------------------------------
+
+def _activation_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    return [_apply_activation(graph, layer.activation, xs[0], layer.name)]
+
+
+def _relu_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    if layer.negative_slope or layer.threshold:
+        raise NotImplementedError(f"export_onnx: ReLU {layer.name!r} with negative_slope/threshold.")
+    kind = "relu" if layer.max_value is None else "relu6" if float(layer.max_value) == 6 else None
+    if kind is None:
+        raise NotImplementedError(f"export_onnx: ReLU {layer.name!r} with max_value={layer.max_value}.")
+    return [_apply_activation(graph, kind, xs[0], layer.name)]
+
+
+def _softmax_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    x = xs[0]
+    axis = _AXIS_4D[layer.axis] if x.rank == 4 else layer.axis
+    return [_Value(graph.add("Softmax", [x.name], layer.name, axis=axis), x.rank)]
+
+
+def _elementwise(op_type: str) -> Callable:
+    def convert(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+        out = xs[0].name
+        for other in xs[1:]:
+            out = graph.add(op_type, [out, other.name], layer.name)
+        return [_Value(out, xs[0].rank)]
+
+    return convert
+
+
+def _concatenate(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    rank = xs[0].rank
+    axis = _AXIS_4D[layer.axis] if rank == 4 else layer.axis
+    return [_Value(graph.add("Concat", [x.name for x in xs], layer.name, axis=axis), rank)]
+
+
+def _global_pool(op_type: str) -> Callable:
+    def convert(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+        if getattr(layer, "data_format", "channels_last") != "channels_last":
+            raise NotImplementedError(f"export_onnx: layer {layer.name!r} must use data_format='channels_last'.")
+        pooled = graph.add(op_type, [xs[0].name], layer.name)
+        if layer.keepdims:
+            return [_Value(pooled, 4)]
+        return [_Value(graph.add("Flatten", [pooled], layer.name, axis=1), 2)]
+
+    return convert
+
+
+def _flatten(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    x = xs[0]
+    if x.rank == 4 and tuple(node.input_tensors[0].shape[1:3]) != (1, 1):
+        x = _Value(graph.add("Transpose", [x.name], layer.name, perm=list(_TO_NHWC)), 4)
+    return [_Value(graph.add("Flatten", [x.name], layer.name, axis=1), 2)]
+
+
+def _squeeze_excite(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    x = xs[0]
+    gate = _Value(graph.add("GlobalAveragePool", [x.name], layer.name), 4)
+    pooled_shape = (None, 1, 1, None)
+    for conv in (layer.squeeze_conv, layer.excite_conv):
+        weight = keras.ops.convert_to_numpy(conv.kernel).transpose(3, 2, 0, 1)
+        gate = _emit_conv(graph, conv, gate, pooled_shape, weight, 1)
+    return [_Value(graph.add("Mul", [x.name, gate.name], layer.name), 4)]
+
+
+def _identity(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    return xs
+
+
+CONVERTERS: dict[type, Callable] = {
+    keras.layers.Conv2D: _conv2d,
+    keras.layers.DepthwiseConv2D: _depthwise_conv2d,
+    keras.layers.Dense: _dense,
+    keras.layers.BatchNormalization: _batch_norm,
+    keras.layers.Rescaling: _rescaling,
+    keras.layers.ZeroPadding2D: _zero_padding,
+    keras.layers.Activation: _activation_layer,
+    keras.layers.ReLU: _relu_layer,
+    keras.layers.Softmax: _softmax_layer,
+    keras.layers.Add: _elementwise("Add"),
+    keras.layers.Multiply: _elementwise("Mul"),
+    keras.layers.Subtract: _elementwise("Sub"),
+    keras.layers.Concatenate: _concatenate,
+    keras.layers.GlobalAveragePooling2D: _global_pool("GlobalAveragePool"),
+    keras.layers.GlobalMaxPooling2D: _global_pool("GlobalMaxPool"),
+    keras.layers.Flatten: _flatten,
+    keras.layers.Dropout: _identity,
+    keras.layers.SpatialDropout2D: _identity,
+    keras.layers.Identity: _identity,
+    SqueezeAndExcite2D: _squeeze_excite,
+}
+"""Layer type -> converter `(graph, layer, node, inputs) -> outputs`.
+
+Exact types only: a subclass may change `call`, so it must be registered
+itself (add an entry here to support a new layer)."""
+
+
+# -- graph walking -------------------------------------------------------------------
+
+def _is_functional(operation: Any) -> bool:
+    return isinstance(operation, keras.Model) and hasattr(operation, "_nodes_by_depth")
+
+
+def _convert_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    if _is_functional(layer):
+        return _convert_functional(graph, layer, xs)
+    converter = CONVERTERS.get(type(layer))
+    if converter is None:
+        supported = sorted(t.__name__ for t in CONVERTERS)
+        raise NotImplementedError(
+            f"export_onnx: layer {layer.name!r} of type {type(layer).__name__} is not supported. "
+            f"Supported layer types: {', '.join(supported)} and nested functional models; "
+            "register a converter in `mobilenetv3.export.onnx_export.CONVERTERS` to add one."
+        )
+    return converter(graph, layer, node, xs)
+
+
+def _convert_functional(graph: _Graph, model: Any, inputs: list[_Value]) -> list[_Value]:
+    values = {id(t): v for t, v in zip(model.inputs, inputs, strict=False)}
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.is_input or not node.operation:
+                continue
+            if any(id(t) not in values for t in node.input_tensors):
+                continue
+            outputs = _convert_layer(graph, node.operation, node, [values[id(t)] for t in node.input_tensors])
+            values.update({id(t): v for t, v in zip(node.outputs, outputs, strict=False)})
+    return [values[id(t)] for t in model.outputs]
+
+
+# -- graph optimization passes ---------------------------------------------------------
+
+def _consumers(nodes: list[Any]) -> Counter:
+    return Counter(name for node in nodes for name in node.input)
+
+
+def _producers(nodes: list[Any]) -> dict[str, Any]:
+    return {out: node for node in nodes for out in node.output}
+
+
+def _attr(node: Any, name: str) -> Any:
+    from onnx import helper
+
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return None
+
+
+def _set_attr(node: Any, name: str, value: Any) -> None:
+    from onnx import helper
+
+    kept = [a for a in node.attribute if a.name != name]
+    del node.attribute[:]
+    node.attribute.extend(kept + [helper.make_attribute(name, value)])
+
+
+def _fold_pads(graph: _Graph, protected: set[str]) -> None:
+    """Pad -> Conv with explicit pads: add the padding to the conv's pads."""
+    consumers, removed = _consumers(graph.nodes), set()
+    for pad in [n for n in graph.nodes if n.op_type == "Pad"]:
+        users = [n for n in graph.nodes if pad.output[0] in n.input]
+        if consumers[pad.output[0]] != 1 or pad.output[0] in protected or users[0].op_type != "Conv":
+            continue
+        conv = users[0]
+        if _attr(conv, "auto_pad") not in (None, b"NOTSET", "NOTSET"):
+            continue
+        extra = graph.initializers[pad.input[1]]
+        pads = list(_attr(conv, "pads") or [0, 0, 0, 0])
+        _set_attr(conv, "pads", [pads[0] + int(extra[2]), pads[1] + int(extra[3]),
+                                 pads[2] + int(extra[6]), pads[3] + int(extra[7])])
+        conv.input[0] = pad.input[0]
+        removed.add(id(pad))
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+
+
+def _fold_batch_norms(graph: _Graph, protected: set[str]) -> None:
+    """BatchNormalization after a Conv (sole consumer) -> new conv weights;
+    any other BatchNormalization -> Mul + Add."""
+    consumers, producers = _consumers(graph.nodes), _producers(graph.nodes)
+    result = []
+    for node in graph.nodes:
+        if node.op_type != "BatchNormalization":
+            result.append(node)
+            continue
+        gamma, beta, mean, var = (graph.initializers[n].astype(np.float64) for n in node.input[1:])
+        scale = gamma / np.sqrt(var + _attr(node, "epsilon"))
+        shift = beta - mean * scale
+        conv = producers.get(node.input[0])
+        foldable = conv is not None and conv.op_type == "Conv" and consumers[node.input[0]] == 1
+        if foldable and node.input[0] not in protected:
+            _fold_into_conv(graph, conv, scale, shift)
+            conv.output[0] = node.output[0]
+        else:
+            shape = (-1, 1, 1) if graph.batch_norm_ranks[node.output[0]] == 4 else (-1,)
+            mul = graph.helper.make_node("Mul", [node.input[0], graph.const(f"{node.name}/scale", scale.reshape(shape))],
+                                         [graph.unique(f"{node.name}/scaled")], name=graph.unique(f"{node.name}/Mul"))
+            add = graph.helper.make_node("Add", [mul.output[0], graph.const(f"{node.name}/shift", shift.reshape(shape))],
+                                         [node.output[0]], name=graph.unique(f"{node.name}/Add"))
+            result += [mul, add]
+    graph.nodes = result
+    used = {name for n in graph.nodes for name in n.input}
+    graph.initializers = {k: v for k, v in graph.initializers.items() if k in used}
+
+
+def _fold_into_conv(graph: _Graph, conv: Any, scale: np.ndarray, shift: np.ndarray) -> None:
+    weight = graph.initializers[conv.input[1]].astype(np.float64)
+    bias = graph.initializers[conv.input[2]].astype(np.float64) if len(conv.input) > 2 else 0.0
+    graph.initializers[conv.input[1]] = (weight * scale[:, None, None, None]).astype(np.float32)
+    new_bias = graph.const(f"{conv.name}/folded_bias", bias * scale + shift)
+    if len(conv.input) > 2:
+        conv.input[2] = new_bias
+    else:
+        conv.input.append(new_bias)
+
+
+# -- public API ------------------------------------------------------------------------
+
+def _dim(size: Any, symbol: str) -> Any:
+    return symbol if size is None else int(size)
+
+
+def build_onnx_model(model: keras.Model, channels_first: bool = False, input_size: tuple | None = None) -> Any:
+    """The `onnx.ModelProto` of a functional Keras model (see `export_onnx`)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if not _is_functional(model) or len(model.inputs) != 1:
+        raise ValueError("`model` must be a functional Keras model with one image input, "
+                         f"such as a MobileNetV3 backbone or classifier; got {type(model).__name__}.")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4:
+        raise ValueError(f"`model` must take rank-4 images (batch, height, width, channels); got shape {shape}.")
+    height, width = _check_input_size(input_size, shape)
+    graph = _Graph()
+    dims = ["batch", _dim(height, "height"), _dim(width, "width"), int(shape[3])]
+    if channels_first:
+        dims = [dims[0], dims[3], dims[1], dims[2]]
+        entry = INPUT_NAME
+    else:
+        entry = graph.add("Transpose", [INPUT_NAME], "input", perm=list(_TO_NCHW))
+    if height is not None:  # trace with the fixed size so strided "same" convs get explicit pads
+        model = _with_input_size(model, height, width)
+    names = _output_names(model)
+    for name in names:  # reserve the output names
+        graph.unique(name)
+    outputs = _convert_functional(graph, model, [_Value(entry, 4)])
+    graph_outputs = []
+    for value, name in zip(outputs, names, strict=False):
+        if value.rank == 4 and not channels_first:
+            graph.add("Transpose", [value.name], name, output=name, perm=list(_TO_NHWC))
+        else:
+            graph.add("Identity", [value.name], name, output=name)
+        graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [None] * value.rank))
+    protected = set(names)
+    _fold_pads(graph, protected)
+    _fold_batch_norms(graph, protected)
+    proto_graph = helper.make_graph(
+        graph.nodes,
+        model.name,
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, dims)],
+        graph_outputs,
+        initializer=[numpy_helper.from_array(v, k) for k, v in graph.initializers.items()],
+    )
+    proto = helper.make_model(proto_graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="mobilenetv3")
+    proto.ir_version = IR_VERSION
+    return proto
+
+
+def _check_input_size(input_size: Any, shape: tuple) -> tuple:
+    if input_size is None:
+        return shape[1], shape[2]
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    if (not isinstance(input_size, (tuple, list)) or len(input_size) != 2
+            or not all(isinstance(s, int) and s >= 32 for s in input_size)):
+        raise ValueError(f"`input_size` must be None, an int or (height, width), each >= 32; got {input_size!r}.")
+    for axis, fixed, wanted in zip(("height", "width"), shape[1:3], input_size, strict=False):
+        if fixed is not None and fixed != wanted:
+            raise ValueError(f"`input_size` {axis} {wanted} differs from the model's fixed {axis} {fixed}.")
+    return tuple(input_size)
+
+
+def _with_input_size(model: keras.Model, height: int, width: int) -> keras.Model:
+    """The same layers called on a fixed-size input, so shapes are known."""
+    if tuple(model.inputs[0].shape[1:3]) == (height, width):
+        return model
+    inputs = keras.Input((height, width, model.inputs[0].shape[-1]), name=INPUT_NAME)
+    return keras.Model(inputs, model(inputs), name=model.name)
+
+
+def _output_names(model: keras.Model) -> list[str]:
+    struct = model._outputs_struct
+    if isinstance(struct, dict):
+        return [str(key) for key in struct]
+    names = []
+    for tensor in model.outputs:
+        base = tensor._keras_history.operation.name
+        names.append(base if base not in names else f"{base}_{len(names)}")
+    return names
+
+
+def export_onnx(
+    model: keras.Model,
+    path: str | os.PathLike,
+    *,
+    channels_first: bool = False,
+    input_size: int | tuple[int, int] | None = None,
+) -> Path:
+    """Write a functional Keras model (backbone, classifier, ...) as ONNX.
+
+    The file uses opset 17 with native `HardSwish`/`HardSigmoid`, BatchNorm
+    and explicit padding folded into the convolutions, and a dynamic batch
+    size. Height and width stay dynamic where the model's input allows it,
+    unless `input_size` fixes them (a fixed size lets every convolution use
+    explicit pads, which runtimes optimize best). The input is named
+    `"images"`; outputs are named after the Keras output layers (or the
+    output dict's keys). The file is written atomically.
+
+    Args:
+        model: a functional Keras model with one image input.
+        path: the `.onnx` file to write.
+        channels_first: take `(batch, 3, height, width)` input and give
+            rank-4 outputs as NCHW, removing the two layout transposes.
+            Default: channels-last, like the Keras model.
+        input_size: None, or an int / `(height, width)` to fix the spatial
+            size in the graph.
+
+    Returns:
+        The path written.
+
+    Example:
+
+    ```python
+    import numpy as np, onnxruntime
+    model = mobilenetv3.MobileNetV3SmallBackbone()
+    export_onnx(model, "small.onnx")
+    session = onnxruntime.InferenceSession("small.onnx")
+    images = np.random.uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    features = session.run(None, {"images": images})[0]  # (2, 7, 7, 576)
+    ```
+    """
+    import onnx
+
+    proto = build_onnx_model(model, channels_first=channels_first, input_size=input_size)
+    onnx.checker.check_model(proto)
+    with atomic_path(path) as staging:
+        onnx.save(proto, str(staging))
+    return Path(path)

@@ -1,0 +1,59 @@
+"""`mobilenetv3 info [PRESET]`: a table of presets."""
+
+from __future__ import annotations
+
+import argparse
+
+from mobilenetv3 import presets as registry
+
+
+def preset_rows(names: list[str]) -> list[dict[str, str]]:
+    """One row per preset: parameters, MACs at 224, shapes, weights source."""
+    from mobilenetv3.analysis import count_macs
+    from mobilenetv3.backbone import MobileNetV3Backbone
+
+    rows = []
+    for name in names:
+        preset = registry.get(name)
+        model = MobileNetV3Backbone(**{**preset.config, "input_shape": (224, 224, 3)})
+        levels = model.feature_extractor().output
+        rows.append(
+            {
+                "preset": name,
+                "params": f"{model.count_params():,}",
+                "MACs@224": f"{count_macs(model) / 1e6:.1f}M",
+                "output@224": "x".join(str(d) for d in model.output_shape[1:]),
+                "pyramid (stride/channels)": " ".join(
+                    f"{lvl}:/{224 // t.shape[1]}x{t.shape[3]}" for lvl, t in levels.items()
+                ),
+                "weights": preset.weights.description if preset.weights else "none (random init)",
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict[str, str]]) -> str:
+    """A Markdown table of `rows` (all rows share keys)."""
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in keys}
+    line = lambda cells: "| " + " | ".join(c.ljust(widths[k]) for k, c in zip(keys, cells)) + " |"  # noqa: E731
+    out = [line(keys), "|" + "|".join("-" * (widths[k] + 2) for k in keys) + "|"]
+    out += [line([r[k] for k in keys]) for r in rows]
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    names = [args.preset] if args.preset else list(registry.PRESETS)
+    print(format_table(preset_rows(names)))
+    if args.preset:
+        preset = registry.get(args.preset)
+        print(f"\n{preset.description}\nPreprocessing: {preset.preprocessing_notes}")
+        if preset.weights:
+            print(f"Weights: {preset.weights.url} (md5 {preset.weights.md5})")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("info", help="table of presets (parameters, MACs, shapes, weights)")
+    parser.add_argument("preset", nargs="?", help="one preset to describe (default: all)")
+    parser.set_defaults(func=run)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
+from collections.abc import Sequence
+from typing import Any
 
 from mobilenetv3 import presets
 from mobilenetv3.backbone import MobileNetV3Backbone

@@ -8,7 +8,8 @@ Everything else (the builder, presets, feature taps) is derived from it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 RE, HS = "relu", "hard_swish"
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import keras
 
@@ -412,7 +413,7 @@ class MobileNetV3Backbone(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> "MobileNetV3Backbone":
+    def from_config(cls, config: dict) -> MobileNetV3Backbone:
         config = dict(config)
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
@@ -433,7 +434,7 @@ class MobileNetV3Backbone(keras.Model):
     @classmethod
     def from_preset(
         cls, preset: str, load_weights: bool | None = None, **kwargs: Any
-    ) -> "MobileNetV3Backbone":
+    ) -> MobileNetV3Backbone:
         """Build a backbone from a preset.
 
         Args:

@@ -5,6 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# torchvision must be imported before TensorFlow: importing it afterwards
+# segfaults here (torch 2.14, TF 2.21). Tests using torch oracles need this.
+try:
+    import torchvision  # noqa: F401, I001
+except ImportError:
+    pass
+
 import keras
 import numpy as np
 import pytest

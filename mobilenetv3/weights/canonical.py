@@ -9,7 +9,7 @@ so a wrong file fails loudly and leaves the model untouched.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import keras
 import numpy as np

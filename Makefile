@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP) lint test-tf test-backends
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check mobilenetv3 tests benchmarks examples
+	$(VENV)/bin/ruff check .
 
 test-tf: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider

@@ -4,7 +4,7 @@ Example:
 
 ```python
 import mobilenetv3
-from mobilenetv3.export import export_onnx, export_tflite, export_saved_model
+from mobilenetv3.export import export_onnx, export_saved_model, export_tflite
 
 model = mobilenetv3.MobileNetV3ImageClassifier.from_preset("mobilenet_v3_small_imagenet")
 export_onnx(model, "small.onnx")
@@ -13,6 +13,10 @@ export_saved_model(model, "small_saved_model")
 ```
 """
 
+from mobilenetv3.export.calibration import load_images
 from mobilenetv3.export.onnx_export import export_onnx
+from mobilenetv3.export.onnx_int8 import quantize_onnx
+from mobilenetv3.export.saved_model import export_saved_model
+from mobilenetv3.export.tflite_export import export_tflite
 
-__all__ = ["export_onnx"]
+__all__ = ["export_onnx", "export_saved_model", "export_tflite", "load_images", "quantize_onnx"]

@@ -23,6 +23,7 @@ import numpy as np
 
 from mobilenetv3.export._files import atomic_path
 from mobilenetv3.layers import SqueezeAndExcite2D
+from mobilenetv3.tasks.segmenter import ResizeLike
 
 OPSET = 17
 IR_VERSION = 9
@@ -276,6 +277,22 @@ def _squeeze_excite(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> l
     return [_Value(graph.add("Mul", [x.name, gate.name], layer.name), 4)]
 
 
+def _resize_like(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    """Bilinear, half-pixel centres, no antialias: ONNX `Resize` "linear"."""
+    images, reference = xs
+    int64 = np.int64
+    batch_channels = graph.add("Slice", [graph.add("Shape", [images.name], layer.name),
+                                         graph.const(f"{layer.name}/zero", [0], int64),
+                                         graph.const(f"{layer.name}/two", [2], int64)], layer.name)
+    spatial = graph.add("Slice", [graph.add("Shape", [reference.name], layer.name),
+                                  graph.const(f"{layer.name}/two", [2], int64),
+                                  graph.const(f"{layer.name}/four", [4], int64)], layer.name)
+    sizes = graph.add("Concat", [batch_channels, spatial], layer.name, axis=0)
+    out = graph.add("Resize", [images.name, "", "", sizes], layer.name, mode="linear",
+                    coordinate_transformation_mode="half_pixel")
+    return [_Value(out, 4)]
+
+
 def _identity(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
     return xs
 
@@ -301,6 +318,7 @@ CONVERTERS: dict[type, Callable] = {
     keras.layers.SpatialDropout2D: _identity,
     keras.layers.Identity: _identity,
     SqueezeAndExcite2D: _squeeze_excite,
+    ResizeLike: _resize_like,
 }
 """Layer type -> converter `(graph, layer, node, inputs) -> outputs`.
 

@@ -1,0 +1,53 @@
+"""Calibration images for int8 post-training quantization."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def load_images(
+    directory: str | os.PathLike, size: tuple[int, int] = (224, 224), limit: int | None = 200
+) -> np.ndarray:
+    """Read a folder of images as raw RGB pixels, float32 in 0..255.
+
+    Every image is converted to RGB and bilinearly resized to `size` (no
+    crop), in file-name order. The pixels are what a MobileNetV3 model with
+    `include_rescaling=True` (every preset) takes.
+
+    Args:
+        directory: a folder with .jpg/.png/.bmp/... files (not searched
+            recursively).
+        size: `(height, width)` to resize to.
+        limit: read at most this many images (None: all).
+
+    Returns:
+        An array `(count, height, width, 3)`.
+
+    Example:
+
+    ```python
+    images = load_images("calibration/", size=(224, 224), limit=100)
+    ```
+    """
+    from PIL import Image
+
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise ValueError(f"`calibration` must be a folder of images; {str(folder)!r} is not a folder.")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not files:
+        raise ValueError(
+            f"`calibration` folder {str(folder)!r} has no images (looked for {', '.join(IMAGE_SUFFIXES)})."
+        )
+    height, width = size
+    arrays = []
+    for file in files:
+        with Image.open(file) as image:
+            resized = image.convert("RGB").resize((width, height), Image.BILINEAR)
+            arrays.append(np.asarray(resized, dtype=np.float32))
+    return np.stack(arrays)

@@ -1,0 +1,112 @@
+"""TensorFlow Lite export (float32 or full-integer int8) via a SavedModel."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mobilenetv3.export._files import atomic_path
+from mobilenetv3.export.saved_model import require_tensorflow_backend, write_saved_model
+
+DEFAULT_INT8_SIZE = (224, 224)
+
+
+def _input_size(model: keras.Model, input_size: Any, int8: bool) -> tuple | None:
+    if input_size is None:
+        fixed = tuple(model.inputs[0].shape[1:3])
+        return DEFAULT_INT8_SIZE if int8 and None in fixed else None
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    if not (isinstance(input_size, (tuple, list)) and len(input_size) == 2
+            and all(isinstance(s, int) and s >= 32 for s in input_size)):
+        raise ValueError(f"`input_size` must be None, an int or (height, width), each >= 32; got {input_size!r}.")
+    return tuple(input_size)
+
+
+def _representative(calibration: np.ndarray):
+    def samples():
+        for image in calibration:
+            yield [image[None].astype(np.float32)]
+
+    return samples
+
+
+def _check_calibration(calibration: Any, size: tuple) -> np.ndarray:
+    if calibration is None:
+        raise ValueError("`calibration` is required for int8: pass images (N, height, width, 3), "
+                         "e.g. `mobilenetv3.export.load_images(folder)`.")
+    images = np.asarray(calibration, dtype=np.float32)
+    if images.ndim != 4 or images.shape[0] < 1 or tuple(images.shape[1:3]) != tuple(size):
+        raise ValueError(f"`calibration` must be images of shape (N, {size[0]}, {size[1]}, 3); "
+                         f"got {images.shape}.")
+    return images
+
+
+def convert_tflite(model: keras.Model, input_size: Any = None, int8: bool = False, calibration: Any = None) -> bytes:
+    """The TFLite flatbuffer of `model` (see `export_tflite`)."""
+    import tensorflow as tf
+
+    require_tensorflow_backend("export_tflite")
+    size = _input_size(model, input_size, int8)
+    images = _check_calibration(calibration, size) if int8 else None
+    with tempfile.TemporaryDirectory(prefix="mobilenetv3_tflite_") as folder:
+        saved = os.path.join(folder, "saved_model")
+        write_saved_model(model, saved, size)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serving_default"])
+        if int8:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = _representative(images)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        return converter.convert()
+
+
+def export_tflite(
+    model: keras.Model,
+    path: str | os.PathLike,
+    *,
+    input_size: int | tuple[int, int] | None = None,
+    int8: bool = False,
+    calibration: Any = None,
+) -> Path:
+    """Write a Keras model as a TensorFlow Lite file, atomically.
+
+    The converter folds BatchNorm into the convolutions and fuses every
+    hard-swish into the builtin `HARD_SWISH` op. The input is float32
+    `(batch, height, width, 3)` (batch dynamic; resize it with
+    `interpreter.resize_tensor_input`). With `int8=True` every op runs in
+    int8 (full-integer post-training quantization, calibrated on
+    `calibration`); input and output stay float32 and are quantized at the
+    edges. Needs the TensorFlow backend.
+
+    Args:
+        model: the Keras model.
+        path: the `.tflite` file to write.
+        input_size: None (keep the model's input size; 224x224 for int8
+            when it is dynamic), an int or `(height, width)`.
+        int8: full-integer quantization.
+        calibration: float32 images `(N, height, width, 3)` in the model's
+            input range (raw 0..255 for presets), e.g. from
+            `mobilenetv3.export.load_images`; 100-500 typical images.
+
+    Returns:
+        The path written.
+
+    Example:
+
+    ```python
+    from ai_edge_litert.interpreter import Interpreter
+    model = mobilenetv3.MobileNetV3SmallBackbone()
+    export_tflite(model, "small.tflite", input_size=224)
+    interpreter = Interpreter("small.tflite")
+    interpreter.allocate_tensors()
+    ```
+    """
+    flatbuffer = convert_tflite(model, input_size, int8, calibration)
+    with atomic_path(path) as staging:
+        staging.write_bytes(flatbuffer)
+    return Path(path)

@@ -1,0 +1,218 @@
+"""Export parity against the real runtimes: onnxruntime, LiteRT, TF SavedModel."""
+
+from __future__ import annotations
+
+import collections
+
+import keras
+import numpy as np
+import pytest
+
+import mobilenetv3
+from mobilenetv3.export import export_onnx, export_saved_model, export_tflite, quantize_onnx
+from mobilenetv3.tasks.segmenter import MobileNetV3ImageSegmenter
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+TOLERANCE = 1e-4
+TF_ONLY = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel/TFLite need TensorFlow")
+
+
+def _trained_looking(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Give BatchNorm non-trivial statistics so activations are O(1) and the
+    folded weights differ from the raw ones (a fresh model has mean 0, var 1)."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.moving_mean.shape
+            layer.gamma.assign(rng.uniform(0.5, 1.5, shape))
+            layer.beta.assign(rng.normal(0, 0.2, shape))
+            layer.moving_mean.assign(rng.normal(0, 0.2, shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, shape))
+    return model
+
+
+def _images(shape: tuple, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+
+
+def _keras(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model(images, training=False))
+
+
+def _op_counts(path) -> collections.Counter:
+    return collections.Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+def _onnx_run(path, images: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": images})[0]
+
+
+@pytest.fixture(scope="module")
+def small_backbone() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return _trained_looking(mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True))
+
+
+@pytest.fixture(scope="module")
+def small_classifier(small_backbone) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = mobilenetv3.MobileNetV3ImageClassifier(small_backbone, num_classes=10)
+    return model
+
+
+# -- ONNX ---------------------------------------------------------------------
+
+
+@pytest.mark.core
+def test_onnx_backbone_matches_keras_at_two_sizes_and_batches(small_backbone, tmp_path):
+    path = export_onnx(small_backbone, tmp_path / "backbone.onnx")
+    for shape in [(1, 224, 224, 3), (3, 193, 257, 3)]:  # dynamic batch and spatial size
+        images = _images(shape)
+        expected = _keras(small_backbone, images)
+        assert np.abs(expected).max() > 0.5  # the comparison is not vacuous
+        np.testing.assert_allclose(_onnx_run(path, images), expected, atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.core
+def test_onnx_graph_is_native_hard_swish_with_bn_and_pads_folded(small_classifier, tmp_path):
+    path = export_onnx(small_classifier, tmp_path / "classifier.onnx")
+    ops = _op_counts(path)
+    assert onnx.load(str(path)).opset_import[0].version >= 14
+    # Small: stem + 8 hard-swish blocks (expand and depthwise) + Conv_1 + Conv_2 = 19
+    assert ops["HardSwish"] == 19
+    assert ops["HardSigmoid"] == 9  # one per squeeze-and-excite
+    for banned in ("BatchNormalization", "Clip", "Min", "Max", "Div", "Pad", "Sub"):
+        assert banned not in ops, ops
+    assert ops["Transpose"] == 1  # only at the NHWC input
+
+
+@pytest.mark.core
+def test_onnx_classifier_and_large_symmetric_padding_match(tmp_path):
+    keras.utils.set_random_seed(0)
+    backbone = _trained_looking(
+        mobilenetv3.MobileNetV3LargeBackbone(include_rescaling=True, padding="symmetric", preprocessing="imagenet")
+    )
+    model = mobilenetv3.MobileNetV3ImageClassifier(backbone, num_classes=7, activation="softmax")
+    path = export_onnx(model, tmp_path / "large.onnx")
+    assert "Pad" not in _op_counts(path)  # ZeroPadding2D folded into the convs' pads
+    images = _images((2, 224, 224, 3))
+    np.testing.assert_allclose(_onnx_run(path, images), _keras(model, images), atol=TOLERANCE, rtol=0)
+    logits_model = mobilenetv3.MobileNetV3ImageClassifier(backbone, num_classes=7)
+    path = export_onnx(logits_model, tmp_path / "logits.onnx")
+    expected = _keras(logits_model, images)
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(_onnx_run(path, images), expected, atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.core
+def test_onnx_channels_first_fixed_size_has_no_transpose(small_classifier, tmp_path):
+    path = export_onnx(small_classifier, tmp_path / "nchw.onnx", channels_first=True, input_size=224)
+    assert "Transpose" not in _op_counts(path)
+    images = _images((2, 224, 224, 3))
+    result = _onnx_run(path, images.transpose(0, 3, 1, 2))
+    np.testing.assert_allclose(result, _keras(small_classifier, images), atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.core
+def test_onnx_segmenter_matches_keras(small_backbone, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = _trained_looking(MobileNetV3ImageSegmenter(small_backbone, num_classes=4), seed=3)
+    path = export_onnx(model, tmp_path / "segmenter.onnx")
+    assert "Resize" in _op_counts(path)
+    images = _images((1, 200, 232, 3))
+    expected = _keras(model, images)
+    assert expected.shape == (1, 200, 232, 4)
+    np.testing.assert_allclose(_onnx_run(path, images), expected, atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.core
+def test_onnx_unsupported_layer_fails_loudly_and_writes_nothing(tmp_path):
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.MaxPooling2D(name="my_pool")(inputs)
+    with pytest.raises(NotImplementedError, match="'my_pool' of type MaxPooling2D"):
+        export_onnx(keras.Model(inputs, outputs), tmp_path / "bad.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.core
+def test_onnx_bad_arguments(small_backbone, tmp_path):
+    with pytest.raises(ValueError, match="input_size"):
+        export_onnx(small_backbone, tmp_path / "a.onnx", input_size=(16, 16))
+    with pytest.raises(ValueError, match="functional"):
+        export_onnx(keras.Sequential([keras.layers.Dense(2)]), tmp_path / "b.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_onnx_int8_runs_and_tracks_float(small_classifier, tmp_path):
+    float_path = export_onnx(small_classifier, tmp_path / "f.onnx", input_size=224)
+    calibration = _images((8, 224, 224, 3), seed=5)
+    int8_path = quantize_onnx(float_path, tmp_path / "q.onnx", calibration)
+    ops = _op_counts(int8_path)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
+    images = _images((4, 224, 224, 3), seed=6)
+    reference, quantized = _onnx_run(float_path, images), _onnx_run(int8_path, images)
+    correlation = np.corrcoef(reference.ravel(), quantized.ravel())[0, 1]
+    assert correlation > 0.9, correlation
+
+
+# -- SavedModel and TFLite ----------------------------------------------------------
+
+
+@TF_ONLY
+def test_saved_model_float_and_uint8_signatures(small_classifier, tmp_path):
+    import tensorflow as tf
+
+    path = export_saved_model(small_classifier, tmp_path / "saved")
+    signatures = tf.saved_model.load(str(path)).signatures
+    assert set(signatures) == {"serving_default", "serving_uint8"}
+    pixels = _images((2, 224, 224, 3)).round()
+    expected = _keras(small_classifier, pixels)
+    assert np.abs(expected).max() > 0.1
+    for name, dtype in (("serving_default", tf.float32), ("serving_uint8", tf.uint8)):
+        (result,) = signatures[name](images=tf.cast(pixels, dtype)).values()
+        np.testing.assert_allclose(result.numpy(), expected, atol=TOLERANCE, rtol=0)
+
+
+@TF_ONLY
+def test_tflite_float_matches_keras_and_uses_fused_hard_swish(small_classifier, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = export_tflite(small_classifier, tmp_path / "m.tflite")
+    interpreter = Interpreter(str(path))
+    ops = collections.Counter(op["op_name"] for op in interpreter._get_ops_details())
+    assert ops["HARD_SWISH"] == 19, ops
+    assert "RSQRT" not in ops and "RELU6" not in ops  # BN folded, hard-swish not a relu6 chain
+    images = _images((2, 224, 224, 3))
+    entry = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(entry, images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(entry, images)
+    interpreter.invoke()
+    result = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(result, _keras(small_classifier, images), atol=TOLERANCE, rtol=0)
+
+
+@TF_ONLY
+def test_tflite_int8_is_full_integer(small_backbone, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    with pytest.raises(ValueError, match="calibration"):
+        export_tflite(small_backbone, tmp_path / "q.tflite", int8=True)
+    assert list(tmp_path.iterdir()) == []
+    path = export_tflite(small_backbone, tmp_path / "q.tflite", int8=True, calibration=_images((4, 224, 224, 3)))
+    interpreter = Interpreter(str(path))
+    details = interpreter._get_ops_details()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    for op in details:
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "HARD_SWISH"):
+            assert tensors[op["outputs"][0]]["dtype"] == np.int8, op
+    interpreter.allocate_tensors()
+    images = _images((1, 224, 224, 3), seed=7)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
+    interpreter.invoke()
+    result = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    correlation = np.corrcoef(result.ravel(), _keras(small_backbone, images).ravel())[0, 1]
+    assert correlation > 0.9, correlation

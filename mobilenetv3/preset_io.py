@@ -63,14 +63,53 @@ def _load_registered(
             f"weights: {with_weights}."
         )
     model = _build(cls, {**preset.config, **overrides})
-    if preset.weights is not None and load_weights is not False:
-        source = preset.weights
-        path = weights_file or download.fetch(
-            source.url,
-            md5=source.md5,
-            local_hint=f"pass it as from_preset({preset.name!r}, weights_file='/path/to/{source.filename}')",
-        )
-        weights.load_into(model, weights.read(path, source.format))
+    _load_preset_weights(model, preset, load_weights, weights_file)
+    return model
+
+
+def _load_preset_weights(
+    model: keras.Model, preset: registry.Preset, load_weights: bool | None, weights_file: str | None
+) -> None:
+    """Fetch (or take `weights_file`) and load a registered preset's weights."""
+    if preset.weights is None or load_weights is False:
+        return
+    source = preset.weights
+    path = weights_file or download.fetch(
+        source.url,
+        md5=source.md5,
+        local_hint=f"pass it as from_preset({preset.name!r}, weights_file='/path/to/{source.filename}')",
+    )
+    weights.load_into(model, weights.read(path, source.format))
+
+
+def load_classifier(
+    cls: type, preset: str, load_weights: bool | None, head_args: dict, **kwargs: Any
+) -> keras.Model:
+    """`MobileNetV3ImageClassifier.from_preset`: a classifier preset (name,
+    folder or handle) gives a classifier; a backbone preset gives a backbone
+    for the caller to put a head on."""
+    from mobilenetv3.backbone import MobileNetV3Backbone
+
+    if not isinstance(preset, (str, os.PathLike)):
+        raise TypeError(f"`preset` must be a preset name, folder or handle; got {preset!r}.")
+    preset = str(preset)
+    if preset.startswith(("kaggle://", "hf://")):
+        preset = fetch_handle(preset)
+    if os.path.isdir(preset):
+        if kwargs.get("weights_file") is not None:
+            raise PresetError(
+                f"`weights_file` replaces the download of a registered preset; {preset!r} is a "
+                "folder, which holds its own weights."
+            )
+        kwargs.pop("weights_file", None)
+        return load_folder(preset, load_weights, **kwargs)
+    if preset not in registry.classifier_presets():
+        return load_backbone(MobileNetV3Backbone, preset, load_weights, **kwargs)
+    spec = registry.PRESETS[preset]
+    weights_file = kwargs.pop("weights_file", None)
+    backbone = _build(MobileNetV3Backbone, {**spec.config, **kwargs})
+    model = cls(backbone, **{**spec.head, **head_args})
+    _load_preset_weights(model, spec, load_weights, weights_file)
     return model
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mobilenetv3 import architectures
 
@@ -28,6 +29,72 @@ class classproperty:  # noqa: N801 - mirrors keras-cv's decorator name
         return self.getter(owner)
 
 
+# Per `preprocessing` mode of the backbone: the mean and std, on the [0, 1]
+# pixel scale, that the model subtracts and divides by (x / 255 - mean) / std.
+PREPROCESSING_MEAN = {"unit": (0.0, 0.0, 0.0), "symmetric": (0.5, 0.5, 0.5), "imagenet": (0.485, 0.456, 0.406)}
+PREPROCESSING_STD = {"unit": (1.0, 1.0, 1.0), "symmetric": (0.5, 0.5, 0.5), "imagenet": (0.229, 0.224, 0.225)}
+RESIZE_POLICIES = ("squash", "center_crop")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How images must be prepared for a set of weights.
+
+    The pixel scaling is done by the model itself (the backbone's
+    `include_rescaling` + `preprocessing=mode`) on raw 0..255 RGB input; the
+    resize/crop policy is for whoever loads the images (see
+    `mobilenetv3.preprocessing.load_image`).
+
+    Attributes:
+        mode: the backbone's `preprocessing` ("unit", "symmetric", "imagenet").
+        image_size: the square input size the weights were evaluated at.
+        resize: "squash" (resize to `image_size` x `image_size`, no crop) or
+            "center_crop" (resize the shorter side to `resize_size`, then take
+            the central `image_size` square).
+        resize_size: the shorter side before the crop ("center_crop" only).
+        interpolation: PIL resampling filter name ("bilinear", "bicubic").
+
+    Example:
+
+    ```python
+    policy = Preprocessing("imagenet", 224, "center_crop", resize_size=256)
+    policy.mean  # (0.485, 0.456, 0.406)
+    ```
+    """
+
+    mode: str = "unit"
+    image_size: int = 224
+    resize: str = "squash"
+    resize_size: int | None = None
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.mode not in PREPROCESSING_MEAN:
+            raise ValueError(f"`mode` must be one of {list(PREPROCESSING_MEAN)}; got {self.mode!r}.")
+        if self.resize not in RESIZE_POLICIES:
+            raise ValueError(f"`resize` must be one of {list(RESIZE_POLICIES)}; got {self.resize!r}.")
+        if self.resize == "center_crop" and (self.resize_size or 0) < self.image_size:
+            raise ValueError(
+                f"`resize_size` must be at least `image_size` ({self.image_size}) for "
+                f"resize='center_crop'; got {self.resize_size!r}."
+            )
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return PREPROCESSING_MEAN[self.mode]
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return PREPROCESSING_STD[self.mode]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy as JSON-friendly metadata."""
+        return {**dataclasses.asdict(self), "input": "RGB 0..255", "mean": self.mean, "std": self.std}
+
+
+_SYMMETRIC_224 = Preprocessing("symmetric", 224, "squash")
+
+
 @dataclasses.dataclass(frozen=True)
 class WeightsSource:
     """Where a preset's weights come from and how to read them.
@@ -39,6 +106,8 @@ class WeightsSource:
         md5: the file's md5, as published by its source.
         description: a human-readable name of the source.
         kaggle_handle: the keras-cv Kaggle handle of the same weights, if any.
+        preprocessing: how the weights expect images (None: derived from
+            the preset config's `preprocessing`, squashed to 224x224).
     """
 
     format: str
@@ -46,6 +115,7 @@ class WeightsSource:
     md5: str
     description: str
     kaggle_handle: str | None = None
+    preprocessing: Preprocessing | None = None
 
     @property
     def filename(self) -> str:
@@ -61,18 +131,31 @@ class Preset:
     config: dict
     weights: WeightsSource | None = None
     preprocessing_notes: str = "raw 0..255 RGB; the model rescales by 1/255 (keras-cv)"
+    # "backbone" or "classifier"; a classifier preset's `head` holds the
+    # `MobileNetV3ImageClassifier` arguments (num_classes, head, ...).
+    task: str = "backbone"
+    head: dict | None = None
+
+    @property
+    def image_preprocessing(self) -> Preprocessing:
+        """The recorded image policy, or the one the config implies."""
+        if self.weights is not None and self.weights.preprocessing is not None:
+            return self.weights.preprocessing
+        return Preprocessing(self.config.get("preprocessing", "unit"))
 
 
 def _config(blocks: tuple, **extra: Any) -> dict:
     return {**architectures.to_stackwise(blocks), "include_rescaling": True, **extra}
 
 
-def _keras_applications(stem: str, md5: str) -> WeightsSource:
+def _keras_applications(stem: str, md5: str, top: bool = False) -> WeightsSource:
+    suffix = "" if top else "_no_top_v2"
     return WeightsSource(
         format="keras-applications",
-        url=f"{KERAS_APPLICATIONS_URL}weights_mobilenet_v3_{stem}_float_no_top_v2.h5",
+        url=f"{KERAS_APPLICATIONS_URL}weights_mobilenet_v3_{stem}_float{suffix}.h5",
         md5=md5,
         description=f"keras.applications (TF-slim authors' ImageNet weights, {stem})",
+        preprocessing=_SYMMETRIC_224,
     )
 
 
@@ -134,12 +217,73 @@ _PRESETS = [
     ),
 ]
 
-PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
+
+
+def _imagenet_classifier(
+    name: str, family: str, what: str, params: int, blocks: tuple, stem: str, md5: str, **extra: Any
+) -> Preset:
+    """A 1000-class keras.applications with-top file as a classifier preset."""
+    minimal = extra.get("stem_activation") == "relu"
+    return Preset(
+        name,
+        family,
+        f"{what} ImageNet-1k classifier (paper head, 1000 classes; TF-slim weights via keras.applications).",
+        params,
+        _config(blocks, **_IMAGENET, **extra),
+        _keras_applications(stem, md5, top=True),
+        _IMAGENET_NOTE,
+        task="classifier",
+        head={
+            "num_classes": 1000,
+            "head": "paper",
+            "head_filters": 1024 if family == "small" else 1280,
+            "head_activation": "relu" if minimal else "hard_swish",
+        },
+    )
+
+
+_CLASSIFIER_PRESETS = [
+    _imagenet_classifier(
+        "mobilenet_v3_small_imagenet_classifier", "small", "MobileNetV3-Small 1.0 (68.1% top-1)",
+        2_554_968, _SMALL, "small_224_1.0", "8768d4c2e7dee89b9d02b2d03d65d862",
+    ),
+    _imagenet_classifier(
+        "mobilenet_v3_large_imagenet_classifier", "large", "MobileNetV3-Large 1.0 (75.6% top-1)",
+        5_507_432, _LARGE, "large_224_1.0", "59e551e166be033d707958cf9e29a6a7",
+    ),
+    _imagenet_classifier(
+        "mobilenet_v3_small_075_imagenet_classifier", "small", "MobileNetV3-Small 0.75 (65.4% top-1)",
+        2_051_552, _SMALL, "small_224_0.75", "cb65d4e5be93758266aa0a7f2c6708b7", alpha=0.75,
+    ),
+    _imagenet_classifier(
+        "mobilenet_v3_large_075_imagenet_classifier", "large", "MobileNetV3-Large 0.75 (73.3% top-1)",
+        4_012_616, _LARGE, "large_224_0.75", "765b44a33ad4005b3ac83185abf1d0eb", alpha=0.75,
+    ),
+    _imagenet_classifier(
+        "mobilenet_v3_small_minimalistic_imagenet_classifier", "small",
+        "MobileNetV3-Small minimalistic (61.9% top-1)", 2_056_848,
+        architectures.minimalistic(_SMALL), "small_minimalistic_224_1.0",
+        "99cd97fb2fcdad2bf028eb838de69e37", **_MINIMAL,
+    ),
+    _imagenet_classifier(
+        "mobilenet_v3_large_minimalistic_imagenet_classifier", "large",
+        "MobileNetV3-Large minimalistic (72.3% top-1)", 3_948_688,
+        architectures.minimalistic(_LARGE), "large_minimalistic_224_1.0",
+        "675e7b876c45c57e9e63e6d90a36599c", **_MINIMAL,
+    ),
+]
+
+PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS + _CLASSIFIER_PRESETS}
 
 
 def backbone_presets(family: str | None = None) -> dict[str, Preset]:
-    """Presets of one family ("small", "large"), or all of them."""
-    return {n: p for n, p in PRESETS.items() if family in (None, p.family)}
+    """Backbone presets of one family ("small", "large"), or all of them."""
+    return {n: p for n, p in PRESETS.items() if p.task == "backbone" and family in (None, p.family)}
+
+
+def classifier_presets(family: str | None = None) -> dict[str, Preset]:
+    """Classifier presets (with a head) of one family, or all of them."""
+    return {n: p for n, p in PRESETS.items() if p.task == "classifier" and family in (None, p.family)}
 
 
 def describe(presets: dict[str, Preset]) -> dict[str, dict]:
@@ -154,10 +298,12 @@ def describe(presets: dict[str, Preset]) -> dict[str, dict]:
                 "weights_source": p.weights.description if p.weights else None,
                 "weights_url": p.weights.url if p.weights else None,
                 "preprocessing": p.preprocessing_notes,
+                "preprocessing_policy": p.image_preprocessing.to_dict(),
+                "task": p.task,
                 "official_name": "MobileNetV3",
                 "path": "mobilenetv3",
             },
-            "config": copy.deepcopy(p.config),
+            "config": copy.deepcopy(p.config if p.head is None else {"backbone": p.config, **p.head}),
         }
         for name, p in presets.items()
     }
@@ -166,6 +312,11 @@ def describe(presets: dict[str, Preset]) -> dict[str, dict]:
 def get(name: str, family: str | None = None) -> Preset:
     """The registered preset `name`, or a ValueError listing the valid names."""
     available = backbone_presets(family)
+    if name in classifier_presets():
+        raise ValueError(
+            f"{name!r} is a classifier preset: load it with "
+            f"MobileNetV3ImageClassifier.from_preset({name!r}). Backbone presets: {sorted(available)}."
+        )
     if name not in available:
         raise ValueError(
             f"Unknown preset {name!r}. Registered presets: {sorted(available)}; a preset "

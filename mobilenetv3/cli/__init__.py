@@ -9,7 +9,7 @@ import os
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ["info", "demo"]
+COMMANDS = ["info", "demo", "predict"]
 
 
 def build_parser() -> argparse.ArgumentParser:

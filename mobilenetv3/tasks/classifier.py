@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import keras
 
+from mobilenetv3 import presets as registry
 from mobilenetv3.architectures import make_divisible
 from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3.layers import check_activation
 
 HEADS = ("paper", "dense")
 
@@ -38,6 +39,8 @@ class MobileNetV3ImageClassifier(keras.Model):
         head: "paper" (default) or "dense".
         head_filters: width of the paper head's 1x1 conv (default 1280 for
             Large, 1024 for Small).
+        head_activation: activation after that conv ("hard_swish"; the
+            minimalistic releases use "relu").
         dropout: dropout rate before the logits (paper head).
         activation: None for logits, or e.g. "softmax".
         pooling: "avg" or "max" global pooling.
@@ -61,6 +64,7 @@ class MobileNetV3ImageClassifier(keras.Model):
         dropout: float = 0.2,
         activation: str | None = None,
         pooling: str = "avg",
+        head_activation: str = "hard_swish",
         **kwargs: Any,
     ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
@@ -71,6 +75,7 @@ class MobileNetV3ImageClassifier(keras.Model):
             raise ValueError(f"`pooling` must be 'avg' or 'max'; got {pooling!r}.")
         if not 0 <= dropout < 1:
             raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
+        check_activation(head_activation, "head_activation")
         if head_filters is None:
             head_filters = default_head_filters(backbone)
         dtype = backbone.dtype_policy
@@ -83,7 +88,7 @@ class MobileNetV3ImageClassifier(keras.Model):
         else:
             x = pool(keepdims=True, name="avg_pool", dtype=dtype)(x)
             x = keras.layers.Conv2D(head_filters, 1, use_bias=True, name="Conv_2", dtype=dtype)(x)
-            x = keras.layers.Activation("hard_swish", name="Conv_2_activation", dtype=dtype)(x)
+            x = keras.layers.Activation(head_activation, name="Conv_2_activation", dtype=dtype)(x)
             x = keras.layers.Dropout(dropout, name="dropout", dtype=dtype)(x)
             x = keras.layers.Conv2D(num_classes, 1, name="Logits", dtype=dtype)(x)
             x = keras.layers.Flatten(name="flatten", dtype=dtype)(x)
@@ -97,6 +102,7 @@ class MobileNetV3ImageClassifier(keras.Model):
         self.dropout = dropout
         self.activation = activation
         self.pooling = pooling
+        self.head_activation = head_activation
 
     def get_config(self) -> dict:
         return {
@@ -109,6 +115,7 @@ class MobileNetV3ImageClassifier(keras.Model):
             "dropout": self.dropout,
             "activation": self.activation,
             "pooling": self.pooling,
+            "head_activation": self.head_activation,
         }
 
     @classmethod
@@ -120,6 +127,27 @@ class MobileNetV3ImageClassifier(keras.Model):
         # keras-cv's ImageClassifier config has no `head`: it is the dense head.
         config.setdefault("head", "dense")
         return cls(backbone=backbone, **config)
+
+    @registry.classproperty
+    def presets(cls) -> dict[str, dict]:
+        """Classifier preset names and their metadata (backbone presets, which
+        need `num_classes`, are listed by `MobileNetV3Backbone.presets`)."""
+        return registry.describe(registry.classifier_presets())
+
+    def save_to_preset(self, path: str) -> None:
+        """Write a preset folder (`config.json`, `model.weights.h5`,
+        `metadata.json`) atomically; `from_preset(path)` reads it back.
+
+        Example:
+
+        ```python
+        model.save_to_preset("my_classifier")
+        same = mobilenetv3.MobileNetV3ImageClassifier.from_preset("my_classifier")
+        ```
+        """
+        from mobilenetv3 import preset_io
+
+        preset_io.save_preset(self, path)
 
     @classmethod
     def from_preset(
@@ -133,11 +161,17 @@ class MobileNetV3ImageClassifier(keras.Model):
         new head when `num_classes` is given.
 
         Args:
-            preset: a preset name, folder or kaggle:// / hf:// handle.
+            preset: a classifier preset name (see `presets`, e.g.
+                "mobilenet_v3_large_imagenet_classifier"), a backbone preset
+                name, a preset folder (ours or keras-cv's `ImageClassifier`)
+                or a kaggle:// / hf:// handle.
             load_weights: as in `MobileNetV3Backbone.from_preset`.
-            num_classes: for a backbone preset, the new head's classes.
-            **kwargs: overrides of the backbone config, or head arguments
-                (`head`, `head_filters`, `dropout`, `activation`, `pooling`).
+            num_classes: a new head with this many classes (required for a
+                backbone preset; for a classifier preset it replaces the head).
+            **kwargs: overrides of the backbone config, head arguments
+                (`head`, `head_filters`, `head_activation`, `dropout`,
+                `activation`, `pooling`), or `weights_file=PATH` to load a
+                downloaded weights file instead of fetching it.
 
         Example:
 
@@ -149,14 +183,12 @@ class MobileNetV3ImageClassifier(keras.Model):
         """
         from mobilenetv3 import preset_io
 
-        head_args = {k: kwargs.pop(k) for k in ("head", "head_filters", "dropout", "activation", "pooling") if k in kwargs}
-        if isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset):
-            model = preset_io.load_folder(str(preset), load_weights, **kwargs)
-            if isinstance(model, cls) and num_classes is None:
-                return model
-            backbone = model.backbone if isinstance(model, cls) else model
-        else:
-            backbone = MobileNetV3Backbone.from_preset(preset, load_weights, **kwargs)
+        head_keys = ("head", "head_filters", "head_activation", "dropout", "activation", "pooling")
+        head_args = {k: kwargs.pop(k) for k in head_keys if k in kwargs}
+        model = preset_io.load_classifier(cls, preset, load_weights, head_args, **kwargs)
+        if isinstance(model, cls) and num_classes is None:
+            return model
+        backbone = model.backbone if isinstance(model, cls) else model
         if num_classes is None:
             raise ValueError(
                 f"{preset!r} is a backbone preset: pass `num_classes` to put a new head on it."

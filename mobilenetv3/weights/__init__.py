@@ -37,7 +37,10 @@ class Checkpoint:
         backbone_config: backbone constructor arguments the file implies
             (family blocks, alpha, padding, bn_epsilon, preprocessing, ...).
         num_classes: classes of the file's head, or None without a head.
-        head: the head layout ("paper" or "dense"), or None.
+        head: the head layout ("paper", "dense" or "lraspp"), or None.
+        task: "classifier", "segmenter", or None for a bare backbone.
+        head_filters: width of the paper head's `Conv_2`, or None.
+        head_activation: activation after `Conv_2` (None: hard-swish).
         source: a description of the file, for messages.
     """
 
@@ -48,6 +51,7 @@ class Checkpoint:
     head_filters: int | None = None
     source: str = ""
     task: str | None = None
+    head_activation: str | None = None
 
 
 def build_model(checkpoint: Checkpoint, **backbone_overrides: Any) -> keras.Model:
@@ -67,6 +71,7 @@ def build_model(checkpoint: Checkpoint, **backbone_overrides: Any) -> keras.Mode
             checkpoint.num_classes,
             head=checkpoint.head or "paper",
             head_filters=checkpoint.head_filters,
+            head_activation=checkpoint.head_activation or "hard_swish",
         )
     load_into(model, checkpoint)
     return model

@@ -1,0 +1,127 @@
+"""Loading images the way a preset's weights expect them.
+
+Each weights preset records a `presets.Preprocessing` policy: the pixel
+scaling (done inside the model when `include_rescaling=True`) and how images
+are resized or cropped to the input size (done here, with PIL). Images come
+out as float32 RGB in 0..255, ready for a model that rescales itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mobilenetv3 import presets as registry
+from mobilenetv3.presets import Preprocessing
+
+DEFAULT_IMAGE_SIZE = 224
+
+
+def preprocessing_for(preset: str | os.PathLike) -> Preprocessing:
+    """The image policy of a registered preset name or a local preset folder.
+
+    A folder records only the pixel scaling (its backbone's `preprocessing`);
+    its images are squashed to the model's static input size, or 224x224.
+
+    Example:
+
+    ```python
+    preprocessing_for("mobilenet_v3_large_imagenet_classifier").mode  # 'symmetric'
+    ```
+    """
+    name = str(preset)
+    if name in registry.PRESETS:
+        return registry.PRESETS[name].image_preprocessing
+    config_path = Path(name) / "config.json"
+    if not config_path.is_file():
+        raise ValueError(
+            f"`preset` must be a registered preset name or a preset folder; got {name!r}. "
+            f"Registered: {sorted(registry.PRESETS)}."
+        )
+    spec = json.loads(config_path.read_text())
+    config = spec.get("config", {})
+    backbone = config.get("backbone", {}).get("config", config) if "backbone" in config else config
+    return _policy_from_backbone_config(backbone)
+
+
+def preprocessing_for_model(model: Any) -> Preprocessing:
+    """The image policy implied by a built backbone or classifier."""
+    backbone = getattr(model, "backbone", model)
+    return _policy_from_backbone_config(
+        {"preprocessing": getattr(backbone, "preprocessing", "unit"), "input_shape": backbone.input_shape[1:]}
+    )
+
+
+def _policy_from_backbone_config(config: dict) -> Preprocessing:
+    shape = config.get("input_shape") or (None, None, 3)
+    height, width = shape[0], shape[1]
+    size = height if height is not None and height == width else DEFAULT_IMAGE_SIZE
+    return Preprocessing(config.get("preprocessing", "unit"), size, "squash")
+
+
+def load_image(path: str | os.PathLike, preprocessing: Preprocessing | str) -> np.ndarray:
+    """An image file as float32 RGB `(size, size, 3)` in 0..255, resized and
+    cropped by `preprocessing` (a `Preprocessing` or a preset name/folder).
+
+    Example:
+
+    ```python
+    image = load_image("cat.jpg", "mobilenet_v3_small_imagenet_classifier")
+    image.shape  # (224, 224, 3)
+    ```
+    """
+    from PIL import Image
+
+    policy = preprocessing if isinstance(preprocessing, Preprocessing) else preprocessing_for(preprocessing)
+    try:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+    except OSError as error:
+        raise ValueError(f"Cannot read image {path}: {error}") from None
+    resample = _resample(policy.interpolation)
+    if policy.resize == "center_crop":
+        image = _center_crop(_resize_shorter(image, policy.resize_size, resample), policy.image_size)
+    else:
+        image = image.resize((policy.image_size, policy.image_size), resample)
+    return np.asarray(image, dtype="float32")
+
+
+def load_images(paths: Sequence[str | os.PathLike], preprocessing: Preprocessing | str) -> np.ndarray:
+    """Several images as one float32 batch `(n, size, size, 3)` in 0..255."""
+    return np.stack([load_image(path, preprocessing) for path in paths])
+
+
+def rescale(images: np.ndarray, mode: str) -> np.ndarray:
+    """Apply a backbone `preprocessing` mode's scaling to 0..255 images, for
+    models built with `include_rescaling=False`."""
+    from mobilenetv3.backbone import PREPROCESSING
+
+    if mode not in PREPROCESSING:
+        raise ValueError(f"`mode` must be one of {list(PREPROCESSING)}; got {mode!r}.")
+    scale, offset = PREPROCESSING[mode]
+    return (images * np.asarray(scale, "float32") + np.asarray(offset, "float32")).astype("float32")
+
+
+def _resample(name: str) -> Any:
+    from PIL import Image
+
+    filters = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+    if name not in filters:
+        raise ValueError(f"`interpolation` must be one of {sorted(filters)}; got {name!r}.")
+    return filters[name]
+
+
+def _resize_shorter(image: Any, size: int, resample: Any) -> Any:
+    width, height = image.size
+    scale = size / min(width, height)
+    return image.resize((max(size, round(width * scale)), max(size, round(height * scale))), resample)
+
+
+def _center_crop(image: Any, size: int) -> Any:
+    width, height = image.size
+    left, top = (width - size) // 2, (height - size) // 2
+    return image.crop((left, top, left + size, top + size))

@@ -24,6 +24,7 @@ from mobilenetv3.weights.canonical import WeightsMismatchError
 FORMATS: dict[str, str] = {
     "keras-applications": "keras_applications",
     "torchvision": "torchvision",
+    "timm": "timm",
 }
 
 

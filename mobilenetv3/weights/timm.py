@@ -1,0 +1,362 @@
+"""timm MobileNetV3 checkpoints (`.safetensors` or `.pth` state dicts).
+
+timm has two families with the same tensors but different arithmetic:
+
+| timm model | padding | BN epsilon | preprocessing |
+|---|---|---|---|
+| `mobilenetv3_*` | symmetric (PyTorch) | 1e-5 | "imagenet" mean/std |
+| `tf_mobilenetv3_*` | TF "SAME" | 1e-3 | "symmetric" (mean = std = 0.5) |
+
+The tensors tell the architecture (Small or Large, minimalistic or not, the
+width) but not the family, so `read` takes it from, in this order:
+
+1. `variant=`: the timm model name, e.g. "tf_mobilenetv3_large_100" (a
+   pretrained tag such as ".miil_in21k_ft_in1k" may follow);
+2. `tf_padding=`: True for the `tf_` conventions, False for the others;
+3. a `config.json` next to the weights (the Hugging Face `timm/<model>` repo
+   layout) naming the architecture and its mean/std;
+4. the file or folder name, e.g. `tf_mobilenetv3_small_minimal_100.safetensors`
+   or the HF cache folder `models--timm--mobilenetv3_large_100.ra_in1k`.
+
+Without any of them `read` raises rather than guess: the wrong padding
+gives plausible but wrong numbers. `path` may also be a folder holding
+`model.safetensors` or `pytorch_model.bin`, or an `hf://timm/<model>` handle
+(downloaded with `huggingface_hub`).
+
+Example:
+
+```python
+from mobilenetv3 import weights
+from mobilenetv3.weights import timm as timm_weights
+
+checkpoint = timm_weights.read("tf_mobilenetv3_large_100.safetensors")
+model = weights.build_model(checkpoint)  # classifier with timm's 1000 classes
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobilenetv3.backbone import PREPROCESSING
+from mobilenetv3.weights import Checkpoint
+from mobilenetv3.weights._arch import Architecture, BlockFacts, infer_architecture
+
+_NAME_RE = re.compile(r"(tf_)?mobilenetv3_(large|small)(_minimal)?_(\d{3})(?:\.(\w+))?")
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+_STATS = {
+    "symmetric": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "unit": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+_BN_NAMES = {
+    "weight": "gamma",
+    "bias": "beta",
+    "running_mean": "moving_mean",
+    "running_var": "moving_variance",
+}
+# timm layer -> our layer suffix, for the two block types.
+_IR_LAYERS = {"conv_pw": "expand", "conv_dw": "depthwise", "conv_pwl": "project"}
+_IR_NORMS = {"bn1": "expand", "bn2": "depthwise", "bn3": "project"}
+_DS_LAYERS = {"conv_dw": "depthwise", "conv_pw": "project"}
+_DS_NORMS = {"bn1": "depthwise", "bn2": "project"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Conventions:
+    """The arithmetic a timm family was trained with."""
+
+    tf_padding: bool
+    preprocessing: str
+    model_name: str | None = None
+
+    def backbone_config(self) -> dict[str, Any]:
+        return {
+            "padding": "same" if self.tf_padding else "symmetric",
+            "bn_epsilon": 1e-3 if self.tf_padding else 1e-5,
+            "preprocessing": self.preprocessing,
+        }
+
+
+def detect(path: str) -> bool:
+    """Whether `path` is a timm MobileNetV3 state dict (or an `hf://timm/` handle)."""
+    path = str(path)
+    if path.startswith("hf://"):
+        return path.startswith("hf://timm/") and "mobilenetv3" in path
+    try:
+        keys = _tensor_names(_weights_file(Path(path)))
+    except (ValueError, OSError):
+        return False
+    return "conv_stem.weight" in keys and "blocks.0.0.conv_dw.weight" in keys
+
+
+def read(path: str, variant: str | None = None, tf_padding: bool | None = None) -> Checkpoint:
+    """Read a timm MobileNetV3 checkpoint into canonical tensors.
+
+    Args:
+        path: a `.safetensors` or `.pth` file, a folder holding one (with its
+            `config.json`), or `hf://timm/<model>`.
+        variant: the timm model name, e.g. "mobilenetv3_small_075" or
+            "tf_mobilenetv3_large_100.in1k"; decides padding, BN epsilon and
+            preprocessing, and is checked against the tensors.
+        tf_padding: instead of `variant`: True for `tf_mobilenetv3_*`
+            (TF "SAME" padding, eps 1e-3, [-1, 1] inputs), False for
+            `mobilenetv3_*` (symmetric padding, eps 1e-5, ImageNet mean/std).
+
+    Returns:
+        A `Checkpoint`: a classifier ("paper" head) when the file has timm's
+        classifier, else a backbone.
+
+    Raises:
+        ValueError: the file is unreadable, not a MobileNetV3, contradicts
+            `variant`, or its family cannot be told (pass `variant`).
+    """
+    path = str(path)
+    if path.startswith("hf://"):
+        path = _download(path)
+    file = _weights_file(Path(path))
+    state = _load_state_dict(file)
+    blocks, last_stage = _block_prefixes(state, file)
+    architecture = infer_architecture([_block_facts(state, p) for p in blocks], str(file))
+    conventions = _conventions(file, variant, tf_padding, architecture)
+    tensors = _canonical_tensors(state, blocks, last_stage)
+    num_classes = int(state["classifier.weight"].shape[0]) if "classifier.weight" in state else None
+    if num_classes and "conv_head.weight" not in state:
+        raise ValueError(f"{file} has a classifier but no conv_head; it is not a timm MobileNetV3.")
+    head_filters = int(state["conv_head.weight"].shape[0]) if num_classes else None
+    return Checkpoint(
+        tensors=tensors,
+        backbone_config={**architecture.backbone_config(), **conventions.backbone_config()},
+        num_classes=num_classes,
+        head="paper" if num_classes else None,
+        head_filters=head_filters,
+        head_activation="relu" if architecture.minimalistic else "hard_swish",
+        source=f"timm checkpoint {file}",
+    )
+
+
+# -- reading files -----------------------------------------------------------
+
+
+def _weights_file(path: Path) -> Path:
+    if path.is_dir():
+        for name in _WEIGHT_FILES:
+            if (path / name).is_file():
+                return path / name
+        raise ValueError(f"Folder {path} holds none of {list(_WEIGHT_FILES)}.")
+    if not path.is_file():
+        raise ValueError(f"No such weights file: {path}.")
+    return path
+
+
+def _tensor_names(file: Path) -> set[str]:
+    if file.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(file), framework="numpy") as handle:
+                return set(handle.keys())
+        except Exception as error:  # safetensors raises its own error types.
+            raise ValueError(f"{file} is not a readable safetensors file: {error}") from None
+    if file.suffix in _TORCH_SUFFIXES:
+        return set(_load_state_dict(file))
+    return set()
+
+
+def _load_state_dict(file: Path) -> dict[str, np.ndarray]:
+    """Every tensor of the file as float32 numpy, without unpickling code."""
+    if file.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        try:
+            state = load_file(str(file))
+        except Exception as error:
+            raise ValueError(
+                f"{file} is not a readable safetensors file (truncated or corrupted?): {error}"
+            ) from None
+    else:
+        state = _load_torch(file)
+    return {k: np.asarray(v, dtype=np.float32) for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+def _load_torch(file: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        obj = torch.load(str(file), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for bad files.
+        raise ValueError(
+            f"{file} is not a readable PyTorch state dict (truncated or corrupted? Objects "
+            f"other than tensors are refused: weights_only=True): {str(error)[:200]}"
+        ) from None
+    for wrapper in ("state_dict_ema", "state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+            break
+    if not isinstance(obj, dict):
+        raise ValueError(f"{file} holds a {type(obj).__name__}, not a state dict.")
+    return {
+        k.removeprefix("module."): v.float().numpy()
+        for k, v in obj.items()
+        if isinstance(v, torch.Tensor)
+    }
+
+
+def _download(handle: str) -> str:
+    repo = handle.removeprefix("hf://")
+    try:
+        import huggingface_hub
+
+        folder = Path(huggingface_hub.hf_hub_download(repo, "config.json")).parent
+        huggingface_hub.hf_hub_download(repo, "model.safetensors")
+    except ImportError:
+        raise ValueError(f"Reading {handle} needs `huggingface_hub` (pip install huggingface_hub).") from None
+    except Exception as error:  # the hub raises many types.
+        raise ValueError(
+            f"Could not download {handle}: {type(error).__name__}: {str(error)[:200]}. Offline, "
+            "download the repo elsewhere and pass its folder."
+        ) from None
+    return str(folder)
+
+
+# -- family and conventions --------------------------------------------------
+
+
+def _conventions(
+    file: Path, variant: str | None, tf_padding: bool | None, architecture: Architecture
+) -> Conventions:
+    name, stats = variant, None
+    config = _hub_config(file)
+    if name is None and config:
+        name = config.get("architecture")
+        cfg = config.get("pretrained_cfg") or {}
+        stats = (cfg.get("mean"), cfg.get("std")) if cfg.get("mean") else None
+    if name is None:
+        name = next((m.group(0) for part in (file.name, *[p.name for p in file.parents]) if (m := _NAME_RE.search(part))), None)
+    match = _NAME_RE.search(name) if name else None
+    if variant is not None and not match:
+        raise ValueError(
+            f"`variant` must be a timm MobileNetV3 model name such as 'mobilenetv3_large_100' "
+            f"or 'tf_mobilenetv3_small_minimal_100'; got {variant!r}."
+        )
+    if match:
+        _check_name_matches(match, architecture, file)
+    if tf_padding is None and match is None:
+        raise ValueError(
+            f"Cannot tell whether {file} is a timm `mobilenetv3_*` (symmetric padding, eps 1e-5) "
+            "or `tf_mobilenetv3_*` (TF 'SAME' padding, eps 1e-3) checkpoint: the tensors are the "
+            "same. Pass variant='<timm model name>' (CLI: --variant) or tf_padding=True/False, "
+            "or name the file after the model, e.g. tf_mobilenetv3_large_100.safetensors."
+        )
+    is_tf = bool(match.group(1)) if tf_padding is None else bool(tf_padding)
+    preprocessing = _preprocessing(stats, match, is_tf)
+    return Conventions(is_tf, preprocessing, match.group(0) if match else None)
+
+
+def _hub_config(file: Path) -> dict | None:
+    config_path = file.parent / "config.json"
+    if not config_path.is_file():
+        return None
+    try:
+        config = json.loads(config_path.read_text())
+    except (ValueError, OSError):
+        return None
+    return config if isinstance(config, dict) and "architecture" in config else None
+
+
+def _check_name_matches(match: re.Match, architecture: Architecture, file: Path) -> None:
+    family, minimal, width = match.group(2), bool(match.group(3)), int(match.group(4)) / 100
+    if (family, minimal, width) != (architecture.family, architecture.minimalistic, architecture.alpha):
+        raise ValueError(
+            f"{file} is named {match.group(0)!r}, but its tensors hold a "
+            f"{architecture.description}: the name and the weights disagree."
+        )
+
+
+def _preprocessing(stats: tuple | None, match: re.Match | None, is_tf: bool) -> str:
+    if stats is not None:
+        mean, std = stats
+        for name, (ref_mean, ref_std) in _STATS.items():
+            if np.allclose(mean, ref_mean, atol=1e-3) and np.allclose(std, ref_std, atol=1e-3):
+                return name
+        raise ValueError(
+            f"timm config mean {mean} / std {std} match none of this package's preprocessing "
+            f"modes {sorted(PREPROCESSING)}."
+        )
+    if match is not None and match.group(5) and "miil" in match.group(5):
+        return "unit"  # timm's miil_in21k tags use mean 0, std 1.
+    return "symmetric" if is_tf else "imagenet"
+
+
+# -- tensors -----------------------------------------------------------------
+
+
+def _block_prefixes(state: dict[str, np.ndarray], file: Path) -> tuple[list[str], str]:
+    """`blocks.S.B` prefixes of the inverted-residual blocks in order, and the last conv's."""
+    pattern = re.compile(r"blocks\.(\d+)\.(\d+)\.conv_dw\.weight")
+    found = sorted((int(m.group(1)), int(m.group(2))) for k in state if (m := pattern.fullmatch(k)))
+    last = [k for k in state if re.fullmatch(r"blocks\.\d+\.0\.conv\.weight", k)]
+    if "conv_stem.weight" not in state or not found or len(last) != 1:
+        raise ValueError(
+            f"{file} is not a timm MobileNetV3 state dict: it lacks conv_stem, blocks.*.conv_dw "
+            f"or a single last conv (blocks.N.0.conv). First keys: {sorted(state)[:5]}."
+        )
+    return [f"blocks.{s}.{b}" for s, b in found], last[0].removesuffix(".conv.weight")
+
+
+def _block_facts(state: dict[str, np.ndarray], prefix: str) -> BlockFacts:
+    output = state.get(f"{prefix}.conv_pwl.weight", state.get(f"{prefix}.conv_pw.weight"))
+    return BlockFacts(
+        kernel_size=int(state[f"{prefix}.conv_dw.weight"].shape[-1]),
+        has_se=f"{prefix}.se.conv_reduce.weight" in state,
+        out_channels=int(output.shape[0]),
+    )
+
+
+def _canonical_tensors(state: dict[str, np.ndarray], blocks: list[str], last: str) -> dict[str, np.ndarray]:
+    tensors: dict[str, np.ndarray] = {}
+    _conv(tensors, state, "conv_stem", "Conv")
+    _norm(tensors, state, "bn1", "Conv_BatchNorm")
+    for index, prefix in enumerate(blocks):
+        ours = f"expanded_conv_{index}_" if index else "expanded_conv_"
+        inverted = f"{prefix}.conv_pwl.weight" in state
+        layers, norms = (_IR_LAYERS, _IR_NORMS) if inverted else (_DS_LAYERS, _DS_NORMS)
+        for theirs, suffix in layers.items():
+            _conv(tensors, state, f"{prefix}.{theirs}", ours + suffix)
+        for theirs, suffix in norms.items():
+            _norm(tensors, state, f"{prefix}.{theirs}", f"{ours}{suffix}_BatchNorm")
+        if f"{prefix}.se.conv_reduce.weight" in state:
+            _conv(tensors, state, f"{prefix}.se.conv_reduce", f"{ours}squeeze_excite/squeeze_conv")
+            _conv(tensors, state, f"{prefix}.se.conv_expand", f"{ours}squeeze_excite/excite_conv")
+    _conv(tensors, state, f"{last}.conv", "Conv_1")
+    _norm(tensors, state, f"{last}.bn1", "Conv_1_BatchNorm")
+    if "classifier.weight" in state:
+        _conv(tensors, state, "conv_head", "Conv_2")
+        tensors["Logits/kernel"] = state["classifier.weight"].T[None, None]
+        tensors["Logits/bias"] = state["classifier.bias"]
+    return tensors
+
+
+def _conv(tensors: dict, state: dict, theirs: str, ours: str) -> None:
+    weight = state[f"{theirs}.weight"]
+    if weight.shape[1] == 1 and theirs.endswith("conv_dw"):
+        tensors[f"{ours}/kernel"] = weight.transpose(2, 3, 0, 1)  # (C,1,k,k) -> (k,k,C,1)
+    else:
+        tensors[f"{ours}/kernel"] = weight.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    if f"{theirs}.bias" in state:
+        tensors[f"{ours}/bias"] = state[f"{theirs}.bias"]
+
+
+def _norm(tensors: dict, state: dict, theirs: str, ours: str) -> None:
+    for their_name, our_name in _BN_NAMES.items():
+        tensors[f"{ours}/{our_name}"] = state[f"{theirs}.{their_name}"]
+
+
+__all__ = ["detect", "read"]

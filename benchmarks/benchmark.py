@@ -1,0 +1,17 @@
+"""Run the mobilenetv3 benchmark: `python benchmarks/benchmark.py [--quick] [--models small large]`.
+
+The same as `mobilenetv3 benchmark`; writes benchmarks/results/results.{md,json,png} by default.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mobilenetv3.cli import main
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if "--out" not in argv:
+        argv += ["--out", str(Path(__file__).resolve().parent / "results")]
+    sys.exit(main(["benchmark", *argv]))

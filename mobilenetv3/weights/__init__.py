@@ -25,6 +25,7 @@ FORMATS: dict[str, str] = {
     "keras-applications": "keras_applications",
     "torchvision": "torchvision",
     "timm": "timm",
+    "tflite": "tflite",
 }
 
 

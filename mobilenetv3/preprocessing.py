@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,13 +35,14 @@ def preprocessing_for(preset: str | os.PathLike) -> Preprocessing:
     ```
     """
     name = str(preset)
-    if name in registry.PRESETS:
-        return registry.PRESETS[name].image_preprocessing
+    registered = {**registry.PRESETS, **registry.CLASSIFIER_PRESETS}
+    if name in registered:
+        return registered[name].image_preprocessing
     config_path = Path(name) / "config.json"
     if not config_path.is_file():
         raise ValueError(
             f"`preset` must be a registered preset name or a preset folder; got {name!r}. "
-            f"Registered: {sorted(registry.PRESETS)}."
+            f"Registered: {sorted(registered)}."
         )
     spec = json.loads(config_path.read_text())
     config = spec.get("config", {})

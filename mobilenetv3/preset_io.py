@@ -105,7 +105,7 @@ def load_classifier(
         return load_folder(preset, load_weights, **kwargs)
     if preset not in registry.classifier_presets():
         return load_backbone(MobileNetV3Backbone, preset, load_weights, **kwargs)
-    spec = registry.PRESETS[preset]
+    spec = registry.CLASSIFIER_PRESETS[preset]
     weights_file = kwargs.pop("weights_file", None)
     backbone = _build(MobileNetV3Backbone, {**spec.config, **kwargs})
     model = cls(backbone, **{**spec.head, **head_args})

@@ -273,7 +273,10 @@ _CLASSIFIER_PRESETS = [
     ),
 ]
 
-PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS + _CLASSIFIER_PRESETS}
+# Backbone presets (what `MobileNetV3Backbone.presets` lists) and classifier
+# presets (`MobileNetV3ImageClassifier.presets`), kept apart.
+PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
+CLASSIFIER_PRESETS: dict[str, Preset] = {p.name: p for p in _CLASSIFIER_PRESETS}
 
 
 def backbone_presets(family: str | None = None) -> dict[str, Preset]:
@@ -283,7 +286,7 @@ def backbone_presets(family: str | None = None) -> dict[str, Preset]:
 
 def classifier_presets(family: str | None = None) -> dict[str, Preset]:
     """Classifier presets (with a head) of one family, or all of them."""
-    return {n: p for n, p in PRESETS.items() if p.task == "classifier" and family in (None, p.family)}
+    return {n: p for n, p in CLASSIFIER_PRESETS.items() if family in (None, p.family)}
 
 
 def describe(presets: dict[str, Preset]) -> dict[str, dict]:

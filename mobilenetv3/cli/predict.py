@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     extra = {"weights_file": args.weights_file} if args.weights_file else {}
     model = MobileNetV3ImageClassifier.from_preset(args.preset, **extra)
-    if args.preset in registry.PRESETS:
+    if args.preset in registry.PRESETS or args.preset in registry.CLASSIFIER_PRESETS:
         policy = preprocessing.preprocessing_for(args.preset)
     else:
         policy = preprocessing.preprocessing_for_model(model)

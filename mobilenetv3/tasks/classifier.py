@@ -119,7 +119,7 @@ class MobileNetV3ImageClassifier(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> "MobileNetV3ImageClassifier":
+    def from_config(cls, config: dict) -> MobileNetV3ImageClassifier:
         config = dict(config)
         backbone = config.pop("backbone")
         if isinstance(backbone, dict):
@@ -156,7 +156,7 @@ class MobileNetV3ImageClassifier(keras.Model):
         load_weights: bool | None = None,
         num_classes: int | None = None,
         **kwargs: Any,
-    ) -> "MobileNetV3ImageClassifier":
+    ) -> MobileNetV3ImageClassifier:
         """A classifier from a classifier preset, or a backbone preset with a
         new head when `num_classes` is given.
 

@@ -106,4 +106,19 @@ def load_into(model: keras.Model, checkpoint: Checkpoint) -> None:
     )
 
 
-__all__ = ["Checkpoint", "FORMATS", "WeightsMismatchError", "build_model", "load_into", "read"]
+def convert(source: str, output_dir: str, format: str = "auto", **options: Any) -> keras.Model:
+    """Convert a weights file (any supported source) into a preset folder;
+    see `mobilenetv3.weights.converter.convert`.
+
+    Example:
+
+    ```python
+    model = weights.convert("v3-small_224_1.0_uint8.tflite", "mobilenet_v3_small_tflite")
+    ```
+    """
+    from mobilenetv3.weights.converter import convert as convert_source
+
+    return convert_source(source, output_dir, format=format, **options)
+
+
+__all__ = ["Checkpoint", "FORMATS", "WeightsMismatchError", "build_model", "convert", "load_into", "read"]

@@ -345,7 +345,10 @@ def _canonical_tensors(state: dict[str, np.ndarray], blocks: list[str], last: st
 
 
 def _conv(tensors: dict, state: dict, theirs: str, ours: str) -> None:
-    weight = state[f"{theirs}.weight"]
+    """Map one conv; a missing tensor is left for `canonical.assign` to name."""
+    weight = state.get(f"{theirs}.weight")
+    if weight is None:
+        return
     if weight.shape[1] == 1 and theirs.endswith("conv_dw"):
         tensors[f"{ours}/kernel"] = weight.transpose(2, 3, 0, 1)  # (C,1,k,k) -> (k,k,C,1)
     else:
@@ -356,7 +359,8 @@ def _conv(tensors: dict, state: dict, theirs: str, ours: str) -> None:
 
 def _norm(tensors: dict, state: dict, theirs: str, ours: str) -> None:
     for their_name, our_name in _BN_NAMES.items():
-        tensors[f"{ours}/{our_name}"] = state[f"{theirs}.{their_name}"]
+        if f"{theirs}.{their_name}" in state:
+            tensors[f"{ours}/{our_name}"] = state[f"{theirs}.{their_name}"]
 
 
 __all__ = ["detect", "read"]

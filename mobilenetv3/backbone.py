@@ -302,7 +302,11 @@ class MobileNetV3Backbone(keras.Model):
         levels.append(_producer(x))
         last_filters = make_divisible(x.shape[-1] * LAST_CONV_EXPANSION)
         x = builder.conv_bn_act(x, last_filters, "Conv_1", last_activation)
-        super().__init__(inputs=inputs, outputs=x, dtype=dtype, **kwargs)
+        super().__init__(inputs=inputs, outputs=x, **kwargs)
+        if dtype is not None:
+            # A functional Model ignores `dtype`: set the policy so that
+            # get_config keeps it and compile() scales the loss for float16.
+            self.dtype_policy = dtype
 
         self.pyramid_level_inputs = {f"P{i + 1}": name for i, name in enumerate(levels)}
         self.stackwise_expansion = stackwise["stackwise_expansion"]

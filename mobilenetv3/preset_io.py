@@ -26,6 +26,7 @@ from mobilenetv3.weights import download
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 METADATA_FILE = "metadata.json"
+LABELS_FILE = "labels.txt"  # class names of a classifier, one per line
 
 # keras-cv config keys with no meaning here.
 _FOREIGN_KEYS = ("input_tensor",)
@@ -194,8 +195,11 @@ def fetch_handle(handle: str) -> str:
         ) from None
 
 
-def save_preset(model: keras.Model, path: str | os.PathLike) -> None:
-    """Write `model` as a preset folder, atomically (see `save_to_preset`)."""
+def save_preset(model: keras.Model, path: str | os.PathLike, class_names: list[str] | None = None) -> None:
+    """Write `model` as a preset folder, atomically (see `save_to_preset`).
+
+    `class_names` (a classifier's labels, in output order) go to
+    `labels.txt` and to `metadata.json`'s "class_names"."""
     from mobilenetv3 import __version__
 
     target = Path(path)
@@ -212,11 +216,28 @@ def save_preset(model: keras.Model, path: str | os.PathLike) -> None:
             "parameter_count": model.count_params(),
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
         }
+        if class_names is not None:
+            metadata["class_names"] = list(class_names)
+            (staging / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=4))
         _replace_dir(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def read_class_names(path: str | os.PathLike) -> list[str] | None:
+    """The class names saved in a preset folder (`labels.txt`, else
+    `metadata.json`'s "class_names"), or None when it has none."""
+    folder = Path(path)
+    labels = folder / LABELS_FILE
+    if labels.is_file():
+        return [line for line in labels.read_text().splitlines() if line]
+    metadata = folder / METADATA_FILE
+    if metadata.is_file():
+        names = json.loads(metadata.read_text()).get("class_names")
+        return list(names) if names else None
+    return None
 
 
 def _replace_dir(staging: Path, target: Path) -> None:

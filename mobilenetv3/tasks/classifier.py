@@ -95,6 +95,9 @@ class MobileNetV3ImageClassifier(keras.Model):
             # Softmax in float32 even under mixed precision.
             outputs = keras.layers.Activation(activation or "linear", name="predictions", dtype="float32")(x)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # The backbone's policy (a functional Model ignores `dtype=`): with
+        # mixed_float16, compile() then wraps the optimizer for loss scaling.
+        self.dtype_policy = dtype
         self.backbone = backbone
         self.num_classes = num_classes
         self.head = head

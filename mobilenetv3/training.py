@@ -1,0 +1,416 @@
+"""Transfer learning: put a new head on a backbone preset and fine-tune it.
+
+The workflow of the Keras transfer-learning guide, for MobileNetV3:
+
+1. load a backbone preset and freeze it (`trainable = False`: its weights
+   stay fixed and its BatchNorm layers run in inference mode);
+2. train a new `MobileNetV3ImageClassifier` head on top;
+3. unfreeze the top blocks (BatchNorm stays frozen) and train again with a
+   lower learning rate;
+4. optionally write the classifier as a preset folder, with its class names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3.tasks import MobileNetV3ImageClassifier
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+_BLOCK_PREFIX = re.compile(r"^expanded_conv_(\d+)_")
+_LAST_CONV_PREFIX = "Conv_1"
+# AdamW does not decay these (BatchNorm scale/offset and biases).
+NO_DECAY_VARIABLES = ["gamma", "beta", "bias"]
+
+
+@dataclasses.dataclass
+class FineTuneResult:
+    """What `fine_tune` returns.
+
+    Attributes:
+        model: the trained `MobileNetV3ImageClassifier` (logits).
+        class_names: class names, in label order (sorted folder names).
+        head_history: per-epoch metrics of the frozen-backbone phase.
+        fine_tune_history: per-epoch metrics of the unfrozen phase.
+        val_accuracy: validation accuracy at the end.
+    """
+
+    model: MobileNetV3ImageClassifier
+    class_names: list[str]
+    head_history: dict[str, list[float]]
+    fine_tune_history: dict[str, list[float]]
+    val_accuracy: float
+
+
+def block_index(layer_name: str) -> int | None:
+    """The block a backbone layer belongs to (`expanded_conv_3_...` -> 3;
+    `expanded_conv_...` -> 0), or None for the stem and the last conv."""
+    match = _BLOCK_PREFIX.match(layer_name)
+    if match:
+        return int(match.group(1))
+    return 0 if layer_name.startswith("expanded_conv_") else None
+
+
+def _is_batch_norm(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def freeze_backbone(backbone: MobileNetV3Backbone) -> None:
+    """Freeze every backbone weight; BatchNorm then runs in inference mode.
+
+    Example:
+
+    ```python
+    backbone = mobilenetv3.MobileNetV3SmallBackbone()
+    freeze_backbone(backbone)
+    backbone.trainable_weights  # []
+    ```
+    """
+    backbone.trainable = False
+
+
+def unfreeze_top_blocks(
+    backbone: MobileNetV3Backbone, num_blocks: int | str, train_batchnorm: bool = False
+) -> list[str]:
+    """Make the last `num_blocks` blocks and the last 1x1 conv trainable.
+
+    Everything below stays frozen, and by default every BatchNorm layer
+    stays frozen (inference mode, moving statistics fixed), as the Keras
+    transfer-learning guide recommends: small fine-tuning batches would
+    otherwise overwrite statistics learned on a large dataset.
+
+    Args:
+        backbone: a `MobileNetV3Backbone`.
+        num_blocks: how many of the top inverted-residual blocks to train
+            (0 trains only the last 1x1 conv), or "all".
+        train_batchnorm: also train the BatchNorm layers of those blocks
+            (training mode, batch statistics). Only useful when the backbone
+            has no pretrained weights: random-init moving statistics are
+            meaningless, so frozen BatchNorm makes activations vanish.
+
+    Returns:
+        The names of the layers made trainable.
+
+    Example:
+
+    ```python
+    backbone = mobilenetv3.MobileNetV3SmallBackbone()
+    unfreeze_top_blocks(backbone, 2)  # blocks 9 and 10, and Conv_1
+    ```
+    """
+    total = len(backbone.stackwise_filters)
+    if num_blocks == "all":
+        num_blocks = total
+    if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or not 0 <= num_blocks <= total:
+        raise ValueError(
+            f"`num_blocks` must be an integer from 0 to {total} (the backbone's block count) "
+            f"or 'all'; got {num_blocks!r}."
+        )
+    first_trained = total - num_blocks
+    backbone.trainable = True
+    trained = []
+    for layer in backbone.layers:
+        index = block_index(layer.name)
+        in_top = layer.name.startswith(_LAST_CONV_PREFIX) or (index is not None and index >= first_trained)
+        if num_blocks == total and layer.name.startswith("Conv"):
+            in_top = True  # "all" includes the stem.
+        layer.trainable = in_top and (train_batchnorm or not _is_batch_norm(layer))
+        if layer.trainable and layer.weights:
+            trained.append(layer.name)
+    return trained
+
+
+def calibrate_batchnorm(backbone: MobileNetV3Backbone, dataset: Any, max_batches: int = 20) -> int:
+    """Recompute every BatchNorm's moving statistics on `dataset`.
+
+    The new statistics are the average of the batch statistics over up to
+    `max_batches` batches of `(images, labels)`, computed in one training-mode
+    pass per batch ("precise BatchNorm"). Needed when a backbone has no
+    pretrained weights: its initial statistics (mean 0, variance 1) make a
+    frozen random backbone's activations vanish (about 1e-10 at the last
+    conv), and Keras' momentum of 0.999 takes thousands of steps to forget
+    them. Weights other than the statistics are not changed.
+
+    Args:
+        backbone: a `MobileNetV3Backbone`.
+        dataset: an iterable of `(images, labels)` batches (e.g. `tf.data`).
+        max_batches: at most this many batches are used.
+
+    Returns:
+        The number of batches used.
+
+    Example:
+
+    ```python
+    train, _, _ = load_image_folder("/tmp/shapes", (64, 64))
+    calibrate_batchnorm(model.backbone, train)
+    ```
+    """
+    layers = [layer for layer in backbone._flatten_layers() if _is_batch_norm(layer)]
+    saved = [(layer.momentum, layer.trainable) for layer in layers]
+    used = 0
+    try:
+        for used, (images, _) in enumerate(dataset, start=1):
+            for layer in layers:
+                layer.trainable = True
+                layer.momentum = (used - 1) / used  # running average of batch statistics
+            backbone(keras.ops.convert_to_tensor(np.asarray(images)), training=True)
+            if used >= max_batches:
+                break
+    finally:
+        for layer, (momentum, trainable) in zip(layers, saved, strict=True):
+            layer.momentum, layer.trainable = momentum, trainable
+    return used
+
+
+def load_image_folder(
+    data_dir: str | os.PathLike,
+    image_size: tuple[int, int],
+    batch_size: int = 32,
+    validation_split: float = 0.2,
+    seed: int = 0,
+    augment: bool = False,
+) -> tuple[Any, Any, list[str]]:
+    """Training and validation `tf.data` datasets from a class-per-folder tree.
+
+    Args:
+        data_dir: a folder with one sub-folder of images per class.
+        image_size: `(height, width)` images are resized to.
+        batch_size: batch size.
+        validation_split: fraction of the images held out for validation.
+        seed: the shuffle and split seed.
+        augment: randomly flip (left-right) and shift (up to 10%) the
+            training images.
+
+    Returns:
+        `(train, validation, class_names)`. Images are float 0..255 RGB and
+        labels integer class indices.
+    """
+    class_names = _check_image_folder(data_dir)
+    if not 0 < validation_split < 1:
+        raise ValueError(f"`validation_split` must be in (0, 1); got {validation_split!r}.")
+    train, validation = keras.utils.image_dataset_from_directory(
+        str(data_dir),
+        image_size=tuple(image_size),
+        batch_size=None,
+        validation_split=validation_split,
+        subset="both",
+        seed=seed,
+        label_mode="int",
+        verbose=False,
+    )
+    if train.class_names != class_names:
+        raise ValueError(f"Unexpected classes {train.class_names} in {data_dir}.")
+    train = train.cache().shuffle(1024, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    if augment:
+        augmentation = keras.Sequential(
+            [keras.layers.RandomFlip("horizontal", seed=seed), keras.layers.RandomTranslation(0.1, 0.1, seed=seed)]
+        )
+        train = train.map(lambda images, labels: (augmentation(images, training=True), labels))
+    return train, validation.cache().batch(batch_size), class_names
+
+
+def _check_image_folder(data_dir: str | os.PathLike) -> list[str]:
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise ValueError(f"`data_dir` {str(folder)!r} is not a folder of class sub-folders.")
+    classes = sorted(
+        child.name
+        for child in folder.iterdir()
+        if child.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in child.iterdir())
+    )
+    if len(classes) < 2:
+        raise ValueError(
+            f"`data_dir` {str(folder)!r} must hold at least 2 sub-folders of images (one per class, "
+            f"files ending in {', '.join(IMAGE_SUFFIXES)}); found {classes}."
+        )
+    return classes
+
+
+def make_optimizer(learning_rate: float, weight_decay: float) -> keras.optimizers.Optimizer:
+    """Adam, or AdamW (no decay on BatchNorm and biases) when
+    `weight_decay` > 0."""
+    if weight_decay <= 0:
+        return keras.optimizers.Adam(learning_rate)
+    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=NO_DECAY_VARIABLES)
+    return optimizer
+
+
+def _compile(model: keras.Model, learning_rate: float, weight_decay: float) -> None:
+    model.compile(
+        optimizer=make_optimizer(learning_rate, weight_decay),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def build_classifier(
+    preset: str,
+    num_classes: int,
+    *,
+    image_size: tuple[int, int] | None = None,
+    load_weights: bool | None = None,
+    dropout: float = 0.2,
+    drop_path_rate: float = 0.0,
+    dtype: Any = None,
+) -> MobileNetV3ImageClassifier:
+    """A new classifier head on a backbone preset (a name or folder)."""
+    overrides: dict[str, Any] = {}
+    if image_size is not None:
+        overrides["input_shape"] = (*image_size, 3)
+    if drop_path_rate:
+        overrides["drop_path_rate"] = drop_path_rate
+    if dtype is not None:
+        overrides["dtype"] = dtype
+    backbone = MobileNetV3Backbone.from_preset(preset, load_weights=load_weights, **overrides)
+    return MobileNetV3ImageClassifier(backbone, num_classes, dropout=dropout)
+
+
+def _check_positive_int(name: str, value: Any, minimum: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
+
+
+def fine_tune(
+    data_dir: str | os.PathLike,
+    preset: str = "mobilenet_v3_small_imagenet",
+    *,
+    image_size: Sequence[int] = (224, 224),
+    batch_size: int = 32,
+    head_epochs: int = 5,
+    fine_tune_epochs: int = 5,
+    unfreeze_blocks: int | str = 3,
+    train_batchnorm: bool = False,
+    head_learning_rate: float = 1e-3,
+    fine_tune_learning_rate: float = 1e-4,
+    weight_decay: float = 0.0,
+    dropout: float = 0.2,
+    drop_path_rate: float = 0.0,
+    dtype: Any = None,
+    augment: bool = False,
+    validation_split: float = 0.2,
+    load_weights: bool | None = None,
+    out: str | os.PathLike | None = None,
+    seed: int = 0,
+    verbose: int | str = "auto",
+) -> FineTuneResult:
+    """Fine-tune a backbone preset on a folder of images, in two phases.
+
+    Phase 1 trains a new head (`MobileNetV3ImageClassifier`, paper head with
+    dropout) on the frozen backbone, whose BatchNorm runs in inference mode.
+    Phase 2 unfreezes the top `unfreeze_blocks` blocks (not their BatchNorm)
+    and trains on with `fine_tune_learning_rate`. With `out`, the classifier
+    is written as a preset folder (atomically) with `labels.txt` holding the
+    class names, which `mobilenetv3 predict --preset OUT` prints.
+
+    Args:
+        data_dir: a folder with one sub-folder of images per class.
+        preset: a backbone preset name or folder (a classifier preset folder
+            works too: its backbone gets the new head).
+        image_size: `(height, width)` the images are resized to.
+        batch_size: batch size of both phases.
+        head_epochs: epochs of phase 1.
+        fine_tune_epochs: epochs of phase 2 (0 skips it).
+        unfreeze_blocks: top blocks trained in phase 2, or "all".
+        train_batchnorm: for backbones without pretrained weights: compute
+            the BatchNorm statistics from the training images before phase 1
+            and after phase 2 (`calibrate_batchnorm`), and train the
+            unfrozen blocks' BatchNorm layers in phase 2.
+        head_learning_rate: Adam learning rate of phase 1.
+        fine_tune_learning_rate: Adam learning rate of phase 2 (lower).
+        weight_decay: decoupled weight decay (AdamW) of both phases; 0 uses
+            plain Adam. BatchNorm scales/offsets and biases are not decayed.
+        dropout: dropout rate of the head.
+        drop_path_rate: stochastic depth of the backbone (see
+            `MobileNetV3Backbone`); only trained blocks are affected.
+        dtype: e.g. "mixed_bfloat16" for mixed precision.
+        augment: random flips and shifts of the training images.
+        validation_split: fraction of the images held out for validation.
+        load_weights: as in `MobileNetV3Backbone.from_preset`.
+        out: optional preset folder to write the classifier to.
+        seed: seed of the split, the shuffling and the initialization.
+        verbose: Keras `fit` verbosity (1 shows a progress bar).
+
+    Returns:
+        A `FineTuneResult` (model, class names, histories, final validation
+        accuracy).
+
+    Example:
+
+    ```python
+    from mobilenetv3.classification_data import make_classification_folder
+    from mobilenetv3.training import fine_tune
+
+    folder = make_classification_folder("/tmp/shapes")
+    result = fine_tune(folder, "mobilenet_v3_small", image_size=(64, 64),
+                       head_epochs=2, fine_tune_epochs=2, out="/tmp/shapes_model")
+    print(result.val_accuracy, result.class_names)
+    ```
+    """
+    for name, value in (("head_epochs", head_epochs), ("fine_tune_epochs", fine_tune_epochs)):
+        _check_positive_int(name, value)
+    _check_positive_int("batch_size", batch_size, minimum=1)
+    if len(tuple(image_size)) != 2:
+        raise ValueError(f"`image_size` must be (height, width); got {image_size!r}.")
+    image_size = tuple(int(v) for v in image_size)
+    train, validation, class_names = load_image_folder(
+        data_dir, image_size, batch_size, validation_split, seed, augment
+    )
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(
+        preset,
+        len(class_names),
+        image_size=image_size,
+        load_weights=load_weights,
+        dropout=dropout,
+        drop_path_rate=drop_path_rate,
+        dtype=dtype,
+    )
+    unfreeze_top_blocks(model.backbone, unfreeze_blocks)  # validates before training
+
+    if train_batchnorm:
+        calibrate_batchnorm(model.backbone, train)
+    freeze_backbone(model.backbone)
+    _compile(model, head_learning_rate, weight_decay)
+    head = model.fit(train, validation_data=validation, epochs=head_epochs, verbose=verbose)
+
+    fine_history: dict[str, list[float]] = {}
+    if fine_tune_epochs:
+        unfreeze_top_blocks(model.backbone, unfreeze_blocks, train_batchnorm)
+        _compile(model, fine_tune_learning_rate, weight_decay)
+        fine = model.fit(
+            train,
+            validation_data=validation,
+            epochs=head_epochs + fine_tune_epochs,
+            initial_epoch=head_epochs,
+            verbose=verbose,
+        )
+        fine_history = fine.history
+        if train_batchnorm:
+            calibrate_batchnorm(model.backbone, train)
+    val_accuracy = float(model.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
+    if out is not None:
+        save_classifier(model, out, class_names)
+    return FineTuneResult(model, class_names, head.history, fine_history, val_accuracy)
+
+
+def save_classifier(model: MobileNetV3ImageClassifier, path: str | os.PathLike, class_names: Sequence[str]) -> None:
+    """Write `model` as a preset folder with its class names (`labels.txt`
+    and `metadata.json`'s "class_names"), atomically."""
+    from mobilenetv3 import preset_io
+
+    if len(class_names) != model.num_classes:
+        raise ValueError(
+            f"`class_names` has {len(class_names)} names for a model with {model.num_classes} classes."
+        )
+    preset_io.save_preset(model, path, class_names=list(class_names))

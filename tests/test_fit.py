@@ -14,18 +14,20 @@ pytestmark = pytest.mark.core
 
 
 def small_problem():
-    x = images(16, 64, 64, scale=255)
-    y = (x.mean(axis=(1, 2, 3)) > x.mean()).astype("int32")
-    return x, y
+    """Noise images; class 1 has a bright square in the middle."""
+    x = images(16, 64, 64, scale=128)
+    y = np.arange(16) % 2
+    x[y == 1, 16:48, 16:48, :] += 127
+    return x, y.astype("int32")
 
 
 def test_fit_lowers_the_loss():
     model = mobilenetv3.MobileNetV3ImageClassifier(MobileNetV3Backbone(**SMALL), num_classes=2, dropout=0.0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = small_problem()
-    history = model.fit(x, y, epochs=5, batch_size=8, verbose=0)
+    history = model.fit(x, y, epochs=8, batch_size=16, verbose=0)
     losses = history.history["loss"]
-    assert losses[-1] < losses[0]
+    assert losses[-1] < 0.8 * losses[0], losses
 
 
 def test_frozen_backbone_keeps_weights_and_bn_statistics():

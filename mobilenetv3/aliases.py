@@ -8,8 +8,28 @@ from typing import Any
 from mobilenetv3 import presets
 from mobilenetv3.backbone import MobileNetV3Backbone
 
+_DOC = """MobileNetV3-{Family} backbone ({params:,} parameters), built offline.
 
-def _alias(preset_name: str, family: str, doc: str) -> type:
+    Args:
+        include_rescaling: rescale 0..255 inputs by 1/255 inside the model.
+        input_shape: `(height, width, channels)`.
+        input_tensor: optional Keras or plain tensor to use as input.
+        **kwargs: any other `MobileNetV3Backbone` argument (`alpha`,
+            `name`, `output_stride`, ...).
+
+    Example:
+
+    ```python
+    backbone = mobilenetv3.MobileNetV3{Family}Backbone()
+    backbone(np.ones((1, 224, 224, 3))).shape  # (1, 7, 7, {channels})
+    ```
+    """
+
+
+def _alias(family: str, channels: int) -> type:
+    """A class whose constructor builds the `mobilenet_v3_<family>` preset."""
+    preset = presets.PRESETS[f"mobilenet_v3_{family}"]
+
     def __new__(
         cls: type,
         include_rescaling: bool = True,
@@ -18,7 +38,7 @@ def _alias(preset_name: str, family: str, doc: str) -> type:
         **kwargs: Any,
     ) -> MobileNetV3Backbone:
         config = {
-            **presets.PRESETS[preset_name].config,
+            **preset.config,
             "include_rescaling": include_rescaling,
             "input_shape": input_shape,
             "input_tensor": input_tensor,
@@ -26,6 +46,7 @@ def _alias(preset_name: str, family: str, doc: str) -> type:
         }
         return MobileNetV3Backbone(**config)
 
+    doc = _DOC.format(Family=family.title(), params=preset.params, channels=channels)
     return type(
         f"MobileNetV3{family.title()}Backbone",
         (MobileNetV3Backbone,),
@@ -33,45 +54,5 @@ def _alias(preset_name: str, family: str, doc: str) -> type:
     )
 
 
-MobileNetV3SmallBackbone = _alias(
-    "mobilenet_v3_small",
-    "small",
-    """MobileNetV3-Small backbone (939,120 parameters), built offline.
-
-    Args:
-        include_rescaling: rescale 0..255 inputs by 1/255 inside the model.
-        input_shape: `(height, width, channels)`.
-        input_tensor: optional Keras or plain tensor to use as input.
-        **kwargs: any other `MobileNetV3Backbone` argument (`alpha`,
-            `name`, `output_stride`, ...).
-
-    Example:
-
-    ```python
-    backbone = mobilenetv3.MobileNetV3SmallBackbone()
-    backbone(np.ones((1, 224, 224, 3))).shape  # (1, 7, 7, 576)
-    ```
-    """,
-)
-
-MobileNetV3LargeBackbone = _alias(
-    "mobilenet_v3_large",
-    "large",
-    """MobileNetV3-Large backbone (2,996,352 parameters), built offline.
-
-    Args:
-        include_rescaling: rescale 0..255 inputs by 1/255 inside the model.
-        input_shape: `(height, width, channels)`.
-        input_tensor: optional Keras or plain tensor to use as input.
-        **kwargs: any other `MobileNetV3Backbone` argument (`alpha`,
-            `name`, `output_stride`, ...).
-
-    Example:
-
-    ```python
-    backbone = mobilenetv3.MobileNetV3LargeBackbone()
-    backbone(np.ones((1, 224, 224, 3))).shape  # (1, 7, 7, 960)
-    ```
-    """,
-)
-
+MobileNetV3SmallBackbone = _alias("small", channels=576)
+MobileNetV3LargeBackbone = _alias("large", channels=960)

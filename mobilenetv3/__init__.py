@@ -11,13 +11,14 @@ from mobilenetv3.architectures import make_divisible
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.decode import decode_predictions
 from mobilenetv3.layers import SqueezeAndExcite2D
-from mobilenetv3.tasks import MobileNetV3ImageClassifier
+from mobilenetv3.tasks import MobileNetV3ImageClassifier, MobileNetV3ImageSegmenter
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MobileNetV3Backbone",
     "MobileNetV3ImageClassifier",
+    "MobileNetV3ImageSegmenter",
     "MobileNetV3LargeBackbone",
     "MobileNetV3SmallBackbone",
     "SqueezeAndExcite2D",

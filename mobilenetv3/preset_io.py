@@ -164,6 +164,7 @@ def _class_for(class_name: str, config_path: Path) -> type:
         "MobileNetV3Backbone": MobileNetV3Backbone,
         "ImageClassifier": tasks.MobileNetV3ImageClassifier,
         "MobileNetV3ImageClassifier": tasks.MobileNetV3ImageClassifier,
+        "MobileNetV3ImageSegmenter": tasks.MobileNetV3ImageSegmenter,
     }
     if class_name not in classes:
         raise PresetError(

@@ -9,7 +9,7 @@ import os
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ["info", "demo", "predict", "train", "convert", "export", "benchmark"]
+COMMANDS = ["info", "demo", "predict", "train", "convert", "export", "benchmark", "segment"]
 
 
 def build_parser() -> argparse.ArgumentParser:

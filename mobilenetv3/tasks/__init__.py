@@ -1,5 +1,6 @@
 """Task models built on a `MobileNetV3Backbone`."""
 
 from mobilenetv3.tasks.classifier import MobileNetV3ImageClassifier
+from mobilenetv3.tasks.segmenter import MobileNetV3ImageSegmenter
 
-__all__ = ["MobileNetV3ImageClassifier"]
+__all__ = ["MobileNetV3ImageClassifier", "MobileNetV3ImageSegmenter"]

@@ -187,11 +187,14 @@ class MobileNetV3ImageSegmenter(keras.Model):
             if isinstance(model, cls) and num_classes is None:
                 return model
             backbone = getattr(model, "backbone", model)
+            kind = type(model).__name__
         else:
             backbone = MobileNetV3Backbone.from_preset(preset, load_weights, **kwargs)
+            kind = "backbone"
         if num_classes is None:
             raise ValueError(
-                f"{preset!r} is a backbone preset: pass `num_classes` to put a segmentation head on it."
+                f"{preset!r} holds a {kind}, not a segmenter: pass `num_classes` to put a "
+                "segmentation head on its backbone."
             )
         return cls(backbone, num_classes, **head_args)
 

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 
-def randomized(model: "torch.nn.Module", seed: int = 0) -> "torch.nn.Module":
+def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """`model` in eval mode with random weights *and* random BatchNorm
     statistics and affine terms, so a wrong mapping or epsilon shows."""
     generator = torch.Generator().manual_seed(seed)
@@ -32,7 +32,7 @@ def randomized(model: "torch.nn.Module", seed: int = 0) -> "torch.nn.Module":
     return model.eval()
 
 
-def save_state_dict(model: "torch.nn.Module", folder: Path, name: str = "model.pth") -> str:
+def save_state_dict(model: torch.nn.Module, folder: Path, name: str = "model.pth") -> str:
     path = folder / name
     torch.save(model.state_dict(), path)
     return str(path)
@@ -42,7 +42,7 @@ def images_nchw(height: int, width: int, batch: int = 1, seed: int = 0) -> np.nd
     return np.random.default_rng(seed).normal(size=(batch, 3, height, width)).astype("float32")
 
 
-def torch_forward(module: "torch.nn.Module", x_nchw: np.ndarray) -> np.ndarray:
+def torch_forward(module: torch.nn.Module, x_nchw: np.ndarray) -> np.ndarray:
     """Run `module` and return its output as NHWC numpy (dict outputs: "out")."""
     with torch.no_grad():
         out = module(torch.from_numpy(x_nchw))
@@ -64,5 +64,5 @@ def trainable_count(model: keras.Model) -> int:
     return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
 
 
-def torch_param_count(module: "torch.nn.Module") -> int:
+def torch_param_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -144,7 +144,7 @@ class MobileNetV3ImageSegmenter(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> "MobileNetV3ImageSegmenter":
+    def from_config(cls, config: dict) -> MobileNetV3ImageSegmenter:
         config = dict(config)
         backbone = config.pop("backbone")
         if isinstance(backbone, dict):
@@ -158,7 +158,7 @@ class MobileNetV3ImageSegmenter(keras.Model):
         load_weights: bool | None = None,
         num_classes: int | None = None,
         **kwargs: Any,
-    ) -> "MobileNetV3ImageSegmenter":
+    ) -> MobileNetV3ImageSegmenter:
         """A segmenter from a preset folder holding one, or a backbone preset
         with a new LR-ASPP head when `num_classes` is given.
 

@@ -26,7 +26,8 @@ model = weights.build_model(checkpoint)  # a MobileNetV3ImageClassifier
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

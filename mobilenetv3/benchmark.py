@@ -289,11 +289,17 @@ def calibration_images(count: int = 32) -> np.ndarray:
 
 
 def write_exports(exports: Path, models: list[str], kinds: tuple = EXPORT_KINDS) -> None:
-    """Export the Small/Large classifiers (random init) for the runtime cases."""
+    """Export the Small/Large classifiers (random init) for the runtime cases.
+
+    A model whose four files all exist in `exports` already is not exported
+    again (pass a fresh folder after changing the exporter)."""
     from mobilenetv3.export import export_onnx, export_tflite, quantize_onnx
 
     calibration = calibration_images()
     for model in models:
+        names = (f"{model}.onnx", f"{model}_int8.onnx", f"{model}.tflite", f"{model}_int8.tflite")
+        if all((exports / name).is_file() for name in names):
+            continue
         classifier = _mobilenetv3_classifier(model)
         onnx_path = exports / f"{model}.onnx"
         if "onnx" in kinds or "onnx_int8" in kinds:

@@ -181,8 +181,9 @@ def test_lraspp_learns_generated_shapes():
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9  # moving statistics must settle within a few hundred steps
     model.compile(keras.optimizers.Adam(5e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(train_x, train_y, batch_size=16, epochs=6, verbose=0)
+    model.fit(train_x, train_y, batch_size=16, epochs=8, verbose=0)
     predicted = np.argmax(model.predict(test_x, verbose=0), axis=-1)
     assert mean_iou(test_y, np.zeros_like(test_y), 4, ignore_background=True) == 0.0
     score = mean_iou(test_y, predicted, 4, ignore_background=True)
-    assert score >= 0.6, f"foreground mean IoU {score:.3f}"
+    print(f"foreground mean IoU {score:.3f}")
+    assert score >= 0.7, f"foreground mean IoU {score:.3f}"  # measured 0.788

@@ -1,0 +1,45 @@
+"""`mobilenetv3 train`: writes a classifier preset with its class names."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import mobilenetv3
+from mobilenetv3 import preset_io
+from mobilenetv3.classification_data import make_classification_folder, render_image
+from mobilenetv3.cli import main
+
+CLASSES = ["circle", "stripes", "square"]
+
+
+def test_train_writes_a_classifier_preset_with_labels(tmp_path, capsys):
+    data = make_classification_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=32)
+    out = tmp_path / "model"
+    code = main(
+        ["train", str(data), "--preset", "mobilenet_v3_small", "--out", str(out), "--image-size", "32",
+         "--batch-size", "8", "--head-epochs", "1", "--fine-tune-epochs", "1", "--unfreeze-blocks", "2",
+         "--train-batchnorm", "--quiet"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "validation accuracy:" in printed and "circle, square, stripes" in printed
+    assert (out / "labels.txt").read_text().splitlines() == sorted(CLASSES)
+    assert json.loads((out / "metadata.json").read_text())["class_names"] == sorted(CLASSES)
+    assert preset_io.read_class_names(out) == sorted(CLASSES)
+    model = mobilenetv3.MobileNetV3ImageClassifier.from_preset(str(out))
+    assert model.num_classes == 3
+    image = np.asarray(render_image("circle", 0, 32), "float32")[None]
+    assert model.predict(image, verbose=0).shape == (1, 3)
+
+
+def test_train_bad_input_fails_clearly_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["train", str(tmp_path / "missing"), "--preset", "mobilenet_v3_small", "--out", str(out)]) == 2
+    assert "`data_dir`" in capsys.readouterr().err
+    data = make_classification_folder(tmp_path / "data", classes=CLASSES, per_class=2, size=32)
+    assert main(["train", str(data), "--out", str(out), "--image-size", "16"]) == 2
+    assert "--image-size" in capsys.readouterr().err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]

@@ -52,3 +52,12 @@ def test_tf_mirrored_strategy_batchnorm_statistics_are_per_replica():
     result = _run("tf")
     assert result["replicas"] == 2
     assert result["max_diff"] > 100 * WEIGHT_TOLERANCE
+
+
+@pytest.mark.slow
+def test_jax_data_parallel_batchnorm_statistics_are_global():
+    # DataParallel compiles one program over the global batch: even with
+    # BatchNorm in training mode the step equals one device's (measured 6e-8).
+    result = _run("jax")
+    assert result["replicas"] == 2
+    assert result["max_diff"] <= WEIGHT_TOLERANCE

@@ -113,11 +113,16 @@ def _keras_applications(model: str, exports: Path) -> Callable:
 
 
 def _keras_cv(model: str, exports: Path) -> Callable:
+    """keras-cv's own classes, built offline from the same block tables."""
     import keras_cv
 
-    name = "mobilenet_v3_small_imagenet" if model == "small" else "mobilenet_v3_large_imagenet"
-    backbone = keras_cv.models.MobileNetV3Backbone.from_preset(name, load_weights=False,
-                                                              input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
+    from mobilenetv3 import presets as registry
+
+    config = registry.get(f"mobilenet_v3_{model}").config
+    stackwise = {k: v for k, v in config.items() if k.startswith("stackwise_")}
+    backbone = keras_cv.models.MobileNetV3Backbone(
+        **stackwise, include_rescaling=True, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3)
+    )
     return keras_cv.models.ImageClassifier(backbone=backbone, num_classes=1000).predict_on_batch
 
 

@@ -69,26 +69,50 @@ def test_reads_the_tf_slim_release_architecture(shared_fixtures: Path) -> None:
 
 
 def test_uint8_release_classifies_like_the_runtime(shared_fixtures: Path, uint8_classifier: keras.Model) -> None:
-    """Same top-1 as the runtime on 3 of the 4 images, top-1 within the
-    runtime's top-2 on all, and top-5 sets sharing at least 3 classes.
+    """Same top-1 as the runtime on cat, bird and grace_hopper; on dragonfly
+    the same top-2 pair in the other order; top-5 sets share >= 3 classes.
 
-    The float model runs the dequantized weights with float activations; the
-    runtime requantizes every activation to 8 bits, which shifts close calls
-    (dragonfly: the runtime says damselfly 0.52 / dragonfly 0.30). That the
-    weights themselves are exact is checked layer by layer below.
+    Why not dragonfly's top-1 (runtime: damselfly 0.52 / dragonfly 0.30;
+    ours: dragonfly 0.37 / damselfly 0.21): the integer graph is chaotic
+    under its own 8-bit requantization, and this call sits inside that
+    noise. Measured (see the `tflite` module docstring):
+
+    - not a mapping or preprocessing error: a float re-implementation of
+      the graph op by op gives our probabilities to 1e-4; the runtime's
+      (q - 128) / 127 input instead of x / 127.5 - 1 moves them by 0.003;
+      the graph's hard-swish, SE gate (relu6(x + 3) / 6), pooling, adds and
+      softmax (beta 1) are what we compute;
+    - fake-quantizing every tensor with the graph's own scale and zero
+      point reproduces each runtime op exactly from the runtime's inputs
+      (conv, depthwise, add, mul, pool; hard-swish off by 1 only at
+      x.5 ties), yet run end to end it diverges from the runtime from block
+      3 on (11% of tensor values differ at block 3, 75% at block 4) and
+      puts dragonfly and damselfly level; jittering only the rounding ties
+      (+-0.002 step) makes damselfly win 53% of runs (logit gap sd 0.38);
+    - the runtime disagrees with itself: its reference kernels
+      (no XNNPACK) give damselfly 0.32 / dragonfly 0.25, up to 0.20 away
+      from the default kernels' probabilities.
+
+    Matching that top-1 would need a bit-exact copy of XNNPACK's integer
+    kernels, not a float model. The float model itself is stable (0.01
+    pixel of input noise moves logits by < 2e-3).
     """
     labels = _labels(shared_fixtures)
-    agreements = 0
     for name in IMAGES:
         pixels = _pixels(shared_fixtures, name)
         runtime, _ = _run(shared_fixtures / UINT8_MODEL, pixels)
         assert labels[int(np.argmax(runtime))] == RUNTIME_TOP1[name]
         logits = keras.ops.convert_to_numpy(uint8_classifier(pixels[None].astype("float32")))[0]
         ours_top5, runtime_top5 = np.argsort(-logits)[:5], np.argsort(-runtime)[:5]
-        agreements += int(ours_top5[0] == runtime_top5[0])
-        assert ours_top5[0] in runtime_top5[:2], (name, labels[ours_top5[0]])
+        if name == "dragonfly":
+            assert set(ours_top5[:2]) == set(runtime_top5[:2]), [labels[i] for i in ours_top5[:2]]
+        else:
+            assert ours_top5[0] == runtime_top5[0], (name, labels[ours_top5[0]])
         assert len(set(ours_top5) & set(runtime_top5)) >= 3, name
-    assert agreements >= 3
+        probabilities = np.exp(logits - logits.max())
+        probabilities /= probabilities.sum()
+        # Measured: 0.17, 0.18, 0.31, 0.25 (the runtime's two kernel sets: up to 0.20).
+        assert np.abs(probabilities - runtime).max() <= 0.35, name
 
 
 def test_every_layer_matches_the_runtime_within_one_quantization_step(

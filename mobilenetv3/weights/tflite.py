@@ -31,6 +31,25 @@ classifier = weights.build_model(tflite.read("v3-small_224_1.0_uint8.tflite"))
 embedder = tflite.build_embedder("mobilenet_v3_small_075_224_embedder.tflite")
 embedder(pixels_0_to_255).shape  # (batch, 1024)
 ```
+
+Agreement with the integer runtime: the model is the float network the
+uint8 graph encodes (dequantized weights, float activations). Run op by op
+in float, the graph gives our probabilities to 1e-4, so the mapping,
+padding, hard-swish, SE gate (`relu6(x + 3) / 6`), pooling, residual adds
+and softmax are exact. The TFLite runtime instead requantizes every tensor
+to 8 bits, and in the TF-slim MobileNetV3-Small release that requantization
+is chaotic: a 1-step difference in a few values grows to ~20% of the
+activations' RMS within two blocks. Even a float emulation that
+fake-quantizes every tensor with the graph's own scales and zero points
+(each op then matches the runtime from the runtime's inputs, to the bit
+except at rounding ties)
+drifts from it end to end, and the runtime's own reference and XNNPACK
+kernels differ by up to 0.2 in a class probability. So expect the same
+classes, not the same confidences: on the four test images the top-1
+agrees except on a dragonfly photo, where the runtime says damselfly 0.52
+/ dragonfly 0.30 and this model dragonfly 0.37 / damselfly 0.21 (the
+reference kernels say 0.32 / 0.25). The float MediaPipe embedder matches
+its runtime to float32 precision.
 """
 
 from __future__ import annotations

@@ -42,8 +42,7 @@ is chaotic: a 1-step difference in a few values grows to ~20% of the
 activations' RMS within two blocks. Even a float emulation that
 fake-quantizes every tensor with the graph's own scales and zero points
 (each op then matches the runtime from the runtime's inputs, to the bit
-except at rounding ties)
-drifts from it end to end, and the runtime's own reference and XNNPACK
+except at rounding ties) drifts from it end to end, and the runtime's own reference and XNNPACK
 kernels differ by up to 0.2 in a class probability. So expect the same
 classes, not the same confidences: on the four test images the top-1
 agrees except on a dragonfly photo, where the runtime says damselfly 0.52

@@ -40,7 +40,7 @@ def randomize(model, seed: int = 0) -> None:
     for weight in model.weights:
         shape, name = tuple(weight.shape), weight.name
         if "gamma" in name:
-            value = rng.uniform(0.5, 1.5, shape)
+            value = rng.uniform(0.25, 0.75, shape)
         elif "beta" in name or "bias" in name:
             value = rng.normal(0.0, 0.2, shape)
         elif "moving_" in name:

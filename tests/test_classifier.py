@@ -43,7 +43,6 @@ def _images(rng, n=2, size=224):
 # -- basics --------------------------------------------------------------------
 
 
-@pytest.mark.core
 @pytest.mark.parametrize("name,params", [(SMALL, 2_554_968), (LARGE, 5_507_432)])
 def test_parameter_counts_with_1000_classes(name, params):
     model = MobileNetV3ImageClassifier.from_preset(name, load_weights=False)
@@ -142,7 +141,7 @@ def test_weights_file_loads_and_matches_tf_keras(small_file, rng):
     images = _images(rng)
     expected = reference(images).numpy()
     got = keras.ops.convert_to_numpy(model(images))
-    assert np.abs(expected[0] - expected[1]).max() > 0.1  # the logits depend on the input
+    assert np.abs(expected[0] - expected[1]).max() > 0.02  # the logits depend on the input
     assert np.abs(expected - got).max() <= 1e-4
 
 

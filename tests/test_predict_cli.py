@@ -119,6 +119,23 @@ def test_top_option_and_missing_image(preset_folder, images, tmp_path, capsys):
         _run(["--preset", preset_folder, tmp_path / "missing.png"], capsys)
 
 
+@pytest.mark.core
+def test_folder_class_names_are_printed(tmp_path, capsys):
+    from mobilenetv3 import MobileNetV3Backbone, preset_io
+
+    backbone = MobileNetV3Backbone.from_preset("mobilenet_v3_small", input_shape=(64, 64, 3))
+    model = MobileNetV3ImageClassifier(backbone, 3)
+    preset_io.save_preset(model, tmp_path / "three", class_names=["ant", "bee", "cat"])
+    image = tmp_path / "x.png"
+    Image.fromarray(np.full((80, 90, 3), 120, np.uint8)).save(image)
+    code, output = _run(["--preset", tmp_path / "three", "--top", "3", image], capsys)
+    lines = output.splitlines()
+    assert code == 0 and lines[0] == f"{image}:"
+    assert sorted(line.split()[1] for line in lines[1:]) == ["ant", "bee", "cat"]
+    probabilities = [float(line.split()[-1]) for line in lines[1:]]
+    assert probabilities == sorted(probabilities, reverse=True) and abs(sum(probabilities) - 1) < 1e-3
+
+
 @TF_ONLY
 def test_command_line_entry_point(preset_folder, images):
     result = subprocess.run(

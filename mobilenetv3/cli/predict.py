@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, classify every image, print `--top` lines per image."""
-    from mobilenetv3 import preprocessing
+    from mobilenetv3 import preprocessing, preset_io
     from mobilenetv3 import presets as registry
     from mobilenetv3.tasks import MobileNetV3ImageClassifier
 
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         images = preprocessing.rescale(images, policy.mode)
     scores = np.asarray(model.predict(images, verbose=0), dtype="float64")
     probabilities = scores if model.activation == "softmax" else _softmax(scores)
-    for path, lines in zip(args.images, _top_classes(probabilities, args.top)):
+    class_names = preset_io.read_class_names(args.preset) if os.path.isdir(args.preset) else None
+    for path, lines in zip(args.images, _top_classes(probabilities, args.top, class_names)):
         print(f"{path}:")
         for rank, (name, probability) in enumerate(lines, 1):
             print(f"  {rank}. {name:<40} {probability:.4f}")
@@ -62,11 +64,17 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _top_classes(probabilities: np.ndarray, top: int) -> list[list[tuple[str, float]]]:
-    """Per image `(label, probability)` pairs: ImageNet names for 1000/1001
-    classes, `class <index>` otherwise."""
+def _top_classes(
+    probabilities: np.ndarray, top: int, class_names: list[str] | None = None
+) -> list[list[tuple[str, float]]]:
+    """Per image `(label, probability)` pairs: the preset folder's own class
+    names when it has them, ImageNet names for 1000/1001 classes, else
+    `class <index>`."""
     from mobilenetv3 import decode
 
+    if class_names is not None and len(class_names) == probabilities.shape[1]:
+        order, best = decode.top_k(probabilities, top)
+        return [[(class_names[i], float(p)) for i, p in zip(o, b)] for o, b in zip(order, best)]
     if probabilities.shape[1] in (decode.NUM_CLASSES, decode.NUM_CLASSES + 1):
         decoded = decode.decode_predictions(probabilities, top=top)
         return [[(f"{name} ({wnid})", p) for wnid, name, p in row] for row in decoded]

@@ -203,3 +203,32 @@ def test_load_image_policies(tmp_path):
     assert preprocessing_for(PRESET).mode == "symmetric"
     with pytest.raises(ValueError, match="`resize`"):
         Preprocessing("symmetric", 224, "stretch")
+
+
+# -- real weights: the official TF-slim uint8 release (1001 classes, background first)
+
+# Top-3 of the official TFLite runtime on these images (shared/fixtures/PROVENANCE.md).
+TFLITE_TOP3 = {
+    "cat": ["Egyptian cat", "tabby", "tiger cat"],
+    "bird": ["chickadee", "bulbul", "water ouzel"],
+    "dragonfly": ["damselfly", "dragonfly", "whiptail"],
+    "grace_hopper": ["military uniform", "bow tie", "pickelhaube"],
+}
+
+
+@TF_ONLY
+def test_predict_with_real_tf_slim_weights(shared_fixtures, tmp_path, capsys):
+    """Dequantized float weights will not match the integer runtime exactly:
+    our top-1 must be in its top-2, and two of our top-3 in its top-3."""
+    from mobilenetv3 import weights
+    from mobilenetv3.weights import tflite
+
+    checkpoint = tflite.read(str(shared_fixtures / "tflite" / "v3-small_224_1.0_uint8.tflite"))
+    weights.build_model(checkpoint).save_to_preset(tmp_path / "slim")
+    paths = [shared_fixtures / "images" / f"{name}.bmp" for name in TFLITE_TOP3]
+    code, output = _run(["--preset", tmp_path / "slim", "--top", "3", *paths], capsys)
+    assert code == 0
+    for (name, expected), lines in zip(TFLITE_TOP3.items(), _parse(output).values()):
+        ours = [class_name for _, class_name, _, _ in lines]
+        assert ours[0] in expected[:2], (name, ours, expected)
+        assert len(set(ours) & set(expected)) >= 2, (name, ours, expected)

@@ -103,7 +103,7 @@ def load_classifier(
                 "folder, which holds its own weights."
             )
         kwargs.pop("weights_file", None)
-        return load_folder(preset, load_weights, **kwargs)
+        return _with_overrides(load_folder(preset, load_weights), cls, kwargs, head_args)
     if preset not in registry.classifier_presets():
         return load_backbone(MobileNetV3Backbone, preset, load_weights, **kwargs)
     spec = registry.CLASSIFIER_PRESETS[preset]
@@ -112,6 +112,23 @@ def load_classifier(
     model = cls(backbone, **{**spec.head, **head_args})
     _load_preset_weights(model, spec, load_weights, weights_file)
     return model
+
+
+def _with_overrides(model: keras.Model, cls: type, backbone_overrides: dict, head_args: dict) -> keras.Model:
+    """A folder's model rebuilt with backbone overrides (e.g. `input_shape`)
+    and, for a classifier, head arguments (e.g. `activation`), same weights."""
+    if not backbone_overrides and not (head_args and isinstance(model, cls)):
+        return model
+    from mobilenetv3.backbone import MobileNetV3Backbone
+
+    source = model.backbone if isinstance(model, cls) else model
+    backbone = MobileNetV3Backbone.from_config({**source.get_config(), **backbone_overrides})
+    rebuilt = backbone
+    if isinstance(model, cls):
+        head = {k: v for k, v in model.get_config().items() if k not in ("backbone", "name", "trainable")}
+        rebuilt = cls(backbone, **{**head, **head_args})
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
 
 
 def _build(cls: type, config: dict) -> keras.Model:

@@ -92,6 +92,11 @@ def test_serialization_round_trip(tmp_path, rng):
     model.save_to_preset(tmp_path / "preset")
     again = MobileNetV3ImageClassifier.from_preset(tmp_path / "preset")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(again(images)), expected, atol=1e-6)
+    # Backbone overrides and head arguments apply to a classifier folder too.
+    logits = MobileNetV3ImageClassifier.from_preset(tmp_path / "preset", activation=None, input_shape=(96, 96, 3))
+    assert logits.input_shape == (None, 96, 96, 3) and logits.activation is None
+    probabilities = keras.ops.softmax(logits(images))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(probabilities), expected, atol=1e-6)
 
 
 # -- the registry ----------------------------------------------------------------

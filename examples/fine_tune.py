@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mobilenetv3 import MobileNetV3ImageClassifier, preset_io
-from mobilenetv3.classification_data import make_classification_folder
+from mobilenetv3.datasets import make_classification_folder
 from mobilenetv3.training import fine_tune
 
 

@@ -18,6 +18,7 @@ from mobilenetv3.layers import (
     check_activation,
     conv_padding,
 )
+from mobilenetv3.utils import check_choice
 
 STEM_FILTERS = 16
 LAST_CONV_EXPANSION = 6
@@ -266,10 +267,10 @@ class MobileNetV3Backbone(keras.Model):
             check_activation(block.activation, f"stackwise_activation[{index}]")
         check_activation(stem_activation, "stem_activation")
         check_activation(last_activation, "last_activation")
-        _check_choice("preprocessing", preprocessing, tuple(PREPROCESSING))
-        _check_choice("padding", padding, PADDINGS)
-        _check_choice("output_stride", output_stride, OUTPUT_STRIDES)
-        _check_choice("dilation_style", dilation_style, DILATION_STYLES)
+        check_choice("preprocessing", preprocessing, tuple(PREPROCESSING))
+        check_choice("padding", padding, PADDINGS)
+        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
+        check_choice("dilation_style", dilation_style, DILATION_STYLES)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
             raise ValueError(f"`alpha` must be a positive number; got {alpha!r}.")
         if not isinstance(bn_epsilon, (int, float)) or bn_epsilon <= 0:
@@ -477,11 +478,6 @@ class MobileNetV3Backbone(keras.Model):
         from mobilenetv3 import preset_io
 
         preset_io.save_preset(self, path)
-
-
-def _check_choice(argument: str, value: Any, allowed: tuple) -> None:
-    if isinstance(value, bool) or value not in allowed:
-        raise ValueError(f"`{argument}` must be one of {list(allowed)}; got {value!r}.")
 
 
 def _producer(tensor: Any) -> str:

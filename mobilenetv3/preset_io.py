@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import keras
 
 from mobilenetv3 import presets as registry
 from mobilenetv3 import weights
+from mobilenetv3.utils import atomic_path
 from mobilenetv3.weights import download
 
 CONFIG_FILE = "config.json"
@@ -207,10 +206,14 @@ def fetch_handle(handle: str) -> str:
         ) from None
     except Exception as error:  # the hubs raise many types, often nested.
         raise PresetError(
-            f"Could not download preset {handle}: {type(error).__name__}: {str(error)[:200]}. "
+            f"Could not download preset {handle}: {type(error).__name__}: {_one_line(error)}. "
             "If you are offline, download the preset folder elsewhere and pass its local path "
             "to from_preset()."
         ) from None
+
+
+def _one_line(error: Exception, limit: int = 200) -> str:
+    return " ".join(str(error).split())[:limit]
 
 
 def save_preset(model: keras.Model, path: str | os.PathLike, class_names: list[str] | None = None) -> None:
@@ -220,10 +223,8 @@ def save_preset(model: keras.Model, path: str | os.PathLike, class_names: list[s
     `labels.txt` and to `metadata.json`'s "class_names"."""
     from mobilenetv3 import __version__
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
+    with atomic_path(path, directory=True) as staging:
+        staging.mkdir()
         spec = keras.saving.serialize_keras_object(model)
         spec["weights"] = WEIGHTS_FILE
         (staging / CONFIG_FILE).write_text(json.dumps(spec, indent=4))
@@ -238,10 +239,6 @@ def save_preset(model: keras.Model, path: str | os.PathLike, class_names: list[s
             metadata["class_names"] = list(class_names)
             (staging / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=4))
-        _replace_dir(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def read_class_names(path: str | os.PathLike) -> list[str] | None:
@@ -256,13 +253,3 @@ def read_class_names(path: str | os.PathLike) -> list[str] | None:
         names = json.loads(metadata.read_text()).get("class_names")
         return list(names) if names else None
     return None
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    backup = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
-    os.replace(target, backup / "old")
-    os.replace(staging, target)
-    shutil.rmtree(backup, ignore_errors=True)

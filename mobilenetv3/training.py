@@ -348,7 +348,7 @@ def fine_tune(
     Example:
 
     ```python
-    from mobilenetv3.classification_data import make_classification_folder
+    from mobilenetv3.datasets import make_classification_folder
     from mobilenetv3.training import fine_tune
 
     folder = make_classification_folder("/tmp/shapes")

@@ -8,8 +8,8 @@ import numpy as np
 
 import mobilenetv3
 from mobilenetv3 import preset_io
-from mobilenetv3.classification_data import make_classification_folder, render_image
 from mobilenetv3.cli import main
+from mobilenetv3.datasets import make_classification_folder, render_image
 
 CLASSES = ["circle", "stripes", "square"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mobilenetv3
-from mobilenetv3.classification_data import DEFAULT_CLASSES, make_classification_folder, render_image
+from mobilenetv3.datasets import DEFAULT_CLASSES, make_classification_folder, render_image
 from mobilenetv3.layers import StochasticDepth
 from mobilenetv3.training import (
     calibrate_batchnorm,

@@ -21,9 +21,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3.export._files import atomic_path
 from mobilenetv3.layers import SqueezeAndExcite2D
 from mobilenetv3.tasks.segmenter import ResizeLike
+from mobilenetv3.utils import atomic_path
 
 OPSET = 17
 IR_VERSION = 9

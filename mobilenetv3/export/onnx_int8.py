@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.export._files import atomic_path, check_choice
+from mobilenetv3.utils import atomic_path, check_choice
 
 FORMATS = ("qdq", "qoperator")
 

@@ -10,8 +10,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3.export._files import atomic_path
 from mobilenetv3.export.saved_model import require_tensorflow_backend, write_saved_model
+from mobilenetv3.utils import atomic_path
 
 DEFAULT_INT8_SIZE = (224, 224)
 

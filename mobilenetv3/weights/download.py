@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from mobilenetv3.utils import atomic_path
 
 CHUNK = 1 << 20
 
@@ -42,30 +42,6 @@ def verify(path: str | os.PathLike, md5: str | None = None, sha256: str | None =
                     f"{path}: {algorithm} is {actual}, expected {expected}. The file is "
                     "corrupted, truncated or a different file; delete it and download again."
                 )
-
-
-def atomic_write(
-    target: Path,
-    write: Callable[[BinaryIO], None],
-    check: Callable[[str], None] | None = None,
-) -> Path:
-    """Run `write` on a temp file beside `target`, `check` the finished temp
-    file, then rename it into place.
-
-    On any error the temp file is removed and `target` is left as it was.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        if check is not None:
-            check(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def _progress(done: int, total: int | None, label: str) -> None:
@@ -130,4 +106,8 @@ def fetch(
                 f"elsewhere and either put it at {target} or {local_hint or 'pass its path'}."
             ) from None
 
-    return atomic_write(target, write, check=lambda tmp: verify(tmp, md5, sha256))
+    with atomic_path(target) as staging:
+        with open(staging, "wb") as out:
+            write(out)
+        verify(staging, md5, sha256)
+    return target

@@ -10,13 +10,13 @@ arguments always give byte-identical files.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from mobilenetv3.utils import atomic_path
 
 MIN_SIZE = 32
 
@@ -163,7 +163,7 @@ def make_classification_folder(
 
     ```python
     import keras
-    from mobilenetv3.classification_data import make_classification_folder
+    from mobilenetv3.datasets import make_classification_folder
 
     folder = make_classification_folder("/tmp/shapes", per_class=20)
     dataset = keras.utils.image_dataset_from_directory(folder, image_size=(64, 64))
@@ -171,30 +171,10 @@ def make_classification_folder(
     ```
     """
     _check_arguments(classes, per_class, size)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        staging.chmod(0o755)
+    with atomic_path(path, directory=True) as staging:
         for class_name in classes:
-            (staging / class_name).mkdir()
+            (staging / class_name).mkdir(parents=True)
             for index in range(per_class):
                 image = render_image(class_name, index, size, seed)
                 image.save(staging / class_name / f"{index:04d}.png", optimize=False)
-        _replace_folder(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
-
-
-def _replace_folder(staging: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    if not target.is_dir():
-        raise FileExistsError(f"`path` {target} exists and is not a folder.")
-    backup = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
-    os.replace(target, backup / "old")
-    os.replace(staging, target)
-    shutil.rmtree(backup, ignore_errors=True)
+    return Path(path)

@@ -1,4 +1,4 @@
-"""Atomic writes and argument checks shared by the exporters."""
+"""Atomic writes and argument checks shared across the package."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
     try:
         yield staging
         if not staging.exists():
-            raise RuntimeError(f"the exporter wrote nothing for {str(target)!r}.")
+            raise RuntimeError(f"nothing was written for {str(target)!r}.")
         _replace(staging, target)
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
@@ -48,6 +48,6 @@ def _replace(staging: Path, target: Path) -> None:
 
 def check_choice(argument: str, value: Any, allowed: tuple) -> Any:
     """Return `value` if it is one of `allowed`, else raise a ValueError."""
-    if value not in allowed:
+    if isinstance(value, bool) or value not in allowed:
         raise ValueError(f"`{argument}` must be one of {list(allowed)}; got {value!r}.")
     return value

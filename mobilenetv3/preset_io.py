@@ -35,14 +35,21 @@ class PresetError(ValueError):
     """A preset cannot be resolved or read."""
 
 
-def load_backbone(cls: type, preset: str, load_weights: bool | None, **kwargs: Any) -> keras.Model:
-    """`from_preset` for backbone classes (see `MobileNetV3Backbone.from_preset`)."""
-    weights_file = kwargs.pop("weights_file", None)
+def resolve_handle(preset: str | os.PathLike) -> str:
+    """A preset name or local folder; `kaggle://` / `hf://` handles are
+    downloaded first."""
     if not isinstance(preset, (str, os.PathLike)):
         raise TypeError(f"`preset` must be a preset name, folder or handle; got {preset!r}.")
     preset = str(preset)
     if preset.startswith(("kaggle://", "hf://")):
-        preset = fetch_handle(preset)
+        return fetch_handle(preset)
+    return preset
+
+
+def load_backbone(cls: type, preset: str, load_weights: bool | None, **kwargs: Any) -> keras.Model:
+    """`from_preset` for backbone classes (see `MobileNetV3Backbone.from_preset`)."""
+    weights_file = kwargs.pop("weights_file", None)
+    preset = resolve_handle(preset)
     if os.path.isdir(preset):
         return load_folder(preset, load_weights, expected=cls, **kwargs)
     if os.path.exists(preset):
@@ -90,11 +97,7 @@ def load_classifier(
     for the caller to put a head on."""
     from mobilenetv3.backbone import MobileNetV3Backbone
 
-    if not isinstance(preset, (str, os.PathLike)):
-        raise TypeError(f"`preset` must be a preset name, folder or handle; got {preset!r}.")
-    preset = str(preset)
-    if preset.startswith(("kaggle://", "hf://")):
-        preset = fetch_handle(preset)
+    preset = resolve_handle(preset)
     if os.path.isdir(preset):
         if kwargs.get("weights_file") is not None:
             raise PresetError(

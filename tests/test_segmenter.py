@@ -62,6 +62,23 @@ def test_lraspp_logits_match_torchvision(lraspp, size):
     assert diff <= TOLERANCE, f"LR-ASPP logits {size}: max abs diff {diff:.2e}"
 
 
+def test_convert_command_learns_the_lraspp_layout(lraspp, tmp_path, capsys):
+    """`mobilenetv3 convert` on a torchvision LR-ASPP .pth writes a segmenter
+    preset whose logits equal torchvision's (the preset rescales 0..255
+    pixels with the ImageNet mean/std, as torchvision's transforms do)."""
+    from mobilenetv3.cli import main
+
+    oracle, path, _ = lraspp
+    assert main(["convert", path, str(tmp_path / "lraspp")]) == 0
+    assert "torchvision" in capsys.readouterr().out
+    model = MobileNetV3ImageSegmenter.from_preset(str(tmp_path / "lraspp"))
+    pixels = np.random.default_rng(2).uniform(0, 255, (1, 96, 128, 3)).astype("float32")
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    normalized = ((pixels / 255 - mean) / std).astype("float32").transpose(0, 3, 1, 2)
+    expected = torch_forward(oracle, normalized)
+    assert max_abs_diff(keras.ops.convert_to_numpy(model(pixels)), expected) <= TOLERANCE
+
+
 @pytest.mark.core
 @pytest.mark.parametrize("source, target", [((7, 9), (13, 17)), ((13, 17), (193, 257)), ((20, 24), (7, 9))])
 def test_resize_like_matches_torch_bilinear(source, target):

@@ -87,6 +87,9 @@ def test_onnx_graph_is_native_hard_swish_with_bn_and_pads_folded(small_classifie
     for banned in ("BatchNormalization", "Clip", "Min", "Max", "Div", "Pad", "Sub"):
         assert banned not in ops, ops
     assert ops["Transpose"] == 1  # only at the NHWC input
+    # The pooled head (Conv_2, Logits: 1x1 convs on a 1x1 map) is two Gemms.
+    assert ops["Gemm"] == 2 and ops["Flatten"] == 1
+    assert ops["Conv"] == 52  # stem + 11 blocks' expand/depthwise/project + 9 SE x 2 + Conv_1
 
 
 @pytest.mark.core

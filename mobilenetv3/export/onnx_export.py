@@ -445,6 +445,64 @@ def _fold_into_conv(graph: _Graph, conv: Any, scale: np.ndarray, shift: np.ndarr
         conv.input.append(new_bias)
 
 
+_UNARY = {"Relu", "HardSwish", "HardSigmoid", "Sigmoid", "Tanh", "Clip"}
+
+
+def _is_pointwise_conv(graph: _Graph, node: Any) -> bool:
+    weight = graph.initializers.get(node.input[1]) if node.op_type == "Conv" else None
+    return (weight is not None and weight.shape[2:] == (1, 1) and (_attr(node, "group") or 1) == 1
+            and not any(_attr(node, "pads") or []) and set(_attr(node, "strides") or [1]) == {1})
+
+
+def _pooled_head_chain(graph: _Graph, pool: Any, protected: set[str]) -> list[Any] | None:
+    """The 1x1 convs and activations between a global pool and a Flatten, or None."""
+    users: dict[str, list[Any]] = {}
+    for node in graph.nodes:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    chain, tensor = [], pool.output[0]
+    while True:
+        following = users.get(tensor, [])
+        if len(following) != 1 or tensor in protected:
+            return None
+        node = following[0]
+        if node.op_type == "Flatten" and (_attr(node, "axis") or 1) == 1:
+            return chain + [node] if any(n.op_type == "Conv" for n in chain) else None
+        if node.op_type not in _UNARY and not _is_pointwise_conv(graph, node):
+            return None
+        chain.append(node)
+        tensor = node.output[0]
+
+
+def _pooled_heads_to_gemm(graph: _Graph, protected: set[str]) -> None:
+    """Global pool -> 1x1 convs -> Flatten becomes Flatten -> Gemm: on a 1x1
+    map a convolution is a matrix product, and runtimes batch Gemm far better
+    than per-image 1x1 convolutions (the classifier head)."""
+    for pool in [n for n in graph.nodes if n.op_type in ("GlobalAveragePool", "GlobalMaxPool")]:
+        chain = _pooled_head_chain(graph, pool, protected)
+        if chain is None:
+            continue
+        *body, flatten = chain
+        flat = graph.unique(f"{pool.name}/flat")
+        graph.nodes.insert(graph.nodes.index(pool) + 1, graph.helper.make_node(
+            "Flatten", [pool.output[0]], [flat], name=graph.unique(f"{pool.name}/Flatten"), axis=1))
+        body[0].input[0] = flat
+        for index, node in enumerate(body):
+            if node.op_type == "Conv":
+                weight = graph.initializers[node.input[1]]
+                bias = graph.initializers[node.input[2]] if len(node.input) > 2 else np.zeros(weight.shape[0], np.float32)
+                gemm = graph.helper.make_node(
+                    "Gemm", [node.input[0], graph.const(f"{node.name}/matrix", weight[:, :, 0, 0]),
+                             graph.const(f"{node.name}/gemm_bias", bias)],
+                    list(node.output), name=node.name, transB=1)
+                graph.nodes[graph.nodes.index(node)] = gemm
+                body[index] = gemm
+        body[-1].output[0] = flatten.output[0]
+        graph.nodes.remove(flatten)
+    used = {name for n in graph.nodes for name in n.input}
+    graph.initializers = {k: v for k, v in graph.initializers.items() if k in used}
+
+
 # -- public API ------------------------------------------------------------------------
 
 def _dim(size: Any, symbol: str) -> Any:
@@ -485,6 +543,7 @@ def build_onnx_model(model: keras.Model, channels_first: bool = False, input_siz
     protected = set(names)
     _fold_pads(graph, protected)
     _fold_batch_norms(graph, protected)
+    _pooled_heads_to_gemm(graph, protected)
     proto_graph = helper.make_graph(
         graph.nodes,
         model.name,

@@ -198,20 +198,33 @@ def test_tflite_float_matches_keras_and_uses_fused_hard_swish(small_classifier, 
     np.testing.assert_allclose(result, _keras(small_classifier, images), atol=TOLERANCE, rtol=0)
 
 
+def _op_output_types(interpreter) -> dict[str, set]:
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    kinds: dict[str, set] = collections.defaultdict(set)
+    for op in interpreter._get_ops_details():
+        kinds[op["op_name"]].add(tensors[op["outputs"][0]]["dtype"])
+    return kinds
+
+
 @TF_ONLY
-def test_tflite_int8_is_full_integer(small_backbone, tmp_path):
+@pytest.mark.parametrize("full_integer", [True, False])
+def test_tflite_int8_quantizes_every_conv(small_backbone, tmp_path, full_integer):
     from ai_edge_litert.interpreter import Interpreter
 
     with pytest.raises(ValueError, match="calibration"):
         export_tflite(small_backbone, tmp_path / "q.tflite", int8=True)
+    with pytest.raises(ValueError, match="float_ops"):
+        export_tflite(small_backbone, tmp_path / "q.tflite", int8=True, calibration=_images((1, 224, 224, 3)),
+                      float_ops="HARD_SWISH")
     assert list(tmp_path.iterdir()) == []
-    path = export_tflite(small_backbone, tmp_path / "q.tflite", int8=True, calibration=_images((4, 224, 224, 3)))
+    path = export_tflite(small_backbone, tmp_path / "q.tflite", int8=True, calibration=_images((4, 224, 224, 3)),
+                         float_ops=() if full_integer else ("HARD_SWISH",))
     interpreter = Interpreter(str(path))
-    details = interpreter._get_ops_details()
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    for op in details:
-        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "HARD_SWISH"):
-            assert tensors[op["outputs"][0]]["dtype"] == np.int8, op
+    kinds = _op_output_types(interpreter)
+    for name in ("CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "ADD"):
+        assert kinds[name] == {np.int8}, (name, kinds)
+    # Hard-swish: int8 in a full-integer model, else float between DEQUANTIZE and QUANTIZE.
+    assert kinds["HARD_SWISH"] == {np.int8 if full_integer else np.float32}, kinds
     interpreter.allocate_tensors()
     images = _images((1, 224, 224, 3), seed=7)
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)

@@ -15,12 +15,15 @@ def register(subparsers: Any) -> None:
         "export",
         help="export a preset or preset folder to ONNX, TFLite or SavedModel",
         description="Export a model (registry preset name or preset folder) for deployment. "
-        "--int8 quantizes to full integer, calibrated on the images in --calibration.",
+        "--int8 quantizes to int8, calibrated on the images in --calibration (TFLite keeps hard-swish "
+        "in float, where LiteRT runs it fastest, unless --full-integer).",
     )
     parser.add_argument("preset", metavar="PRESET_OR_DIR", help="a preset name or a preset folder")
     parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite) or folder (saved_model) to write")
     parser.add_argument("--format", required=True, choices=FORMATS, help="output format")
-    parser.add_argument("--int8", action="store_true", help="full-integer int8 quantization (onnx, tflite)")
+    parser.add_argument("--int8", action="store_true", help="int8 post-training quantization (onnx, tflite)")
+    parser.add_argument("--full-integer", action="store_true",
+                        help="tflite --int8: every op in int8, hard-swish too (for integer-only accelerators)")
     parser.add_argument("--calibration", metavar="DIR", help="folder of images to calibrate int8 on")
     parser.add_argument("--calibration-limit", type=int, default=200, metavar="N",
                         help="use at most N calibration images (default 200)")
@@ -54,6 +57,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--int8 needs --calibration DIR, a folder of representative images.")
     if args.calibration and not args.int8:
         raise ValueError("--calibration is only used with --int8.")
+    if args.full_integer and not (args.int8 and args.format == "tflite"):
+        raise ValueError("--full-integer applies to --format tflite with --int8 only.")
     if args.channels_first and args.format != "onnx":
         raise ValueError("--channels-first applies to --format onnx only.")
     if args.input_size is not None and args.input_size < 32:
@@ -74,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "saved_model":
         export.export_saved_model(model, args.out, input_size=(size, size) if size else None)
     elif args.format == "tflite":
-        export.export_tflite(model, args.out, input_size=size, int8=args.int8, calibration=calibration)
+        float_ops = () if args.full_integer else export.DEFAULT_FLOAT_OPS
+        export.export_tflite(model, args.out, input_size=size, int8=args.int8, calibration=calibration,
+                             float_ops=float_ops)
     elif args.int8:
         with tempfile.TemporaryDirectory(prefix="mobilenetv3_export_") as folder:
             float_path = os.path.join(folder, "float.onnx")

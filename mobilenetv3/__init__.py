@@ -10,6 +10,7 @@ from mobilenetv3.aliases import MobileNetV3LargeBackbone, MobileNetV3SmallBackbo
 from mobilenetv3.architectures import make_divisible
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.decode import decode_predictions
+from mobilenetv3.inference import fold_batch_norm
 from mobilenetv3.layers import SqueezeAndExcite2D
 from mobilenetv3.tasks import MobileNetV3ImageClassifier, MobileNetV3ImageSegmenter
 
@@ -23,5 +24,6 @@ __all__ = [
     "MobileNetV3SmallBackbone",
     "SqueezeAndExcite2D",
     "decode_predictions",
+    "fold_batch_norm",
     "make_divisible",
 ]

@@ -13,6 +13,7 @@ from mobilenetv3 import presets as registry
 from mobilenetv3.architectures import BlockSpec, make_divisible
 from mobilenetv3.layers import (
     PADDINGS,
+    DepthwiseConv2D,
     SqueezeAndExcite2D,
     StochasticDepth,
     check_activation,
@@ -110,7 +111,7 @@ class _GraphBuilder:
             dtype=self.dtype,
         )
         if depthwise:
-            x = keras.layers.DepthwiseConv2D(**common)(x)
+            x = DepthwiseConv2D(**common)(x)
         else:
             x = keras.layers.Conv2D(filters, **common)(x)
         x = keras.layers.BatchNormalization(

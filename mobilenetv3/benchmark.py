@@ -71,6 +71,9 @@ CASES = (
     Case("mobilenetv3-tensorflow", "_keras_mobilenetv3", "tensorflow"),
     Case("mobilenetv3-jax", "_keras_mobilenetv3", "jax"),
     Case("mobilenetv3-torch", "_keras_mobilenetv3", "torch"),
+    Case("mobilenetv3-folded-tensorflow", "_keras_mobilenetv3_folded", "tensorflow"),
+    Case("mobilenetv3-folded-jax", "_keras_mobilenetv3_folded", "jax"),
+    Case("mobilenetv3-folded-torch", "_keras_mobilenetv3_folded", "torch"),
     Case("keras.applications-tensorflow", "_keras_applications", "tensorflow"),
     Case("keras.applications-jax", "_keras_applications", "jax"),
     Case("keras.applications-torch", "_keras_applications", "torch"),
@@ -103,6 +106,12 @@ def _mobilenetv3_classifier(model: str) -> Any:
 
 def _keras_mobilenetv3(model: str, exports: Path) -> Callable:
     return _mobilenetv3_classifier(model).predict_on_batch
+
+
+def _keras_mobilenetv3_folded(model: str, exports: Path) -> Callable:
+    import mobilenetv3
+
+    return mobilenetv3.fold_batch_norm(_mobilenetv3_classifier(model)).predict_on_batch
 
 
 def _keras_applications(model: str, exports: Path) -> Callable:

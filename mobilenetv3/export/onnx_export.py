@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3.layers import SqueezeAndExcite2D
+from mobilenetv3.layers import DepthwiseConv2D, SqueezeAndExcite2D
 from mobilenetv3.tasks.segmenter import ResizeLike
 from mobilenetv3.utils import atomic_path
 
@@ -300,6 +300,7 @@ def _identity(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_V
 CONVERTERS: dict[type, Callable] = {
     keras.layers.Conv2D: _conv2d,
     keras.layers.DepthwiseConv2D: _depthwise_conv2d,
+    DepthwiseConv2D: _depthwise_conv2d,
     keras.layers.Dense: _dense,
     keras.layers.BatchNormalization: _batch_norm,
     keras.layers.Rescaling: _rescaling,

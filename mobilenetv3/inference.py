@@ -69,8 +69,8 @@ def _foldable_pairs(model: keras.Model, nodes: list[Any]) -> dict[int, Any]:
         source = node.input_tensors[0]
         conv = producer.get(id(source))
         if (isinstance(conv, _CONVOLUTIONS) and conv.activation in (None, keras.activations.linear)
-                and uses[id(source)] == 1 and layer.axis in (-1, len(source.shape) - 1)
-                and len(conv._inbound_nodes) == 1):
+                and conv.data_format == "channels_last" and layer.axis in (-1, len(source.shape) - 1)
+                and uses[id(source)] == 1 and len(conv._inbound_nodes) == 1):
             pairs[id(conv)] = layer
     return pairs
 

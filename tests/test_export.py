@@ -213,9 +213,10 @@ def test_tflite_int8_quantizes_every_conv(small_backbone, tmp_path, full_integer
 
     with pytest.raises(ValueError, match="calibration"):
         export_tflite(small_backbone, tmp_path / "q.tflite", int8=True)
-    with pytest.raises(ValueError, match="float_ops"):
-        export_tflite(small_backbone, tmp_path / "q.tflite", int8=True, calibration=_images((1, 224, 224, 3)),
-                      float_ops="HARD_SWISH")
+    for wrong in ("HARD_SWISH", ["HARDSWISH"]):  # a bare string; a name TFLite does not have
+        with pytest.raises(ValueError, match="float_ops"):
+            export_tflite(small_backbone, tmp_path / "q.tflite", int8=True, calibration=_images((1, 224, 224, 3)),
+                          float_ops=wrong)
     assert list(tmp_path.iterdir()) == []
     path = export_tflite(small_backbone, tmp_path / "q.tflite", int8=True, calibration=_images((4, 224, 224, 3)),
                          float_ops=() if full_integer else ("HARD_SWISH",))

@@ -69,7 +69,10 @@ def _quantize(converter: Any, images: np.ndarray, float_ops: tuple) -> bytes:
 
 
 def _check_float_ops(float_ops: Any) -> tuple:
-    if isinstance(float_ops, str) or not all(isinstance(op, str) and op.isupper() for op in float_ops):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    builtins = {name for name in dir(schema.BuiltinOperator) if name.isupper()}
+    if isinstance(float_ops, str) or not all(isinstance(op, str) and op in builtins for op in float_ops):
         raise ValueError("`float_ops` must be a list of TFLite builtin op names such as ['HARD_SWISH'] "
                          f"(empty for a full-integer model); got {float_ops!r}.")
     return tuple(float_ops)

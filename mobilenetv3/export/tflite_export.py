@@ -91,12 +91,13 @@ def convert_tflite(
     require_tensorflow_backend("export_tflite")
     size = _input_size(model, input_size, int8)
     images = _check_calibration(calibration, size) if int8 else None
+    float_ops = _check_float_ops(float_ops) if int8 else ()
     with tempfile.TemporaryDirectory(prefix="mobilenetv3_tflite_") as folder:
         saved = os.path.join(folder, "saved_model")
         write_saved_model(model, saved, size)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serving_default"])
         if int8:
-            return _quantize(converter, images, _check_float_ops(float_ops))
+            return _quantize(converter, images, float_ops)
         return converter.convert()
 
 

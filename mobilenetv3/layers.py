@@ -117,6 +117,13 @@ def shifted_depthwise_conv(inputs: Any, kernel: Any, strides: tuple, padding: st
     XLA on CPU lowers a grouped convolution to a slow generic loop (12-40x
     slower than this on the benchmark machine); a sum of slices fuses into
     one elementwise loop. Needs static spatial sizes, as under `jax.jit`.
+
+    Example:
+
+    ```python
+    x, kernel = np.ones((1, 8, 8, 4), "float32"), np.ones((3, 3, 4, 1), "float32")
+    y = shifted_depthwise_conv(x, kernel, (2, 2), "same", (1, 1))  # (1, 4, 4, 4)
+    ```
     """
     kh, kw = kernel.shape[0], kernel.shape[1]
     axes = []

@@ -110,19 +110,33 @@ def _copy_layer(layer: Any, batch_norm: Any, args: tuple, kwargs: dict) -> Any:
     return outputs
 
 
-def _folded_weights(conv: Any, batch_norm: Any) -> list[np.ndarray]:
-    def numpy(variable: Any) -> np.ndarray:
-        return np.asarray(variable.numpy(), dtype=np.float64)
+def _numpy(variable: Any) -> np.ndarray:
+    return np.asarray(variable.numpy(), dtype=np.float64)
 
-    mean, variance = numpy(batch_norm.moving_mean), numpy(batch_norm.moving_variance)
-    gamma = numpy(batch_norm.gamma) if batch_norm.scale else np.ones_like(mean)
-    beta = numpy(batch_norm.beta) if batch_norm.center else np.zeros_like(mean)
-    scale = gamma / np.sqrt(variance + batch_norm.epsilon)
-    shift = beta - mean * scale
-    kernel = numpy(conv.kernel)
+
+def batch_norm_parameters(layer: keras.layers.BatchNormalization) -> tuple[np.ndarray, ...]:
+    """`(gamma, beta, moving_mean, moving_variance)` of a BatchNormalization
+    layer as float64 arrays (ones / zeros where it has no scale / center)."""
+    mean, variance = _numpy(layer.moving_mean), _numpy(layer.moving_variance)
+    gamma = _numpy(layer.gamma) if layer.scale else np.ones_like(mean)
+    beta = _numpy(layer.beta) if layer.center else np.zeros_like(mean)
+    return gamma, beta, mean, variance
+
+
+def batch_norm_affine(
+    gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, variance: np.ndarray, epsilon: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BatchNorm as `x * scale + shift`: `(scale, shift)`."""
+    scale = gamma / np.sqrt(variance + epsilon)
+    return scale, beta - mean * scale
+
+
+def _folded_weights(conv: Any, batch_norm: Any) -> list[np.ndarray]:
+    scale, shift = batch_norm_affine(*batch_norm_parameters(batch_norm), batch_norm.epsilon)
+    kernel = _numpy(conv.kernel)
     if isinstance(conv, keras.layers.DepthwiseConv2D):  # (kh, kw, channels, multiplier): out = c * m + j
         kernel = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
     else:
         kernel = kernel * scale
-    bias = numpy(conv.bias) * scale + shift if conv.use_bias else shift
+    bias = _numpy(conv.bias) * scale + shift if conv.use_bias else shift
     return [kernel.astype(np.float32), bias.astype(np.float32)]

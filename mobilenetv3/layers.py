@@ -102,7 +102,7 @@ class SqueezeAndExcite2D(keras.layers.Layer):
         return config
 
 
-def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int, int]:
+def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int, int]:
     """TF "SAME": (pad before, pad after, output size) along one axis."""
     effective = (kernel - 1) * dilation + 1
     out = -(-size // stride)
@@ -129,7 +129,7 @@ def shifted_depthwise_conv(inputs: Any, kernel: Any, strides: tuple, padding: st
     axes = []
     for size, k, stride, dilation in zip(inputs.shape[1:3], (kh, kw), strides, dilation_rate, strict=True):
         if padding == "same":
-            axes.append(_same_padding(size, k, stride, dilation))
+            axes.append(same_padding(size, k, stride, dilation))
         else:
             axes.append((0, 0, (size - (k - 1) * dilation - 1) // stride + 1))
     (top, bottom, out_h), (left, right, out_w) = axes

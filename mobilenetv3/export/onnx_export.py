@@ -21,7 +21,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3.layers import DepthwiseConv2D, SqueezeAndExcite2D
+from mobilenetv3.inference import batch_norm_affine, batch_norm_parameters
+from mobilenetv3.layers import DepthwiseConv2D, SqueezeAndExcite2D, same_padding
 from mobilenetv3.tasks.segmenter import ResizeLike
 from mobilenetv3.utils import atomic_path
 
@@ -111,12 +112,13 @@ def _conv_pads(layer: Any, in_shape: tuple, kernel: tuple) -> dict:
         raise NotImplementedError(f"export_onnx: padding {layer.padding!r} of layer {layer.name!r} is not supported.")
     before, after = [], []
     for size, k, s, d in zip(in_shape[1:3], kernel, layer.strides, layer.dilation_rate, strict=False):
-        effective = d * (k - 1) + 1
-        if s > 1 and size is None:
-            return {"auto_pad": "SAME_UPPER"}
-        total = effective - 1 if s == 1 else max((-(-size // s) - 1) * s + effective - size, 0)
-        before.append(total // 2)
-        after.append(total - total // 2)
+        if size is None:
+            if s > 1:
+                return {"auto_pad": "SAME_UPPER"}
+            size = d * (k - 1) + 1  # stride 1: the padding does not depend on the size
+        top, bottom, _ = same_padding(size, k, s, d)
+        before.append(top)
+        after.append(bottom)
     return {"pads": before + after}
 
 
@@ -175,11 +177,7 @@ def _batch_norm(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[
     x = xs[0]
     if layer.axis not in (-1, x.rank - 1):
         raise NotImplementedError(f"export_onnx: BatchNormalization {layer.name!r} must normalize the last axis.")
-    mean = keras.ops.convert_to_numpy(layer.moving_mean)
-    ones, zeros = np.ones_like(mean), np.zeros_like(mean)
-    gamma = keras.ops.convert_to_numpy(layer.gamma) if layer.scale else ones
-    beta = keras.ops.convert_to_numpy(layer.beta) if layer.center else zeros
-    params = [gamma, beta, mean, keras.ops.convert_to_numpy(layer.moving_variance)]
+    params = batch_norm_parameters(layer)
     names = [graph.const(f"{layer.name}/{p}", v) for p, v in zip(("gamma", "beta", "mean", "var"), params, strict=False)]
     out = graph.add("BatchNormalization", [x.name, *names], layer.name, epsilon=float(layer.epsilon))
     graph.batch_norm_ranks[out] = x.rank
@@ -415,9 +413,8 @@ def _fold_batch_norms(graph: _Graph, protected: set[str]) -> None:
         if node.op_type != "BatchNormalization":
             result.append(node)
             continue
-        gamma, beta, mean, var = (graph.initializers[n].astype(np.float64) for n in node.input[1:])
-        scale = gamma / np.sqrt(var + _attr(node, "epsilon"))
-        shift = beta - mean * scale
+        parameters = (graph.initializers[n].astype(np.float64) for n in node.input[1:])
+        scale, shift = batch_norm_affine(*parameters, _attr(node, "epsilon"))
         conv = producers.get(node.input[0])
         foldable = conv is not None and conv.op_type == "Conv" and consumers[node.input[0]] == 1
         if foldable and node.input[0] not in protected:

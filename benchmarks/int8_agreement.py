@@ -89,11 +89,11 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=64)
     args = parser.parse_args()
 
-    from mobilenetv3 import weights
+    from mobilenetv3 import models
     from mobilenetv3.export import load_images
     from mobilenetv3.weights import tflite
 
-    model = weights.build_model(tflite.read(str(MODEL)))
+    model = models.build_model(tflite.read(str(MODEL)))
     whole = load_images(FIXTURES / "images", (SIZE, SIZE))
     evaluation, calibration = crops(args.samples, seed=1), crops(args.calibration, seed=2)
     sets = {"whole": whole, "crops": evaluation}

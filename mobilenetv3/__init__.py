@@ -13,8 +13,7 @@ from mobilenetv3.decode import decode_predictions
 from mobilenetv3.inference import fold_batch_norm
 from mobilenetv3.layers import SqueezeAndExcite2D
 from mobilenetv3.tasks import MobileNetV3ImageClassifier, MobileNetV3ImageSegmenter
-
-__version__ = "0.1.0"
+from mobilenetv3.version import __version__ as __version__
 
 __all__ = [
     "MobileNetV3Backbone",

@@ -8,8 +8,7 @@ from typing import Any
 
 import keras
 
-from mobilenetv3 import architectures
-from mobilenetv3 import presets as registry
+from mobilenetv3 import architectures, models, preset_io, presets
 from mobilenetv3.architectures import BlockSpec, make_divisible
 from mobilenetv3.layers import (
     PADDINGS,
@@ -19,7 +18,8 @@ from mobilenetv3.layers import (
     check_activation,
     conv_padding,
 )
-from mobilenetv3.utils import check_choice
+from mobilenetv3.normalization import PREPROCESSING_MODES, scale_and_offset
+from mobilenetv3.utils import check_choice, classproperty
 
 STEM_FILTERS = 16
 LAST_CONV_EXPANSION = 6
@@ -27,20 +27,6 @@ BN_MOMENTUM = 0.999
 MIN_INPUT_SIZE = 32
 OUTPUT_STRIDES = (8, 16, 32)
 DILATION_STYLES = ("torchvision", "deeplab")
-
-# Input range each preprocessing mode maps raw 0..255 pixels to, as
-# (scale, offset) per channel: y = x * scale + offset.
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-PREPROCESSING = {
-    "unit": (1 / 255, 0.0),  # keras-cv: [0, 1]
-    "symmetric": (1 / 127.5, -1.0),  # TF-slim / keras.applications: [-1, 1]
-    "imagenet": (
-        [1 / (255 * s) for s in _IMAGENET_STD],
-        [-m / s for m, s in zip(_IMAGENET_MEAN, _IMAGENET_STD)],
-    ),  # torchvision / timm mean-std
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class _Placement:
@@ -154,6 +140,7 @@ class _GraphBuilder:
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
+@models.register_model(models.BACKBONE)
 class MobileNetV3Backbone(keras.Model):
     """MobileNetV3 backbone, a drop-in for `keras_cv.models.MobileNetV3Backbone`.
 
@@ -268,7 +255,7 @@ class MobileNetV3Backbone(keras.Model):
             check_activation(block.activation, f"stackwise_activation[{index}]")
         check_activation(stem_activation, "stem_activation")
         check_activation(last_activation, "last_activation")
-        check_choice("preprocessing", preprocessing, tuple(PREPROCESSING))
+        check_choice("preprocessing", preprocessing, PREPROCESSING_MODES)
         check_choice("padding", padding, PADDINGS)
         check_choice("output_stride", output_stride, OUTPUT_STRIDES)
         check_choice("dilation_style", dilation_style, DILATION_STYLES)
@@ -287,7 +274,7 @@ class MobileNetV3Backbone(keras.Model):
         builder = _GraphBuilder(padding=padding, bn_epsilon=bn_epsilon, dtype=dtype)
         x = inputs
         if include_rescaling:
-            scale, offset = PREPROCESSING[preprocessing]
+            scale, offset = scale_and_offset(preprocessing)
             x = keras.layers.Rescaling(scale, offset, name="rescaling", dtype=dtype)(x)
         x = builder.conv_bn_act(x, STEM_FILTERS, "Conv", stem_activation, kernel_size=3, stride=2)
         levels: list[str] = []
@@ -425,12 +412,12 @@ class MobileNetV3Backbone(keras.Model):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
 
-    @registry.classproperty
+    @classproperty
     def presets(cls) -> dict[str, dict]:
         """Preset names and their metadata (description, params, weights)."""
-        return registry.describe(registry.backbone_presets(family=cls._family))
+        return presets.describe(presets.backbone_presets(family=cls._family))
 
-    @registry.classproperty
+    @classproperty
     def presets_with_weights(cls) -> dict[str, dict]:
         """The presets that come with pretrained weights."""
         return {k: v for k, v in cls.presets.items() if v["metadata"]["has_weights"]}
@@ -461,9 +448,7 @@ class MobileNetV3Backbone(keras.Model):
         )
         ```
         """
-        from mobilenetv3 import preset_io
-
-        return preset_io.load_backbone(cls, preset, load_weights, **kwargs)
+        return models.load_model(preset, cls, load_weights, **kwargs)
 
     def save_to_preset(self, path: str) -> None:
         """Write a preset folder (`config.json`, `model.weights.h5`,
@@ -476,8 +461,6 @@ class MobileNetV3Backbone(keras.Model):
         same = mobilenetv3.MobileNetV3Backbone.from_preset("my_preset")
         ```
         """
-        from mobilenetv3 import preset_io
-
         preset_io.save_preset(self, path)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mobilenetv3 import presets as registry
-from mobilenetv3.presets import Preprocessing
+from mobilenetv3.normalization import PREPROCESSING_MODES, Preprocessing, scale_and_offset
 
 DEFAULT_IMAGE_SIZE = 224
 
@@ -100,11 +100,9 @@ def load_images(paths: Sequence[str | os.PathLike], preprocessing: Preprocessing
 def rescale(images: np.ndarray, mode: str) -> np.ndarray:
     """Apply a backbone `preprocessing` mode's scaling to 0..255 images, for
     models built with `include_rescaling=False`."""
-    from mobilenetv3.backbone import PREPROCESSING
-
-    if mode not in PREPROCESSING:
-        raise ValueError(f"`mode` must be one of {list(PREPROCESSING)}; got {mode!r}.")
-    scale, offset = PREPROCESSING[mode]
+    if mode not in PREPROCESSING_MODES:
+        raise ValueError(f"`mode` must be one of {list(PREPROCESSING_MODES)}; got {mode!r}.")
+    scale, offset = scale_and_offset(mode)
     return (images * np.asarray(scale, "float32") + np.asarray(offset, "float32")).astype("float32")
 
 

@@ -10,87 +10,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 from mobilenetv3 import architectures
+from mobilenetv3.normalization import Preprocessing
 
 KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/"
-KAGGLE_PREFIX = "kaggle://keras/mobilenetv3/keras/"
-
-
-class classproperty:  # noqa: N801 - mirrors keras-cv's decorator name
-    """A read-only property on the class itself (`Backbone.presets`)."""
-
-    def __init__(self, getter: Callable) -> None:
-        self.getter = getter
-
-    def __get__(self, instance: Any, owner: type) -> Any:
-        return self.getter(owner)
-
-
-# Per `preprocessing` mode of the backbone: the mean and std, on the [0, 1]
-# pixel scale, that the model subtracts and divides by (x / 255 - mean) / std.
-PREPROCESSING_MEAN = {"unit": (0.0, 0.0, 0.0), "symmetric": (0.5, 0.5, 0.5), "imagenet": (0.485, 0.456, 0.406)}
-PREPROCESSING_STD = {"unit": (1.0, 1.0, 1.0), "symmetric": (0.5, 0.5, 0.5), "imagenet": (0.229, 0.224, 0.225)}
-RESIZE_POLICIES = ("squash", "center_crop")
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocessing:
-    """How images must be prepared for a set of weights.
-
-    The pixel scaling is done by the model itself (the backbone's
-    `include_rescaling` + `preprocessing=mode`) on raw 0..255 RGB input; the
-    resize/crop policy is for whoever loads the images (see
-    `mobilenetv3.preprocessing.load_image`).
-
-    Attributes:
-        mode: the backbone's `preprocessing` ("unit", "symmetric", "imagenet").
-        image_size: the square input size the weights were evaluated at.
-        resize: "squash" (resize to `image_size` x `image_size`, no crop) or
-            "center_crop" (resize the shorter side to `resize_size`, then take
-            the central `image_size` square).
-        resize_size: the shorter side before the crop ("center_crop" only).
-        interpolation: PIL resampling filter name ("bilinear", "bicubic").
-
-    Example:
-
-    ```python
-    policy = Preprocessing("imagenet", 224, "center_crop", resize_size=256)
-    policy.mean  # (0.485, 0.456, 0.406)
-    ```
-    """
-
-    mode: str = "unit"
-    image_size: int = 224
-    resize: str = "squash"
-    resize_size: int | None = None
-    interpolation: str = "bilinear"
-
-    def __post_init__(self) -> None:
-        if self.mode not in PREPROCESSING_MEAN:
-            raise ValueError(f"`mode` must be one of {list(PREPROCESSING_MEAN)}; got {self.mode!r}.")
-        if self.resize not in RESIZE_POLICIES:
-            raise ValueError(f"`resize` must be one of {list(RESIZE_POLICIES)}; got {self.resize!r}.")
-        if self.resize == "center_crop" and (self.resize_size or 0) < self.image_size:
-            raise ValueError(
-                f"`resize_size` must be at least `image_size` ({self.image_size}) for "
-                f"resize='center_crop'; got {self.resize_size!r}."
-            )
-
-    @property
-    def mean(self) -> tuple[float, float, float]:
-        return PREPROCESSING_MEAN[self.mode]
-
-    @property
-    def std(self) -> tuple[float, float, float]:
-        return PREPROCESSING_STD[self.mode]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The policy as JSON-friendly metadata."""
-        return {**dataclasses.asdict(self), "input": "RGB 0..255", "mean": self.mean, "std": self.std}
-
 
 _SYMMETRIC_224 = Preprocessing("symmetric", 224, "squash")
 
@@ -105,7 +30,6 @@ class WeightsSource:
         url: the official download address.
         md5: the file's md5, as published by its source.
         description: a human-readable name of the source.
-        kaggle_handle: the keras-cv Kaggle handle of the same weights, if any.
         preprocessing: how the weights expect images (None: derived from
             the preset config's `preprocessing`, squashed to 224x224).
     """
@@ -114,7 +38,6 @@ class WeightsSource:
     url: str
     md5: str
     description: str
-    kaggle_handle: str | None = None
     preprocessing: Preprocessing | None = None
 
     @property
@@ -131,8 +54,8 @@ class Preset:
     config: dict
     weights: WeightsSource | None = None
     preprocessing_notes: str = "raw 0..255 RGB; the model rescales by 1/255 (keras-cv)"
-    # "backbone" or "classifier"; a classifier preset's `head` holds the
-    # `MobileNetV3ImageClassifier` arguments (num_classes, head, ...).
+    # The model kind ("backbone", or a task's kind such as "classifier"); a
+    # task preset's `head` holds the task's arguments (num_classes, head, ...).
     task: str = "backbone"
     head: dict | None = None
 
@@ -281,12 +204,23 @@ CLASSIFIER_PRESETS: dict[str, Preset] = {p.name: p for p in _CLASSIFIER_PRESETS}
 
 def backbone_presets(family: str | None = None) -> dict[str, Preset]:
     """Backbone presets of one family ("small", "large"), or all of them."""
-    return {n: p for n, p in PRESETS.items() if p.task == "backbone" and family in (None, p.family)}
+    return task_presets("backbone", family)
 
 
 def classifier_presets(family: str | None = None) -> dict[str, Preset]:
     """Classifier presets (with a head) of one family, or all of them."""
-    return {n: p for n, p in CLASSIFIER_PRESETS.items() if family in (None, p.family)}
+    return task_presets("classifier", family)
+
+
+def task_presets(kind: str, family: str | None = None) -> dict[str, Preset]:
+    """The presets of one model kind ("backbone", "classifier", ...) and
+    family, or of every family."""
+    return {n: p for n, p in all_presets().items() if p.task == kind and family in (None, p.family)}
+
+
+def all_presets() -> dict[str, Preset]:
+    """Every registered preset, backbone and task."""
+    return {**PRESETS, **CLASSIFIER_PRESETS}
 
 
 def describe(presets: dict[str, Preset]) -> dict[str, dict]:
@@ -312,18 +246,26 @@ def describe(presets: dict[str, Preset]) -> dict[str, dict]:
     }
 
 
-def get(name: str, family: str | None = None) -> Preset:
-    """The registered preset `name`, or a ValueError listing the valid names."""
-    available = backbone_presets(family)
-    if name in classifier_presets():
-        raise ValueError(
-            f"{name!r} is a classifier preset: load it with "
-            f"MobileNetV3ImageClassifier.from_preset({name!r}). Backbone presets: {sorted(available)}."
-        )
+def find(name: str, family: str | None = None) -> Preset:
+    """The registered preset `name` of any kind (of `family` when given), or
+    a ValueError listing the registered names."""
+    available = {n: p for n, p in all_presets().items() if family in (None, p.family)}
     if name not in available:
         raise ValueError(
             f"Unknown preset {name!r}. Registered presets: {sorted(available)}; a preset "
-            "can also be a local folder (config.json + model.weights.h5) or a "
+            "can also be a local folder (config.json + model.weights.h5), a weights file or a "
             "'kaggle://' / 'hf://' handle."
         )
     return available[name]
+
+
+def get(name: str, family: str | None = None) -> Preset:
+    """The registered backbone preset `name`, or a ValueError listing the
+    valid names."""
+    preset = find(name, family)
+    if preset.task != "backbone":
+        raise ValueError(
+            f"{name!r} is a {preset.task} preset, not a backbone preset. Backbone presets: "
+            f"{sorted(backbone_presets(family))}."
+        )
+    return preset

@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +51,20 @@ def check_choice(argument: str, value: Any, allowed: tuple) -> Any:
     if isinstance(value, bool) or value not in allowed:
         raise ValueError(f"`{argument}` must be one of {list(allowed)}; got {value!r}.")
     return value
+
+
+def check_positive_int(argument: str, value: Any, minimum: int = 1) -> None:
+    """Raise a ValueError naming `argument` unless `value` is an integer
+    (not a bool) of at least `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{argument}` must be an integer >= {minimum}; got {value!r}.")
+
+
+class classproperty:  # noqa: N801 - mirrors keras-cv's decorator name
+    """A read-only property on the class itself (`Backbone.presets`)."""
+
+    def __init__(self, getter: Callable) -> None:
+        self.getter = getter
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        return self.getter(owner)

@@ -1,4 +1,4 @@
-"""`mobilenetv3 convert` and `weights.convert`: every source to a preset folder.
+"""`mobilenetv3 convert` and `conversion.convert`: every source to a preset folder.
 
 Each conversion is checked against its source's own runtime (timm,
 torchvision, keras-cv, the TFLite runtime) after the preset folder is
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import mobilenetv3
-from mobilenetv3 import weights
+from mobilenetv3 import conversion
 from mobilenetv3.cli import main
 
 torch = pytest.importorskip("torch")
@@ -67,7 +67,7 @@ def test_timm_checkpoint_round_trips_through_a_preset(tmp_path: Path) -> None:
     source = tmp_path / f"{name}.safetensors"
     safetensors_torch.save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(source))
 
-    weights.convert(str(source), str(tmp_path / "preset"))
+    conversion.convert(str(source), str(tmp_path / "preset"))
     model = mobilenetv3.MobileNetV3ImageClassifier.from_preset(str(tmp_path / "preset"))
     assert model.head_activation == "relu"
     pixels = _pixels()
@@ -111,7 +111,7 @@ def test_keras_cv_preset_folder_is_resaved(tmp_path: Path) -> None:
     expected = keras.ops.convert_to_numpy(reference(pixels))
     assert np.abs(keras.ops.convert_to_numpy(model(pixels)) - expected).max() <= TOLERANCE
     # "auto" recognises the keras-cv folder too.
-    assert weights.converter.resolve_format(str(source)) == "keras-cv"
+    assert conversion.resolve_format(str(source)) == "keras-cv"
 
 
 def test_unknown_format_lists_the_formats(tmp_path: Path, capsys) -> None:
@@ -121,7 +121,7 @@ def test_unknown_format_lists_the_formats(tmp_path: Path, capsys) -> None:
         main(["convert", str(source), str(tmp_path / "out"), "--from", "caffe"])
     assert "timm" in capsys.readouterr().err
     with pytest.raises(ValueError, match="tflite"):
-        weights.convert(str(source), str(tmp_path / "out"), format="caffe")
+        conversion.convert(str(source), str(tmp_path / "out"), format="caffe")
     assert not (tmp_path / "out").exists()
 
 

@@ -220,11 +220,11 @@ TFLITE_TOP3 = {
 def test_predict_with_real_tf_slim_weights(shared_fixtures, tmp_path, capsys):
     """Dequantized float weights will not match the integer runtime exactly:
     our top-1 must be in its top-2, and two of our top-3 in its top-3."""
-    from mobilenetv3 import weights
+    from mobilenetv3 import models
     from mobilenetv3.weights import tflite
 
     checkpoint = tflite.read(str(shared_fixtures / "tflite" / "v3-small_224_1.0_uint8.tflite"))
-    weights.build_model(checkpoint).save_to_preset(tmp_path / "slim")
+    models.build_model(checkpoint).save_to_preset(tmp_path / "slim")
     paths = [shared_fixtures / "images" / f"{name}.bmp" for name in TFLITE_TOP3]
     code, output = _run(["--preset", tmp_path / "slim", "--top", "3", *paths], capsys)
     assert code == 0

@@ -138,5 +138,5 @@ def test_file_is_not_a_preset(tmp_path):
     path = tmp_path / "x.h5"
     path.write_bytes(b"")
     with pytest.raises(ValueError, match=r"is a file"):
-        preset_io.load_backbone(MobileNetV3Backbone, str(path), None)
+        MobileNetV3Backbone.from_preset(str(path))
     assert np is not None

@@ -20,7 +20,7 @@ from torch_oracle import (
     trainable_count,
 )
 
-from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageSegmenter, presets, weights
+from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageSegmenter, models, presets, weights
 from mobilenetv3.datasets import SEGMENTATION_CLASSES, mean_iou, synthetic_segmentation
 from mobilenetv3.tasks.segmenter import ResizeLike
 
@@ -37,7 +37,7 @@ def lraspp(tmp_path_factory):
     factory = torchvision.models.segmentation.lraspp_mobilenet_v3_large
     oracle = randomized(factory(num_classes=21, weights=None, weights_backbone=None), seed=7)
     path = save_state_dict(oracle, tmp_path_factory.mktemp("lraspp"))
-    model = weights.build_model(weights.read(path, "torchvision"), include_rescaling=False)
+    model = models.build_model(weights.read(path, "torchvision"), include_rescaling=False)
     return oracle, path, model
 
 

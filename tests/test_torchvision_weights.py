@@ -22,7 +22,7 @@ from torch_oracle import (
     torchvision,
 )
 
-from mobilenetv3 import MobileNetV3ImageClassifier, weights
+from mobilenetv3 import MobileNetV3ImageClassifier, models, weights
 from mobilenetv3.weights import torchvision as tv_weights
 
 TOLERANCE = 1e-4
@@ -36,7 +36,7 @@ def ported(request, tmp_path_factory):
     oracle = randomized(factory(weights=None), seed=1)
     path = save_state_dict(oracle, tmp_path_factory.mktemp(request.param))
     checkpoint = weights.read(path, "torchvision")
-    model = weights.build_model(checkpoint, include_rescaling=False)
+    model = models.build_model(checkpoint, include_rescaling=False)
     return oracle, model, checkpoint
 
 
@@ -69,7 +69,7 @@ def test_classifier_logits_match_torchvision(ported, size):
 
 def test_build_model_with_rescaling_applies_imagenet_mean_std(ported):
     oracle, _, checkpoint = ported
-    model = weights.build_model(checkpoint)  # include_rescaling=True: raw 0..255 input
+    model = models.build_model(checkpoint)  # include_rescaling=True: raw 0..255 input
     pixels = np.random.default_rng(3).uniform(0, 255, (1, 3, 64, 96)).astype("float32")
     mean = np.array([0.485, 0.456, 0.406], "float32").reshape(1, 3, 1, 1)
     std = np.array([0.229, 0.224, 0.225], "float32").reshape(1, 3, 1, 1)
@@ -94,7 +94,7 @@ def test_backbone_only_state_dict_loads_into_backbone(tmp_path):
     torch.save({k: v for k, v in oracle.state_dict().items() if k.startswith("features.")}, path)
     checkpoint = weights.read(str(path), "torchvision")
     assert checkpoint.num_classes is None and checkpoint.task is None
-    backbone = weights.build_model(checkpoint, include_rescaling=False)
+    backbone = models.build_model(checkpoint, include_rescaling=False)
     x = images_nchw(96, 96)
     assert max_abs_diff(keras_forward(backbone, x), torch_forward(oracle.features, x)) <= TOLERANCE
 

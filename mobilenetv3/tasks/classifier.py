@@ -6,10 +6,13 @@ from typing import Any
 
 import keras
 
-from mobilenetv3 import presets as registry
 from mobilenetv3.architectures import make_divisible
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.layers import check_activation
+from mobilenetv3.models import register_model
+from mobilenetv3.tasks.task import MobileNetV3Task
+from mobilenetv3.utils import check_positive_int
+from mobilenetv3.weights import Checkpoint
 
 HEADS = ("paper", "dense")
 
@@ -24,7 +27,8 @@ def default_head_filters(backbone: MobileNetV3Backbone) -> int:
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class MobileNetV3ImageClassifier(keras.Model):
+@register_model("classifier", class_names=("ImageClassifier",))
+class MobileNetV3ImageClassifier(MobileNetV3Task):
     """Image classifier: a MobileNetV3 backbone and a classification head.
 
     The "paper" head is the MobileNetV3 paper's (and every released
@@ -67,8 +71,7 @@ class MobileNetV3ImageClassifier(keras.Model):
         head_activation: str = "hard_swish",
         **kwargs: Any,
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"`num_classes` must be an integer >= 1; got {num_classes!r}.")
+        check_positive_int("num_classes", num_classes)
         if head not in HEADS:
             raise ValueError(f"`head` must be one of {list(HEADS)}; got {head!r}.")
         if pooling not in ("avg", "max"):
@@ -94,11 +97,7 @@ class MobileNetV3ImageClassifier(keras.Model):
             x = keras.layers.Flatten(name="flatten", dtype=dtype)(x)
             # Softmax in float32 even under mixed precision.
             outputs = keras.layers.Activation(activation or "linear", name="predictions", dtype="float32")(x)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        # The backbone's policy (a functional Model ignores `dtype=`): with
-        # mixed_float16, compile() then wraps the optimizer for loss scaling.
-        self.dtype_policy = dtype
-        self.backbone = backbone
+        super().__init__(backbone, inputs, outputs, **kwargs)
         self.num_classes = num_classes
         self.head = head
         self.head_filters = head_filters
@@ -107,93 +106,15 @@ class MobileNetV3ImageClassifier(keras.Model):
         self.pooling = pooling
         self.head_activation = head_activation
 
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "num_classes": self.num_classes,
-            "head": self.head,
-            "head_filters": self.head_filters,
-            "dropout": self.dropout,
-            "activation": self.activation,
-            "pooling": self.pooling,
-            "head_activation": self.head_activation,
-        }
-
     @classmethod
     def from_config(cls, config: dict) -> MobileNetV3ImageClassifier:
-        config = dict(config)
-        backbone = config.pop("backbone")
-        if isinstance(backbone, dict):
-            backbone = MobileNetV3Backbone.from_config(backbone["config"])
         # keras-cv's ImageClassifier config has no `head`: it is the dense head.
-        config.setdefault("head", "dense")
-        return cls(backbone=backbone, **config)
-
-    @registry.classproperty
-    def presets(cls) -> dict[str, dict]:
-        """Classifier preset names and their metadata (backbone presets, which
-        need `num_classes`, are listed by `MobileNetV3Backbone.presets`)."""
-        return registry.describe(registry.classifier_presets())
-
-    def save_to_preset(self, path: str) -> None:
-        """Write a preset folder (`config.json`, `model.weights.h5`,
-        `metadata.json`) atomically; `from_preset(path)` reads it back.
-
-        Example:
-
-        ```python
-        model.save_to_preset("my_classifier")
-        same = mobilenetv3.MobileNetV3ImageClassifier.from_preset("my_classifier")
-        ```
-        """
-        from mobilenetv3 import preset_io
-
-        preset_io.save_preset(self, path)
+        return super().from_config({"head": "dense", **config})
 
     @classmethod
-    def from_preset(
-        cls,
-        preset: str,
-        load_weights: bool | None = None,
-        num_classes: int | None = None,
-        **kwargs: Any,
-    ) -> MobileNetV3ImageClassifier:
-        """A classifier from a classifier preset, or a backbone preset with a
-        new head when `num_classes` is given.
-
-        Args:
-            preset: a classifier preset name (see `presets`, e.g.
-                "mobilenet_v3_large_imagenet_classifier"), a backbone preset
-                name, a preset folder (ours or keras-cv's `ImageClassifier`)
-                or a kaggle:// / hf:// handle.
-            load_weights: as in `MobileNetV3Backbone.from_preset`.
-            num_classes: a new head with this many classes (required for a
-                backbone preset; for a classifier preset it replaces the head).
-            **kwargs: overrides of the backbone config, head arguments
-                (`head`, `head_filters`, `head_activation`, `dropout`,
-                `activation`, `pooling`), or `weights_file=PATH` to load a
-                downloaded weights file instead of fetching it.
-
-        Example:
-
-        ```python
-        model = mobilenetv3.MobileNetV3ImageClassifier.from_preset(
-            "mobilenet_v3_small", num_classes=5
-        )
-        ```
-        """
-        from mobilenetv3 import preset_io
-
-        head_keys = ("head", "head_filters", "head_activation", "dropout", "activation", "pooling")
-        head_args = {k: kwargs.pop(k) for k in head_keys if k in kwargs}
-        model = preset_io.load_classifier(cls, preset, load_weights, head_args, **kwargs)
-        if isinstance(model, cls) and num_classes is None:
-            return model
-        backbone = model.backbone if isinstance(model, cls) else model
-        if num_classes is None:
-            raise ValueError(
-                f"{preset!r} is a backbone preset: pass `num_classes` to put a new head on it."
-            )
-        return cls(backbone, num_classes, **head_args)
+    def head_args_from_checkpoint(cls, checkpoint: Checkpoint) -> dict[str, Any]:
+        return {
+            "head": checkpoint.head or "paper",
+            "head_filters": checkpoint.head_filters,
+            "head_activation": checkpoint.head_activation or "hard_swish",
+        }

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import keras
 from keras import ops
 
 from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3.models import register_model
+from mobilenetv3.tasks.task import MobileNetV3Task
+from mobilenetv3.utils import check_positive_int
 
 HEAD_BN_MOMENTUM = 0.99
 HIGH_LEVEL_DEFAULT = "last"
@@ -55,7 +57,8 @@ def torchvision_low_level(backbone: MobileNetV3Backbone) -> str:
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class MobileNetV3ImageSegmenter(keras.Model):
+@register_model("segmenter")
+class MobileNetV3ImageSegmenter(MobileNetV3Task):
     """Semantic segmentation with the MobileNetV3 paper's LR-ASPP head.
 
     The head (as torchvision's `lraspp_mobilenet_v3_large`): on the
@@ -105,8 +108,8 @@ class MobileNetV3ImageSegmenter(keras.Model):
         activation: str | None = None,
         **kwargs: Any,
     ) -> None:
-        _check_positive_int("num_classes", num_classes)
-        _check_positive_int("inter_channels", inter_channels)
+        check_positive_int("num_classes", num_classes)
+        check_positive_int("inter_channels", inter_channels)
         if not isinstance(bn_epsilon, (int, float)) or bn_epsilon <= 0:
             raise ValueError(f"`bn_epsilon` must be a positive number; got {bn_epsilon!r}.")
         low_level = low_level or torchvision_low_level(backbone)
@@ -121,88 +124,13 @@ class MobileNetV3ImageSegmenter(keras.Model):
         logits = ResizeLike(name="resize_to_input", dtype=dtype)([logits, inputs])
         # Softmax in float32 even under mixed precision.
         outputs = keras.layers.Activation(activation or "linear", name="predictions", dtype="float32")(logits)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.backbone = backbone
+        super().__init__(backbone, inputs, outputs, **kwargs)
         self.num_classes = num_classes
         self.low_level = low_level
         self.high_level = high_level
         self.inter_channels = inter_channels
         self.bn_epsilon = bn_epsilon
         self.activation = activation
-
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "num_classes": self.num_classes,
-            "low_level": self.low_level,
-            "high_level": self.high_level,
-            "inter_channels": self.inter_channels,
-            "bn_epsilon": self.bn_epsilon,
-            "activation": self.activation,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict) -> MobileNetV3ImageSegmenter:
-        config = dict(config)
-        backbone = config.pop("backbone")
-        if isinstance(backbone, dict):
-            backbone = MobileNetV3Backbone.from_config(backbone["config"])
-        return cls(backbone=backbone, **config)
-
-    @classmethod
-    def from_preset(
-        cls,
-        preset: str,
-        load_weights: bool | None = None,
-        num_classes: int | None = None,
-        **kwargs: Any,
-    ) -> MobileNetV3ImageSegmenter:
-        """A segmenter from a preset folder holding one, or a backbone preset
-        with a new LR-ASPP head when `num_classes` is given.
-
-        Args:
-            preset: a preset name, folder or kaggle:// / hf:// handle.
-            load_weights: as in `MobileNetV3Backbone.from_preset`.
-            num_classes: for a backbone preset, the new head's classes.
-            **kwargs: overrides of the backbone config (e.g.
-                `output_stride=16`), or head arguments (`low_level`,
-                `high_level`, `inter_channels`, `bn_epsilon`, `activation`).
-
-        Example:
-
-        ```python
-        model = mobilenetv3.MobileNetV3ImageSegmenter.from_preset(
-            "mobilenet_v3_large", num_classes=3, output_stride=16
-        )
-        ```
-        """
-        from mobilenetv3 import preset_io
-
-        head_keys = ("low_level", "high_level", "inter_channels", "bn_epsilon", "activation")
-        head_args = {k: kwargs.pop(k) for k in head_keys if k in kwargs}
-        if isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset):
-            model = preset_io.load_folder(str(preset), load_weights, **kwargs)
-            if isinstance(model, cls) and num_classes is None:
-                return model
-            backbone = getattr(model, "backbone", model)
-            kind = type(model).__name__
-        else:
-            backbone = MobileNetV3Backbone.from_preset(preset, load_weights, **kwargs)
-            kind = "backbone"
-        if num_classes is None:
-            raise ValueError(
-                f"{preset!r} holds a {kind}, not a segmenter: pass `num_classes` to put a "
-                "segmentation head on its backbone."
-            )
-        return cls(backbone, num_classes, **head_args)
-
-    def save_to_preset(self, path: str) -> None:
-        """Write a preset folder (see `MobileNetV3Backbone.save_to_preset`)."""
-        from mobilenetv3 import preset_io
-
-        preset_io.save_preset(self, path)
 
 
 def _lraspp_head(
@@ -223,11 +151,6 @@ def _lraspp_head(
     high_logits = layers.Conv2D(num_classes, 1, name="lraspp_high_classifier", dtype=dtype)(x)
     low_logits = layers.Conv2D(num_classes, 1, name="lraspp_low_classifier", dtype=dtype)(low)
     return layers.Add(name="lraspp_add", dtype=dtype)([low_logits, high_logits])
-
-
-def _check_positive_int(argument: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{argument}` must be an integer >= 1; got {value!r}.")
 
 
 def _check_level(argument: str, level: Any, backbone: MobileNetV3Backbone) -> None:

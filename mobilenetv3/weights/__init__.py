@@ -4,8 +4,9 @@ Each source format is one module here with `detect(path) -> bool` (does
 this file look like mine?) and `read(path) -> Checkpoint`, which turns the
 file into canonical tensors (see `canonical`) plus the backbone config the
 file implies. The `FORMATS` table below names them; `load_into` is the one
-place that puts a checkpoint into a model, `build_model` the one place that
-builds the model a checkpoint describes.
+place that puts a checkpoint into a model. This package knows no model
+class: `mobilenetv3.models.build_model` builds the model a checkpoint
+describes.
 """
 
 from __future__ import annotations
@@ -56,35 +57,24 @@ class Checkpoint:
     head_activation: str | None = None
 
 
-def build_model(checkpoint: Checkpoint, **backbone_overrides: Any) -> keras.Model:
-    """The model a checkpoint describes (backbone, or classifier with its head),
-    with the checkpoint's weights loaded."""
-    from mobilenetv3.backbone import MobileNetV3Backbone
-    from mobilenetv3.tasks import MobileNetV3ImageClassifier
-
-    model = MobileNetV3Backbone(**{**checkpoint.backbone_config, **backbone_overrides})
-    if checkpoint.task == "segmenter":
-        from mobilenetv3.tasks.segmenter import MobileNetV3ImageSegmenter
-
-        model = MobileNetV3ImageSegmenter(model, checkpoint.num_classes)
-    elif checkpoint.num_classes:
-        model = MobileNetV3ImageClassifier(
-            model,
-            checkpoint.num_classes,
-            head=checkpoint.head or "paper",
-            head_filters=checkpoint.head_filters,
-            head_activation=checkpoint.head_activation or "hard_swish",
-        )
-    load_into(model, checkpoint)
-    return model
-
-
-def read(path: str, format: str) -> Checkpoint:
-    """Read `path` as `format` (one of `FORMATS`)."""
+def read(path: str, format: str, **options: Any) -> Checkpoint:
+    """Read `path` as `format` (one of `FORMATS`); `options` go to the
+    format's reader (e.g. `tf_padding=` for timm)."""
     if format not in FORMATS:
         raise ValueError(f"Unknown weights format {format!r}; known formats: {sorted(FORMATS)}.")
-    module = importlib.import_module(f"mobilenetv3.weights.{FORMATS[format]}")
-    return module.read(str(path))
+    return _reader(format).read(str(path), **options)
+
+
+def detect_format(path: str) -> str | None:
+    """The `FORMATS` name whose reader recognises `path`, or None."""
+    for name in FORMATS:
+        if _reader(name).detect(path):
+            return name
+    return None
+
+
+def _reader(format: str) -> Any:
+    return importlib.import_module(f"mobilenetv3.weights.{FORMATS[format]}")
 
 
 # Canonical layer names of classifier heads ("paper": Conv_2 + Logits,
@@ -106,19 +96,4 @@ def load_into(model: keras.Model, checkpoint: Checkpoint) -> None:
     )
 
 
-def convert(source: str, output_dir: str, format: str = "auto", **options: Any) -> keras.Model:
-    """Convert a weights file (any supported source) into a preset folder;
-    see `mobilenetv3.weights.converter.convert`.
-
-    Example:
-
-    ```python
-    model = weights.convert("v3-small_224_1.0_uint8.tflite", "mobilenet_v3_small_tflite")
-    ```
-    """
-    from mobilenetv3.weights.converter import convert as convert_source
-
-    return convert_source(source, output_dir, format=format, **options)
-
-
-__all__ = ["Checkpoint", "FORMATS", "WeightsMismatchError", "build_model", "convert", "load_into", "read"]
+__all__ = ["Checkpoint", "FORMATS", "WeightsMismatchError", "detect_format", "load_into", "read"]

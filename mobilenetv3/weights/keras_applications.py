@@ -81,11 +81,11 @@ def read(path: str | os.PathLike) -> Checkpoint:
     Example:
 
     ```python
-    from mobilenetv3 import weights
+    from mobilenetv3 import models
     from mobilenetv3.weights import keras_applications
 
     checkpoint = keras_applications.read("weights_mobilenet_v3_small_224_1.0_float.h5")
-    model = weights.build_model(checkpoint)  # a 1000-class classifier
+    model = models.build_model(checkpoint)  # a 1000-class classifier
     ```
     """
     tensors = _read_tensors(path)

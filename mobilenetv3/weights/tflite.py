@@ -19,16 +19,16 @@ apply: TF "SAME" padding, inputs in [-1, 1] (`preprocessing="symmetric"`,
 our models take 0..255 pixels). A graph with `Logits` (TF-slim: 1001
 classes, index 0 = background) becomes a classifier with the paper head; a
 graph without (the MediaPipe image embedder) becomes a backbone, and
-`build_embedder` gives the embedder's pooled `Conv_2` + hard-swish feature.
+`mobilenetv3.models.build_embedder` gives the embedder's pooled `Conv_2` + hard-swish feature.
 
 Example:
 
 ```python
-from mobilenetv3 import weights
+from mobilenetv3 import models
 from mobilenetv3.weights import tflite
 
-classifier = weights.build_model(tflite.read("v3-small_224_1.0_uint8.tflite"))
-embedder = tflite.build_embedder("mobilenet_v3_small_075_224_embedder.tflite")
+classifier = models.build_model(tflite.read("v3-small_224_1.0_uint8.tflite"))
+embedder = models.build_embedder(tflite.read("mobilenet_v3_small_075_224_embedder.tflite"))
 embedder(pixels_0_to_255).shape  # (batch, 1024)
 ```
 
@@ -58,10 +58,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
-from mobilenetv3.weights import Checkpoint, canonical
+from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights._arch import BlockFacts, infer_architecture
 
 BN_EPSILON = 1e-3
@@ -105,7 +104,7 @@ def read(path: str) -> Checkpoint:
     Returns:
         A `Checkpoint`: a classifier (paper head, e.g. 1001 classes) when the
         graph has logits, else a backbone whose `Conv_2` tensors
-        `build_embedder` uses.
+        `models.build_embedder` uses.
 
     Raises:
         ValueError: the file is not a readable TFLite graph, or not a
@@ -141,40 +140,6 @@ def read(path: str) -> Checkpoint:
         head_activation="relu" if architecture.minimalistic else "hard_swish",
         source=f"TFLite graph {path}",
     )
-
-
-def build_embedder(source: str | Checkpoint) -> keras.Model:
-    """The image embedder of a graph with a `Conv_2` head and no logits.
-
-    The model maps 0..255 RGB pixels (MediaPipe feeds [0, 1]; multiply by
-    255) to the globally pooled `Conv_2` + hard-swish feature, e.g. 1024-d
-    for the MediaPipe MobileNetV3-Small 0.75 embedder. Its layers are the
-    backbone's plus `avg_pool`, `Conv_2`, `Conv_2_activation`, `embedding`.
-
-    Args:
-        source: a `.tflite` path or a `Checkpoint` from `read`.
-
-    Example:
-
-    ```python
-    embedder = tflite.build_embedder("mobilenet_v3_small_075_224_embedder.tflite")
-    vectors = embedder(np.zeros((1, 224, 224, 3)))  # (1, 1024)
-    ```
-    """
-    from mobilenetv3.backbone import MobileNetV3Backbone
-
-    checkpoint = source if isinstance(source, Checkpoint) else read(str(source))
-    if checkpoint.head_filters is None:
-        raise ValueError(f"{checkpoint.source} has no Conv_2 head to embed with.")
-    backbone = MobileNetV3Backbone(**checkpoint.backbone_config)
-    dtype = backbone.dtype_policy
-    x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool", dtype=dtype)(backbone.output)
-    x = keras.layers.Conv2D(checkpoint.head_filters, 1, name="Conv_2", dtype=dtype)(x)
-    x = keras.layers.Activation(checkpoint.head_activation or "hard_swish", name="Conv_2_activation", dtype=dtype)(x)
-    x = keras.layers.Flatten(name="embedding", dtype=dtype)(x)
-    model = keras.Model(backbone.input, x, name="mobilenet_v3_embedder")
-    canonical.assign(model, checkpoint.tensors, source=checkpoint.source, allow_unused=("Logits/",))
-    return model
 
 
 # -- the graph ---------------------------------------------------------------
@@ -325,4 +290,4 @@ def _folded(tensors: dict, conv: _Conv, name: str) -> None:
     tensors[f"{norm}/moving_variance"] = np.full(channels, 1.0 - BN_EPSILON, np.float32)
 
 
-__all__ = ["build_embedder", "detect", "read"]
+__all__ = ["detect", "read"]

@@ -26,11 +26,11 @@ gives plausible but wrong numbers. `path` may also be a folder holding
 Example:
 
 ```python
-from mobilenetv3 import weights
+from mobilenetv3 import models
 from mobilenetv3.weights import timm as timm_weights
 
 checkpoint = timm_weights.read("tf_mobilenetv3_large_100.safetensors")
-model = weights.build_model(checkpoint)  # classifier with timm's 1000 classes
+model = models.build_model(checkpoint)  # classifier with timm's 1000 classes
 ```
 """
 
@@ -44,18 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.backbone import PREPROCESSING
+from mobilenetv3.normalization import PREPROCESSING_MEAN, PREPROCESSING_MODES, PREPROCESSING_STD
 from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights._arch import Architecture, BlockFacts, infer_architecture
 
 _NAME_RE = re.compile(r"(tf_)?mobilenetv3_(large|small)(_minimal)?_(\d{3})(?:\.(\w+))?")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-_STATS = {
-    "symmetric": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "unit": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-}
 _BN_NAMES = {
     "weight": "gamma",
     "bias": "beta",
@@ -283,12 +278,13 @@ def _check_name_matches(match: re.Match, architecture: Architecture, file: Path)
 def _preprocessing(stats: tuple | None, match: re.Match | None, is_tf: bool) -> str:
     if stats is not None:
         mean, std = stats
-        for name, (ref_mean, ref_std) in _STATS.items():
+        for name in PREPROCESSING_MODES:
+            ref_mean, ref_std = PREPROCESSING_MEAN[name], PREPROCESSING_STD[name]
             if np.allclose(mean, ref_mean, atol=1e-3) and np.allclose(std, ref_std, atol=1e-3):
                 return name
         raise ValueError(
             f"timm config mean {mean} / std {std} match none of this package's preprocessing "
-            f"modes {sorted(PREPROCESSING)}."
+            f"modes {sorted(PREPROCESSING_MODES)}."
         )
     if match is not None and match.group(5) and "miil" in match.group(5):
         return "unit"  # timm's miil_in21k tags use mean 0, std 1.

@@ -17,9 +17,9 @@ torchvision's `dilated=True` (output stride 16).
 Example:
 
 ```python
-from mobilenetv3 import weights
+from mobilenetv3 import models
 checkpoint = weights.read("mobilenet_v3_large-8738ca79.pth", "torchvision")
-model = weights.build_model(checkpoint)  # a MobileNetV3ImageClassifier
+model = models.build_model(checkpoint)  # a MobileNetV3ImageClassifier
 ```
 """
 

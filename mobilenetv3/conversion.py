@@ -1,4 +1,5 @@
-"""Convert a weights file from any supported source into a preset folder.
+"""Convert a weights file from any supported source into a preset folder
+(`mobilenetv3 convert`).
 
 `convert` detects the source format (each `FORMATS` module's `detect`, plus
 keras-cv preset folders), reads the file into a `Checkpoint`, builds the
@@ -10,7 +11,6 @@ written atomically, so a failed conversion leaves no output behind.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 import keras
 
-from mobilenetv3 import weights
+from mobilenetv3 import models, preset_io, weights
 
 KERAS_CV = "keras-cv"
 AUTO = "auto"
@@ -60,17 +60,15 @@ def convert(
     Example:
 
     ```python
-    from mobilenetv3 import weights
+    from mobilenetv3.conversion import convert
 
-    model = weights.convert("tf_mobilenetv3_large_100.safetensors", "my_preset")
+    model = convert("tf_mobilenetv3_large_100.safetensors", "my_preset")
     same = mobilenetv3.MobileNetV3ImageClassifier.from_preset("my_preset")
     ```
     """
     source, output = str(source), Path(output_dir)
     check_output(output, overwrite)
     model, _ = load(source, format, **options)
-    from mobilenetv3 import preset_io
-
     preset_io.save_preset(model, output)
     return model
 
@@ -79,13 +77,9 @@ def load(source: str, format: str = AUTO, **options: Any) -> tuple[keras.Model, 
     """The model a source describes, and a summary of what was found."""
     format = resolve_format(source, format)
     if format == KERAS_CV:
-        from mobilenetv3 import preset_io
-
-        model = preset_io.load_folder(_keras_cv_folder(source), load_weights=True)
-        return model, summarize(model, format)
-    module = importlib.import_module(f"mobilenetv3.weights.{weights.FORMATS[format]}")
-    checkpoint = module.read(source, **options)
-    model = weights.build_model(checkpoint)
+        model = models.load_model(_keras_cv_folder(source), load_weights=True)
+    else:
+        model = models.build_model(weights.read(source, format, **options))
     return model, summarize(model, format)
 
 
@@ -99,10 +93,9 @@ def resolve_format(source: str, format: str = AUTO) -> str:
         return format
     if _is_keras_cv_folder(source):
         return KERAS_CV
-    for name, module_name in weights.FORMATS.items():
-        module = importlib.import_module(f"mobilenetv3.weights.{module_name}")
-        if module.detect(source):
-            return name
+    detected = weights.detect_format(source)
+    if detected is not None:
+        return detected
     raise ValueError(
         f"Could not recognise {source!r} as any supported MobileNetV3 weights format "
         f"({', '.join(source_formats()[1:])}); it may be truncated or corrupted, or of another "

@@ -1,0 +1,166 @@
+"""`MobileNetV3Task`: what every task model shares (after keras-hub's `Task`).
+
+A task is a backbone plus a head. The base owns the backbone's
+(de)serialization, `from_preset` / `save_to_preset`, the split of
+`from_preset` keyword arguments into head and backbone arguments, and the
+dtype policy (the backbone's). A new task (say a detector) is one file:
+
+```python
+@models.register_model("detector")
+class MobileNetV3ObjectDetector(MobileNetV3Task):
+    def __init__(self, backbone, num_classes, anchors=6, **kwargs):
+        inputs = backbone.input
+        outputs = {"boxes": ..., "classes": ...}  # its head, on backbone features
+        super().__init__(backbone, inputs, outputs, **kwargs)
+        self.num_classes, self.anchors = num_classes, anchors
+```
+
+Its constructor's arguments after `backbone` are its config (each stored as
+an attribute of the same name); its presets are the registered presets whose
+`task` is its kind.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+import keras
+
+from mobilenetv3 import models, preset_io, presets
+from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3.utils import classproperty
+from mobilenetv3.weights import Checkpoint
+
+
+class MobileNetV3Task(keras.Model):
+    """Base class of the task models: a `backbone_cls` backbone and a head.
+
+    Subclasses build their functional graph on `backbone` and call
+    `super().__init__(backbone, inputs, outputs, **kwargs)`, then store each
+    constructor argument as an attribute of the same name.
+
+    Args:
+        backbone: the backbone the head sits on.
+        inputs: the model's inputs.
+        outputs: the head's outputs (a tensor or a dict of tensors).
+        **kwargs: passed to `keras.Model` (e.g. `name`).
+
+    Example:
+
+    ```python
+    model = mobilenetv3.MobileNetV3ImageClassifier.from_preset("mobilenet_v3_small", num_classes=3)
+    isinstance(model, MobileNetV3Task)  # True
+    ```
+    """
+
+    backbone_cls: type = MobileNetV3Backbone
+    kind: str = "task"  # set by `models.register_model`
+
+    def __init__(self, backbone: keras.Model, inputs: Any, outputs: Any, **kwargs: Any) -> None:
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # The backbone's policy (a functional Model ignores `dtype=`): with
+        # mixed_float16, compile() then wraps the optimizer for loss scaling.
+        self.dtype_policy = backbone.dtype_policy
+        self.backbone = backbone
+
+    @classmethod
+    def config_arguments(cls) -> tuple[str, ...]:
+        """The constructor's arguments after `backbone`: the task's config."""
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return tuple(
+            p.name
+            for p in parameters
+            if p.name not in ("self", "backbone") and p.kind is p.POSITIONAL_OR_KEYWORD
+        )
+
+    @classmethod
+    def head_arguments(cls) -> tuple[str, ...]:
+        """The config arguments `from_preset` takes as keywords."""
+        return tuple(name for name in cls.config_arguments() if name != "num_classes")
+
+    def head_config(self) -> dict[str, Any]:
+        """The task's constructor arguments, the backbone aside."""
+        return {name: getattr(self, name) for name in self.config_arguments()}
+
+    @classmethod
+    def head_args_from_checkpoint(cls, checkpoint: Checkpoint) -> dict[str, Any]:
+        """Head arguments (beyond `num_classes`) that a weights file implies."""
+        return {}
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            **self.head_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> MobileNetV3Task:
+        config = dict(config)
+        backbone = config.pop("backbone")
+        if isinstance(backbone, dict):
+            backbone = cls.backbone_cls.from_config(backbone["config"])
+        return cls(backbone=backbone, **config)
+
+    @classproperty
+    def presets(cls) -> dict[str, dict]:
+        """This task's preset names and their metadata (backbone presets,
+        which need `num_classes`, are listed by `MobileNetV3Backbone.presets`)."""
+        return presets.describe(presets.task_presets(cls.kind))
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str | os.PathLike,
+        load_weights: bool | None = None,
+        num_classes: int | None = None,
+        **kwargs: Any,
+    ) -> MobileNetV3Task:
+        """This task from a preset holding one, or a new head on the
+        backbone of any other preset when `num_classes` is given.
+
+        Args:
+            preset: a preset name (this task's, see `presets`, or a backbone
+                preset), a preset folder (ours or keras-cv's), a weights
+                file, or a kaggle:// / hf:// handle.
+            load_weights: None loads weights when the preset has them; True
+                requires them; False gives random initialization.
+            num_classes: a new head with this many classes (required when
+                the preset holds no such task; otherwise it replaces the head).
+            **kwargs: head arguments (see `head_arguments()`), overrides of
+                the backbone config (e.g. `input_shape`), or
+                `weights_file=PATH` to load a downloaded weights file
+                instead of fetching it.
+
+        Example:
+
+        ```python
+        model = mobilenetv3.MobileNetV3ImageClassifier.from_preset("mobilenet_v3_small", num_classes=5)
+        ```
+        """
+        head_args = {k: kwargs.pop(k) for k in cls.head_arguments() if k in kwargs}
+        model = models.load_model(preset, cls, load_weights, head_args=head_args, **kwargs)
+        if isinstance(model, cls) and num_classes is None:
+            return model
+        if num_classes is None:
+            raise ValueError(
+                f"{str(preset)!r} holds a {getattr(model, 'kind', 'backbone')}, not a {cls.__name__}: "
+                "pass `num_classes` to put a new head on its backbone."
+            )
+        return cls(getattr(model, "backbone", model), num_classes, **head_args)
+
+    def save_to_preset(self, path: str | os.PathLike) -> None:
+        """Write a preset folder (`config.json`, `model.weights.h5`,
+        `metadata.json`) atomically; `from_preset(path)` reads it back.
+
+        Example:
+
+        ```python
+        model.save_to_preset("my_model")
+        same = type(model).from_preset("my_model")
+        ```
+        """
+        preset_io.save_preset(self, path)

@@ -39,7 +39,9 @@ IMAGE_SIZE = 224
 MODELS = ("small", "large")
 BASELINE = "keras.applications-tensorflow"
 RESULT_MARK = "BENCHMARK_RESULT "
-EXPORT_KINDS = ("onnx", "onnx_int8", "tflite", "tflite_int8")
+# Exported files the runtime cases load: kind -> (export format, int8).
+EXPORT_KINDS = {"onnx": ("onnx", False), "onnx_int8": ("onnx", True), "tflite": ("tflite", False),
+                "tflite_int8": ("tflite", True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,36 +60,19 @@ class Settings:
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One benchmarked implementation: a name, the backend it needs, and the
-    function (name in this module) that builds `predict(images)`."""
+    """One benchmarked implementation: a name, the function that builds
+    `predict(images)` (from the model name and the exports folder), the
+    backend it needs, its image layout, the `EXPORT_KINDS` file it loads
+    (built with `export_path`) and an untimed preparation step."""
 
     name: str
-    builder: str
+    builder: Callable[[str, Path], Callable]
     backend: str = "tensorflow"
     layout: str = "nhwc"
+    export: str | None = None
+    prepare: Callable[[str, Path], None] | None = None
 
 
-CASES = (
-    Case("mobilenetv3-tensorflow", "_keras_mobilenetv3", "tensorflow"),
-    Case("mobilenetv3-jax", "_keras_mobilenetv3", "jax"),
-    Case("mobilenetv3-torch", "_keras_mobilenetv3", "torch"),
-    Case("mobilenetv3-folded-tensorflow", "_keras_mobilenetv3_folded", "tensorflow"),
-    Case("mobilenetv3-folded-jax", "_keras_mobilenetv3_folded", "jax"),
-    Case("mobilenetv3-folded-torch", "_keras_mobilenetv3_folded", "torch"),
-    Case("keras.applications-tensorflow", "_keras_applications", "tensorflow"),
-    Case("keras.applications-jax", "_keras_applications", "jax"),
-    Case("keras.applications-torch", "_keras_applications", "torch"),
-    Case("keras-cv-0.9-tensorflow", "_keras_cv", "tensorflow"),
-    Case("torchvision-eager", "_torchvision", "torch", "nchw"),
-    Case("torchvision-eager-channels-last", "_torchvision_channels_last", "torch", "nchw"),
-    Case("timm-eager", "_timm", "torch", "nchw"),
-    Case("torchvision-onnx-onnxruntime", "_torchvision_onnx", "torch", "nchw"),
-    Case("mobilenetv3-onnxruntime", "_onnxruntime_fp32", layout="nchw"),
-    Case("mobilenetv3-onnxruntime-int8", "_onnxruntime_int8", layout="nchw"),
-    Case("mobilenetv3-litert", "_litert_fp32"),
-    Case("mobilenetv3-litert-int8", "_litert_int8"),
-)
-CASE_NAMES = tuple(c.name for c in CASES)
 
 
 # -- builders: each returns predict(images) for float32 images in its layout --------
@@ -186,14 +171,6 @@ def _ort_session(path: Path) -> Callable:
     return lambda images: session.run(None, {name: images})[0]
 
 
-def _onnxruntime_fp32(model: str, exports: Path) -> Callable:
-    return _ort_session(exports / f"{model}.onnx")
-
-
-def _onnxruntime_int8(model: str, exports: Path) -> Callable:
-    return _ort_session(exports / f"{model}_int8.onnx")
-
-
 def _torchvision_onnx_prepare(model: str, exports: Path) -> None:
     """Export torchvision's model with torch.onnx (not timed as build)."""
     import torch
@@ -204,6 +181,18 @@ def _torchvision_onnx_prepare(model: str, exports: Path) -> None:
         example = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)
         torch.onnx.export(module, (example,), str(path), input_names=["images"], opset_version=17,
                           dynamic_axes={"images": {0: "batch"}}, dynamo=False)
+
+
+def export_path(exports: Path, model: str, kind: str) -> Path:
+    """Where the `kind` export (see `EXPORT_KINDS`) of `model` lies."""
+    from mobilenetv3.export import EXPORTERS
+
+    return exports / f"{model}{'_int8' if EXPORT_KINDS[kind][1] else ''}{EXPORTERS[EXPORT_KINDS[kind][0]].suffix}"
+
+
+def _from_export(session: Callable[[Path], Callable], kind: str) -> Callable[[str, Path], Callable]:
+    """A builder that opens the `kind` export with `session`."""
+    return lambda model, exports: session(export_path(exports, model, kind))
 
 
 def _torchvision_onnx(model: str, exports: Path) -> Callable:
@@ -230,12 +219,29 @@ def _litert(path: Path) -> Callable:
     return predict
 
 
-def _litert_fp32(model: str, exports: Path) -> Callable:
-    return _litert(exports / f"{model}.tflite")
+# -- the cases -----------------------------------------------------------------------------
 
-
-def _litert_int8(model: str, exports: Path) -> Callable:
-    return _litert(exports / f"{model}_int8.tflite")
+CASES = (
+    Case("mobilenetv3-tensorflow", _keras_mobilenetv3, "tensorflow"),
+    Case("mobilenetv3-jax", _keras_mobilenetv3, "jax"),
+    Case("mobilenetv3-torch", _keras_mobilenetv3, "torch"),
+    Case("mobilenetv3-folded-tensorflow", _keras_mobilenetv3_folded, "tensorflow"),
+    Case("mobilenetv3-folded-jax", _keras_mobilenetv3_folded, "jax"),
+    Case("mobilenetv3-folded-torch", _keras_mobilenetv3_folded, "torch"),
+    Case("keras.applications-tensorflow", _keras_applications, "tensorflow"),
+    Case("keras.applications-jax", _keras_applications, "jax"),
+    Case("keras.applications-torch", _keras_applications, "torch"),
+    Case("keras-cv-0.9-tensorflow", _keras_cv, "tensorflow"),
+    Case("torchvision-eager", _torchvision, "torch", "nchw"),
+    Case("torchvision-eager-channels-last", _torchvision_channels_last, "torch", "nchw"),
+    Case("timm-eager", _timm, "torch", "nchw"),
+    Case("torchvision-onnx-onnxruntime", _torchvision_onnx, "torch", "nchw", prepare=_torchvision_onnx_prepare),
+    Case("mobilenetv3-onnxruntime", _from_export(_ort_session, "onnx"), layout="nchw", export="onnx"),
+    Case("mobilenetv3-onnxruntime-int8", _from_export(_ort_session, "onnx_int8"), layout="nchw", export="onnx_int8"),
+    Case("mobilenetv3-litert", _from_export(_litert, "tflite"), export="tflite"),
+    Case("mobilenetv3-litert-int8", _from_export(_litert, "tflite_int8"), export="tflite_int8"),
+)
+CASE_NAMES = tuple(c.name for c in CASES)
 
 
 # -- measuring (inside the worker process) ---------------------------------------------
@@ -264,12 +270,11 @@ def measure(case: Case, model: str, exports: Path, settings: Settings) -> dict:
     shape = (IMAGE_SIZE, IMAGE_SIZE, 3) if case.layout == "nhwc" else (3, IMAGE_SIZE, IMAGE_SIZE)
     one = rng.uniform(0, 255, (1, *shape)).astype(np.float32)
     many = rng.uniform(0, 255, (settings.big_batch, *shape)).astype(np.float32)
-    prepare = globals().get(f"{case.builder}_prepare")
-    if prepare is not None:
-        prepare(model, exports)
+    if case.prepare is not None:
+        case.prepare(model, exports)
     baseline = _rss_mib()
     start = time.perf_counter()
-    predict = globals()[case.builder](model, exports)
+    predict = case.builder(model, exports)
     build_s = time.perf_counter() - start
     _timed(predict, one, settings.warmup)
     latency = statistics.median(_timed(predict, one, settings.batch1_runs))
@@ -289,11 +294,10 @@ def measure(case: Case, model: str, exports: Path, settings: Settings) -> dict:
 
 # -- exports (TensorFlow-backend worker) --------------------------------------------------
 
-def calibration_images(count: int = 32) -> np.ndarray:
-    """The fixture images (../shared/fixtures/images) when present, with
-    flips and crops to make `count`; else random pixels."""
-    folder = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "images"
-    if folder.is_dir():
+def calibration_images(folder: str | os.PathLike | None = None, count: int = 32) -> np.ndarray:
+    """The images in `folder` when given, with flips to make `count`; else
+    random pixels."""
+    if folder is not None:
         from mobilenetv3.export import load_images
 
         base = load_images(folder, (IMAGE_SIZE, IMAGE_SIZE))
@@ -302,29 +306,25 @@ def calibration_images(count: int = 32) -> np.ndarray:
     return np.random.default_rng(0).uniform(0, 255, (count, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
 
 
-def write_exports(exports: Path, models: list[str], kinds: tuple = EXPORT_KINDS) -> None:
-    """Export the Small/Large classifiers (random init) for the runtime cases.
+def write_exports(
+    exports: Path, models: list[str], kinds: tuple = tuple(EXPORT_KINDS), calibration: str | None = None
+) -> None:
+    """Export the Small/Large classifiers (random init) for the runtime cases,
+    int8 ones calibrated on the images in `calibration` (a folder; default
+    random pixels).
 
-    A model whose four files all exist in `exports` already is not exported
-    again (pass a fresh folder after changing the exporter)."""
-    from mobilenetv3.export import export_onnx, export_tflite, quantize_onnx
+    An export that exists in `exports` already is not written again (pass a
+    fresh folder after changing the exporter)."""
+    from mobilenetv3.export import EXPORTERS, export_model
 
-    calibration = calibration_images()
+    images = calibration_images(calibration) if any(EXPORT_KINDS[k][1] for k in kinds) else None
     for model in models:
-        names = (f"{model}.onnx", f"{model}_int8.onnx", f"{model}.tflite", f"{model}_int8.tflite")
-        if all((exports / name).is_file() for name in names):
-            continue
-        classifier = _mobilenetv3_classifier(model)
-        onnx_path = exports / f"{model}.onnx"
-        if "onnx" in kinds or "onnx_int8" in kinds:
-            export_onnx(classifier, onnx_path, channels_first=True, input_size=IMAGE_SIZE)
-        if "onnx_int8" in kinds:
-            quantize_onnx(onnx_path, exports / f"{model}_int8.onnx", calibration, channels_first=True)
-        if "tflite" in kinds:
-            export_tflite(classifier, exports / f"{model}.tflite", input_size=IMAGE_SIZE)
-        if "tflite_int8" in kinds:
-            export_tflite(classifier, exports / f"{model}_int8.tflite", input_size=IMAGE_SIZE, int8=True,
-                          calibration=calibration)
+        missing = [kind for kind in kinds if not export_path(exports, model, kind).exists()]
+        classifier = _mobilenetv3_classifier(model) if missing else None
+        for kind in missing:
+            format, int8 = EXPORT_KINDS[kind]
+            export_model(classifier, export_path(exports, model, kind), format, input_size=IMAGE_SIZE, int8=int8,
+                         calibration=images if int8 else None, channels_first=EXPORTERS[format].channels_first)
 
 
 # -- orchestration (parent process) -----------------------------------------------------
@@ -351,9 +351,7 @@ def _is_log(line: str) -> bool:
 
 
 def _exports_needed(cases: list[Case]) -> tuple:
-    kinds = {"_onnxruntime_fp32": ("onnx",), "_onnxruntime_int8": ("onnx_int8",),
-             "_litert_fp32": ("tflite",), "_litert_int8": ("tflite_int8",)}
-    return tuple(k for c in cases for k in kinds.get(c.builder, ()))
+    return tuple(c.export for c in cases if c.export is not None)
 
 
 def run_benchmark(
@@ -363,6 +361,7 @@ def run_benchmark(
     exports_dir: str | os.PathLike | None = None,
     log: Callable[[str], None] = print,
     timeout: float = 900,
+    calibration: str | os.PathLike | None = None,
 ) -> list[dict]:
     """Run every selected case for every selected model; return result rows.
 
@@ -373,6 +372,8 @@ def run_benchmark(
         exports_dir: where the exported files go (default: a temp folder).
         log: progress printer.
         timeout: seconds per subprocess.
+        calibration: a folder of images to calibrate the int8 exports on
+            (default: random pixels).
 
     Returns:
         One dict per measured (case, model); skipped cases get a `skipped` reason.
@@ -392,7 +393,8 @@ def run_benchmark(
         kinds = _exports_needed(selected)
         if kinds:
             log(f"exporting {', '.join(kinds)} for {', '.join(models)} ...")
-            done, error = _worker(["export", str(exports), ",".join(models), ",".join(kinds)], "tensorflow", timeout)
+            args = ["export", str(exports), ",".join(models), ",".join(kinds), str(calibration or "")]
+            done, error = _worker(args, "tensorflow", timeout)
             if done is None:
                 log(f"  export failed: {error}")
         rows = []
@@ -492,9 +494,9 @@ def machine_note() -> str:
 
 
 def _main(argv: list[str]) -> int:
-    """Worker entry: `measure CASE MODEL EXPORTS quick|full` or `export DIR MODELS KINDS`."""
+    """Worker entry: `measure CASE MODEL EXPORTS quick|full` or `export DIR MODELS KINDS CALIBRATION`."""
     if argv[0] == "export":
-        write_exports(Path(argv[1]), argv[2].split(","), tuple(argv[3].split(",")))
+        write_exports(Path(argv[1]), argv[2].split(","), tuple(argv[3].split(",")), argv[4] or None)
         print(RESULT_MARK + json.dumps({"exported": True}))
         return 0
     case = next(c for c in CASES if c.name == argv[1])

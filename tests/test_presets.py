@@ -10,7 +10,7 @@ import pytest
 from helpers import images, max_abs_diff, randomize
 
 import mobilenetv3
-from mobilenetv3 import MobileNetV3Backbone, preset_io
+from mobilenetv3 import MobileNetV3Backbone
 from mobilenetv3.weights import download
 
 

@@ -24,12 +24,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", default="benchmark_results", metavar="DIR",
                         help="folder for results.md, results.json and results.png (default benchmark_results)")
     parser.add_argument("--exports-dir", default=None, metavar="DIR", help="keep the exported models here")
+    parser.add_argument("--calibration", default=None, metavar="DIR",
+                        help="images to calibrate the int8 exports on (default: random pixels)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     rows = benchmark.run_benchmark(models=args.models, cases=args.cases, quick=args.quick,
-                                   exports_dir=args.exports_dir)
+                                   exports_dir=args.exports_dir, calibration=args.calibration)
     note = benchmark.machine_note()
     out = benchmark.write_report(rows, args.out, note)
     print()

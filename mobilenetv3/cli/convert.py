@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mobilenetv3.weights import converter
+from mobilenetv3 import conversion, preset_io
 
 
 def run(args: argparse.Namespace) -> int:
@@ -17,12 +17,10 @@ def run(args: argparse.Namespace) -> int:
         options["tf_padding"] = args.tf_padding
     if options and args.format not in ("auto", "timm"):
         raise ValueError("--variant and --tf-padding apply to timm checkpoints only (--from timm).")
-    converter.check_output(Path(args.output_dir), args.overwrite)
-    model, found = converter.load(args.source, args.format, **options)
+    conversion.check_output(Path(args.output_dir), args.overwrite)
+    model, found = conversion.load(args.source, args.format, **options)
     for key, value in found.items():
         print(f"{key:>14}: {value}")
-    from mobilenetv3 import preset_io
-
     preset_io.save_preset(model, args.output_dir)
     print(f"Wrote preset folder {args.output_dir} (load it with {found['model']}.from_preset).")
     return 0
@@ -40,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--from",
         dest="format",
         default="auto",
-        choices=converter.source_formats(),
+        choices=conversion.source_formats(),
         help="source format (default: detect from the file)",
     )
     parser.add_argument("--variant", help="timm model name, e.g. tf_mobilenetv3_large_100 (timm only)")

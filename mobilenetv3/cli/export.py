@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from typing import Any
 
-FORMATS = ("onnx", "tflite", "saved_model")
+from mobilenetv3.export.formats import EXPORTERS, formats_with
+
+FORMATS = tuple(EXPORTERS)
 
 
 def register(subparsers: Any) -> None:
@@ -33,34 +33,18 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def load_model(preset: str) -> Any:
-    """A preset folder or registry name as the right model class."""
-    from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageClassifier, preset_io
-    from mobilenetv3 import presets as registry
-
-    if os.path.isdir(preset):
-        return preset_io.load_folder(preset, None)
-    task = registry.get(preset).task
-    if task == "classifier":
-        return MobileNetV3ImageClassifier.from_preset(preset)
-    if task == "segmenter":
-        from mobilenetv3.tasks.segmenter import MobileNetV3ImageSegmenter
-
-        return MobileNetV3ImageSegmenter.from_preset(preset)
-    return MobileNetV3Backbone.from_preset(preset)
-
-
 def _check_args(args: argparse.Namespace) -> None:
-    if args.int8 and args.format == "saved_model":
-        raise ValueError("--int8 applies to --format onnx or tflite, not saved_model.")
+    if args.int8 and not EXPORTERS[args.format].int8:
+        raise ValueError(f"--int8 applies to --format {' or '.join(formats_with('int8'))}, not {args.format}.")
     if args.int8 and not args.calibration:
         raise ValueError("--int8 needs --calibration DIR, a folder of representative images.")
     if args.calibration and not args.int8:
         raise ValueError("--calibration is only used with --int8.")
-    if args.full_integer and not (args.int8 and args.format == "tflite"):
-        raise ValueError("--full-integer applies to --format tflite with --int8 only.")
-    if args.channels_first and args.format != "onnx":
-        raise ValueError("--channels-first applies to --format onnx only.")
+    if args.full_integer and not (args.int8 and EXPORTERS[args.format].full_integer):
+        raise ValueError(f"--full-integer applies to --format {' or '.join(formats_with('full_integer'))} "
+                         "with --int8 only.")
+    if args.channels_first and not EXPORTERS[args.format].channels_first:
+        raise ValueError(f"--channels-first applies to --format {' or '.join(formats_with('channels_first'))} only.")
     if args.input_size is not None and args.input_size < 32:
         raise ValueError(f"--input-size must be at least 32; got {args.input_size}.")
     if args.calibration_limit < 1:
@@ -68,27 +52,16 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mobilenetv3 import export
+    from mobilenetv3 import export, models
 
     _check_args(args)
     size = args.input_size or (224 if args.int8 else None)
     calibration = None
     if args.int8:
         calibration = export.load_images(args.calibration, (size, size), args.calibration_limit)
-    model = load_model(args.preset)
-    if args.format == "saved_model":
-        export.export_saved_model(model, args.out, input_size=(size, size) if size else None)
-    elif args.format == "tflite":
-        float_ops = () if args.full_integer else export.DEFAULT_FLOAT_OPS
-        export.export_tflite(model, args.out, input_size=size, int8=args.int8, calibration=calibration,
-                             float_ops=float_ops)
-    elif args.int8:
-        with tempfile.TemporaryDirectory(prefix="mobilenetv3_export_") as folder:
-            float_path = os.path.join(folder, "float.onnx")
-            export.export_onnx(model, float_path, channels_first=args.channels_first, input_size=size)
-            export.quantize_onnx(float_path, args.out, calibration, channels_first=args.channels_first)
-    else:
-        export.export_onnx(model, args.out, channels_first=args.channels_first, input_size=size)
+    model = models.load_model(args.preset)
+    export.export_model(model, args.out, args.format, input_size=size, int8=args.int8, calibration=calibration,
+                        channels_first=args.channels_first, full_integer=args.full_integer)
     kind = f"{args.format} int8" if args.int8 else args.format
     print(f"wrote {kind} model to {args.out}")
     return 0

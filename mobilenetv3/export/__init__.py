@@ -14,9 +14,15 @@ export_saved_model(model, "small_saved_model")
 """
 
 from mobilenetv3.export.calibration import load_images
+from mobilenetv3.export.formats import EXPORTERS, Exporter, export_model
 from mobilenetv3.export.onnx_export import export_onnx
 from mobilenetv3.export.onnx_int8 import quantize_onnx
 from mobilenetv3.export.saved_model import export_saved_model
 from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
 
-__all__ = ["DEFAULT_FLOAT_OPS", "export_onnx", "export_saved_model", "export_tflite", "load_images", "quantize_onnx"]
+__all__ = [
+    "DEFAULT_FLOAT_OPS",
+    "EXPORTERS",
+    "Exporter",
+    "export_model",
+    "export_onnx", "export_saved_model", "export_tflite", "load_images", "quantize_onnx"]

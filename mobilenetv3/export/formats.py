@@ -1,0 +1,111 @@
+"""The table of export formats: one `Exporter` per format, with what it
+supports. The `mobilenetv3 export` command and the benchmark read it; a new
+format is its exporter module plus one entry in `EXPORTERS`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from mobilenetv3.export.onnx_export import export_onnx
+from mobilenetv3.export.onnx_int8 import quantize_onnx
+from mobilenetv3.export.saved_model import export_saved_model
+from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
+
+
+@dataclasses.dataclass(frozen=True)
+class Exporter:
+    """One export format.
+
+    Attributes:
+        name: the `--format` name.
+        write: `write(model, path, *, input_size, int8, calibration,
+            channels_first, full_integer)`; unsupported options arrive at
+            their defaults (False / None).
+        suffix: the file suffix it writes ("" for a folder).
+        int8: supports int8 quantization (calibrated on images).
+        channels_first: can take NCHW input.
+        full_integer: can quantize every op, hard-swish included.
+        needs_tensorflow: needs the TensorFlow backend.
+    """
+
+    name: str
+    write: Callable[..., Any]
+    suffix: str
+    int8: bool = False
+    channels_first: bool = False
+    full_integer: bool = False
+    needs_tensorflow: bool = False
+
+
+def _write_onnx(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
+                channels_first: bool, full_integer: bool) -> None:
+    if not int8:
+        export_onnx(model, path, channels_first=channels_first, input_size=input_size)
+        return
+    with tempfile.TemporaryDirectory(prefix="mobilenetv3_export_") as folder:
+        float_path = os.path.join(folder, "float.onnx")
+        export_onnx(model, float_path, channels_first=channels_first, input_size=input_size)
+        quantize_onnx(float_path, path, calibration, channels_first=channels_first)
+
+
+def _write_tflite(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
+                  channels_first: bool, full_integer: bool) -> None:
+    float_ops = () if full_integer else DEFAULT_FLOAT_OPS
+    export_tflite(model, path, input_size=input_size, int8=int8, calibration=calibration, float_ops=float_ops)
+
+
+def _write_saved_model(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
+                       channels_first: bool, full_integer: bool) -> None:
+    export_saved_model(model, path, input_size=(input_size, input_size) if input_size else None)
+
+
+EXPORTERS: dict[str, Exporter] = {
+    e.name: e
+    for e in (
+        Exporter("onnx", _write_onnx, ".onnx", int8=True, channels_first=True),
+        Exporter("tflite", _write_tflite, ".tflite", int8=True, full_integer=True, needs_tensorflow=True),
+        Exporter("saved_model", _write_saved_model, "", needs_tensorflow=True),
+    )
+}
+
+
+def formats_with(capability: str) -> list[str]:
+    """The export formats that support `capability` ("int8", ...)."""
+    return [name for name, exporter in EXPORTERS.items() if getattr(exporter, capability)]
+
+
+def export_model(
+    model: keras.Model,
+    path: str | os.PathLike,
+    format: str,
+    *,
+    input_size: int | None = None,
+    int8: bool = False,
+    calibration: Any = None,
+    channels_first: bool = False,
+    full_integer: bool = False,
+) -> Path:
+    """Export `model` to `path` in `format` (a key of `EXPORTERS`).
+
+    Example:
+
+    ```python
+    export_model(model, "small.onnx", "onnx", channels_first=True)
+    ```
+    """
+    if format not in EXPORTERS:
+        raise ValueError(f"`format` must be one of {list(EXPORTERS)}; got {format!r}.")
+    exporter = EXPORTERS[format]
+    for option, value in (("int8", int8), ("channels_first", channels_first), ("full_integer", full_integer)):
+        if value and not getattr(exporter, option):
+            raise ValueError(f"`{option}` applies to formats {formats_with(option)}, not {format!r}.")
+    exporter.write(model, str(path), input_size=input_size, int8=int8, calibration=calibration,
+                   channels_first=channels_first, full_integer=full_integer)
+    return Path(path)

@@ -1,0 +1,94 @@
+"""`mobilenetv3 export`: every kind of preset (backbone, classifier and
+segmenter names and folders) to every format, and its flag rules."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+import mobilenetv3
+from mobilenetv3 import presets
+from mobilenetv3.cli import main
+from mobilenetv3.export import EXPORTERS, export_model
+
+pytest.importorskip("onnxruntime")
+
+
+def test_cli_export_writes_onnx_and_refuses_bad_flags(tmp_path, capsys):
+    import onnx
+
+    assert main(["export", "mobilenet_v3_small", str(tmp_path / "m.onnx"), "--format", "onnx"]) == 0
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert "HardSwish" in ops and "BatchNormalization" not in ops
+    assert main(["export", "mobilenet_v3_small", str(tmp_path / "q.onnx"), "--format", "onnx", "--int8"]) == 2
+    assert "--calibration" in capsys.readouterr().err
+    assert main(["export", "mobilenet_v3_small", str(tmp_path / "s"), "--format", "saved_model", "--int8",
+                 "--calibration", str(tmp_path)]) == 2
+    assert main(["export", "mobilenet_v3_small", str(tmp_path / "f.onnx"), "--format", "onnx", "--full-integer"]) == 2
+    assert "--full-integer applies to --format tflite with --int8" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TFLite export needs TensorFlow")
+@pytest.mark.parametrize("full_integer", [False, True])
+def test_cli_export_tflite_int8_keeps_hard_swish_float_unless_full_integer(tmp_path, full_integer):
+    from ai_edge_litert.interpreter import Interpreter
+    from PIL import Image
+
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    out = tmp_path / "q.tflite"
+    flags = ["--full-integer"] if full_integer else []
+    assert main(["export", "mobilenet_v3_small", str(out), "--format", "tflite", "--int8",
+                 "--calibration", str(folder), "--input-size", "96", *flags]) == 0
+    interpreter = Interpreter(str(out))
+    tensors = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    kinds = {tensors[op["outputs"][0]] for op in interpreter._get_ops_details() if op["op_name"] == "HARD_SWISH"}
+    assert kinds == {np.int8 if full_integer else np.float32}
+
+
+def _onnx_outputs(path, images: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: images})[0]
+
+
+def test_cli_export_takes_a_classifier_preset_name(tmp_path, monkeypatch):
+    name = "mobilenet_v3_small_imagenet_classifier"
+    # The registered preset with random weights (its weights need the network).
+    monkeypatch.setitem(presets.CLASSIFIER_PRESETS, name,
+                        dataclasses.replace(presets.CLASSIFIER_PRESETS[name], weights=None))
+    out = tmp_path / "classifier.onnx"
+    assert main(["export", name, str(out), "--format", "onnx", "--input-size", "64"]) == 0
+    scores = _onnx_outputs(out, np.zeros((2, 64, 64, 3), np.float32))
+    assert scores.shape == (2, 1000)
+
+
+def test_cli_export_takes_a_segmenter_folder(tmp_path):
+    backbone = mobilenetv3.MobileNetV3SmallBackbone(input_shape=(None, None, 3))
+    model = mobilenetv3.MobileNetV3ImageSegmenter(backbone, num_classes=3)
+    model.save_to_preset(tmp_path / "segmenter")
+    out = tmp_path / "segmenter.onnx"
+    assert main(["export", str(tmp_path / "segmenter"), str(out), "--format", "onnx", "--input-size", "64"]) == 0
+    images = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(model(images))
+    exported = _onnx_outputs(out, images)
+    assert exported.shape == (1, 64, 64, 3)
+    np.testing.assert_allclose(exported, expected, atol=1e-4)
+
+
+def test_export_model_refuses_options_its_format_lacks(tmp_path):
+    model = mobilenetv3.MobileNetV3SmallBackbone(input_shape=(64, 64, 3))
+    with pytest.raises(ValueError, match=r"`channels_first` applies to formats \['onnx'\], not 'tflite'"):
+        export_model(model, tmp_path / "m.tflite", "tflite", channels_first=True)
+    with pytest.raises(ValueError, match="`format` must be one of"):
+        export_model(model, tmp_path / "m.bin", "caffe")
+    assert not any(tmp_path.iterdir())
+    assert {name for name, e in EXPORTERS.items() if e.needs_tensorflow} == {"tflite", "saved_model"}

@@ -8,8 +8,11 @@ Everything else (the builder, presets, feature taps) is derived from it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from typing import Any
+
+from mobilenetv3.utils import check_positive_number
 
 RE, HS = "relu", "hard_swish"
 
@@ -127,10 +130,7 @@ def _validate_block(index: int, block: BlockSpec) -> None:
         "stackwise_stride": block.stride,
     }
     for name, value in positive.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(
-                f"`{name}[{index}]` must be a positive number; got {value!r}."
-            )
+        check_positive_number(f"{name}[{index}]", value)
     for name in ("stackwise_filters", "stackwise_kernel_size", "stackwise_stride"):
         if int(positive[name]) != positive[name]:
             raise ValueError(f"`{name}[{index}]` must be an integer; got {positive[name]!r}.")
@@ -139,3 +139,42 @@ def _validate_block(index: int, block: BlockSpec) -> None:
             f"`stackwise_se_ratio[{index}]` must be None (no squeeze-and-excite) "
             f"or a number in (0, 1]; got {block.se_ratio!r}."
         )
+
+
+# Layer names of the blocks, keras.applications' (and so every weight
+# reader's): block 0's layers start with `expanded_conv_`, block i's with
+# `expanded_conv_{i}_`; the backbone's feature tap after block i is `block_{i}`.
+_BLOCK_LAYER = re.compile(r"^expanded_conv(?:_(\d+))?_")
+
+
+def block_prefix(index: int) -> str:
+    """The name prefix of block `index`'s layers.
+
+    Example:
+
+    ```python
+    block_prefix(0), block_prefix(3)  # ('expanded_conv_', 'expanded_conv_3_')
+    ```
+    """
+    return f"expanded_conv_{index}_" if index else "expanded_conv_"
+
+
+def block_index(layer_name: str) -> int | None:
+    """The block a backbone layer belongs to (`expanded_conv_3_...` -> 3;
+    `expanded_conv_...` -> 0), or None for the stem and the last conv.
+
+    Example:
+
+    ```python
+    block_index("expanded_conv_3_project"), block_index("Conv_1")  # (3, None)
+    ```
+    """
+    match = _BLOCK_LAYER.match(layer_name)
+    if match is None:
+        return None
+    return int(match.group(1)) if match.group(1) else 0
+
+
+def block_tap(index: int) -> str:
+    """The backbone's feature name of block `index`'s output."""
+    return f"block_{index}"

@@ -19,7 +19,7 @@ from mobilenetv3.layers import (
     conv_padding,
 )
 from mobilenetv3.normalization import PREPROCESSING_MODES, scale_and_offset
-from mobilenetv3.utils import check_choice, classproperty
+from mobilenetv3.utils import check_choice, check_positive_number, classproperty
 
 STEM_FILTERS = 16
 LAST_CONV_EXPANSION = 6
@@ -51,7 +51,7 @@ def _place_blocks(
             dilation = rate if dilation_style == "torchvision" else dilation
         else:
             current_stride *= spec.stride
-        prefix = f"expanded_conv_{index}_" if index else "expanded_conv_"
+        prefix = architectures.block_prefix(index)
         placements.append(_Placement(spec, stride, dilation, prefix))
     return placements
 
@@ -242,14 +242,11 @@ class MobileNetV3Backbone(keras.Model):
         dtype: Any = None,
         **kwargs: Any,
     ) -> None:
-        stackwise = dict(
-            stackwise_expansion=list(stackwise_expansion),
-            stackwise_filters=list(stackwise_filters),
-            stackwise_kernel_size=list(stackwise_kernel_size),
-            stackwise_stride=list(stackwise_stride),
-            stackwise_se_ratio=list(stackwise_se_ratio),
-            stackwise_activation=list(stackwise_activation),
+        columns = (
+            stackwise_expansion, stackwise_filters, stackwise_kernel_size, stackwise_stride, stackwise_se_ratio,
+            stackwise_activation,
         )
+        stackwise = {name: list(column) for name, column in zip(architectures.STACKWISE_FIELDS, columns)}
         blocks = architectures.from_stackwise(**stackwise)
         for index, block in enumerate(blocks):
             check_activation(block.activation, f"stackwise_activation[{index}]")
@@ -259,16 +256,14 @@ class MobileNetV3Backbone(keras.Model):
         check_choice("padding", padding, PADDINGS)
         check_choice("output_stride", output_stride, OUTPUT_STRIDES)
         check_choice("dilation_style", dilation_style, DILATION_STYLES)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-            raise ValueError(f"`alpha` must be a positive number; got {alpha!r}.")
-        if not isinstance(bn_epsilon, (int, float)) or bn_epsilon <= 0:
-            raise ValueError(f"`bn_epsilon` must be a positive number; got {bn_epsilon!r}.")
+        check_positive_number("alpha", alpha)
+        check_positive_number("bn_epsilon", bn_epsilon)
         if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) or not (
             0 <= drop_path_rate < 1
         ):
             raise ValueError(f"`drop_path_rate` must be a number in [0, 1); got {drop_path_rate!r}.")
 
-        inputs = _model_inputs(input_shape, input_tensor, dtype)
+        inputs = _model_inputs(input_shape, input_tensor)
         if reduced_tail:
             blocks = _reduce_tail(blocks)
         builder = _GraphBuilder(padding=padding, bn_epsilon=bn_epsilon, dtype=dtype)
@@ -298,12 +293,8 @@ class MobileNetV3Backbone(keras.Model):
             self.dtype_policy = dtype
 
         self.pyramid_level_inputs = {f"P{i + 1}": name for i, name in enumerate(levels)}
-        self.stackwise_expansion = stackwise["stackwise_expansion"]
-        self.stackwise_filters = stackwise["stackwise_filters"]
-        self.stackwise_kernel_size = stackwise["stackwise_kernel_size"]
-        self.stackwise_stride = stackwise["stackwise_stride"]
-        self.stackwise_se_ratio = stackwise["stackwise_se_ratio"]
-        self.stackwise_activation = stackwise["stackwise_activation"]
+        for name, column in stackwise.items():
+            setattr(self, name, column)
         self.include_rescaling = include_rescaling
         self.alpha = alpha
         self.preprocessing = preprocessing
@@ -334,7 +325,7 @@ class MobileNetV3Backbone(keras.Model):
         taps["stem"] = "Conv_activation"
         taps["last"] = "Conv_1_activation"
         names = {layer.name for layer in self.layers}
-        taps.update({f"block_{i}": name for i, name in self._block_outputs.items()})
+        taps.update({architectures.block_tap(i): name for i, name in self._block_outputs.items()})
         taps.update(
             {f"expand_{i}": name for i, name in self._expansion_taps.items() if name in names}
         )
@@ -383,12 +374,7 @@ class MobileNetV3Backbone(keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "stackwise_expansion": self.stackwise_expansion,
-            "stackwise_filters": self.stackwise_filters,
-            "stackwise_kernel_size": self.stackwise_kernel_size,
-            "stackwise_stride": self.stackwise_stride,
-            "stackwise_se_ratio": self.stackwise_se_ratio,
-            "stackwise_activation": self.stackwise_activation,
+            **{name: getattr(self, name) for name in architectures.STACKWISE_FIELDS},
             "include_rescaling": self.include_rescaling,
             "input_shape": tuple(self.input_shape[1:]),
             "input_tensor": None,
@@ -468,7 +454,7 @@ def _producer(tensor: Any) -> str:
     return tensor._keras_history.operation.name
 
 
-def _model_inputs(input_shape: Sequence[int | None], input_tensor: Any, dtype: Any) -> Any:
+def _model_inputs(input_shape: Sequence[int | None], input_tensor: Any) -> Any:
     """The model's Input, from a shape or from a Keras or plain tensor."""
     if input_tensor is not None:
         if keras.backend.is_keras_tensor(input_tensor):

@@ -110,9 +110,9 @@ def _keras_cv(model: str, exports: Path) -> Callable:
     """keras-cv's own classes, built offline from the same block tables."""
     import keras_cv
 
-    from mobilenetv3 import presets as registry
+    from mobilenetv3 import presets
 
-    config = registry.get(f"mobilenet_v3_{model}").config
+    config = presets.get(f"mobilenet_v3_{model}").config
     stackwise = {k: v for k, v in config.items() if k.startswith("stackwise_")}
     backbone = keras_cv.models.MobileNetV3Backbone(
         **stackwise, include_rescaling=True, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3)
@@ -298,9 +298,9 @@ def calibration_images(folder: str | os.PathLike | None = None, count: int = 32)
     """The images in `folder` when given, with flips to make `count`; else
     random pixels."""
     if folder is not None:
-        from mobilenetv3.export import load_images
+        from mobilenetv3.export import load_calibration_images
 
-        base = load_images(folder, (IMAGE_SIZE, IMAGE_SIZE))
+        base = load_calibration_images(folder, (IMAGE_SIZE, IMAGE_SIZE))
         variants = [base, base[:, :, ::-1]]
         return np.concatenate(variants * (count // (2 * len(base)) + 1))[:count]
     return np.random.default_rng(0).uniform(0, 255, (count, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)

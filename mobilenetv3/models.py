@@ -127,10 +127,9 @@ def build_model(checkpoint: weights.Checkpoint, **backbone_overrides: Any) -> ke
 
 def _model_for(checkpoint: weights.Checkpoint, backbone_overrides: dict) -> keras.Model:
     model = MODEL_CLASSES[BACKBONE](**{**checkpoint.backbone_config, **backbone_overrides})
-    kind = checkpoint.task or ("classifier" if checkpoint.num_classes else BACKBONE)
-    if kind == BACKBONE:
+    if checkpoint.kind == BACKBONE:
         return model
-    task = MODEL_CLASSES[kind]
+    task = MODEL_CLASSES[checkpoint.kind]
     return task(model, checkpoint.num_classes, **task.head_args_from_checkpoint(checkpoint))
 
 

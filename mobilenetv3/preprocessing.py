@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3 import presets as registry
+from mobilenetv3 import presets
 from mobilenetv3.normalization import PREPROCESSING_MODES, Preprocessing, scale_and_offset
 
 DEFAULT_IMAGE_SIZE = 224
@@ -35,7 +35,7 @@ def preprocessing_for(preset: str | os.PathLike) -> Preprocessing:
     ```
     """
     name = str(preset)
-    registered = {**registry.PRESETS, **registry.CLASSIFIER_PRESETS}
+    registered = presets.all_presets()
     if name in registered:
         return registered[name].image_preprocessing
     config_path = Path(name) / "config.json"

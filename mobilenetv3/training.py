@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,14 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3 import preset_io
+from mobilenetv3.architectures import block_index
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.tasks import MobileNetV3ImageClassifier
+from mobilenetv3.utils import check_positive_int
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-_BLOCK_PREFIX = re.compile(r"^expanded_conv_(\d+)_")
+# What keras.utils.image_dataset_from_directory reads.
+DATASET_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _LAST_CONV_PREFIX = "Conv_1"
 # AdamW does not decay these (BatchNorm scale/offset and biases).
 NO_DECAY_VARIABLES = ["gamma", "beta", "bias"]
@@ -49,15 +51,6 @@ class FineTuneResult:
     head_history: dict[str, list[float]]
     fine_tune_history: dict[str, list[float]]
     val_accuracy: float
-
-
-def block_index(layer_name: str) -> int | None:
-    """The block a backbone layer belongs to (`expanded_conv_3_...` -> 3;
-    `expanded_conv_...` -> 0), or None for the stem and the last conv."""
-    match = _BLOCK_PREFIX.match(layer_name)
-    if match:
-        return int(match.group(1))
-    return 0 if layer_name.startswith("expanded_conv_") else None
 
 
 def _is_batch_norm(layer: keras.layers.Layer) -> bool:
@@ -226,12 +219,12 @@ def _check_image_folder(data_dir: str | os.PathLike) -> list[str]:
     classes = sorted(
         child.name
         for child in folder.iterdir()
-        if child.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in child.iterdir())
+        if child.is_dir() and any(f.suffix.lower() in DATASET_IMAGE_SUFFIXES for f in child.iterdir())
     )
     if len(classes) < 2:
         raise ValueError(
             f"`data_dir` {str(folder)!r} must hold at least 2 sub-folders of images (one per class, "
-            f"files ending in {', '.join(IMAGE_SUFFIXES)}); found {classes}."
+            f"files ending in {', '.join(DATASET_IMAGE_SUFFIXES)}); found {classes}."
         )
     return classes
 
@@ -274,11 +267,6 @@ def build_classifier(
         overrides["dtype"] = dtype
     backbone = MobileNetV3Backbone.from_preset(preset, load_weights=load_weights, **overrides)
     return MobileNetV3ImageClassifier(backbone, num_classes, dropout=dropout)
-
-
-def _check_positive_int(name: str, value: Any, minimum: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
 
 
 def fine_tune(
@@ -358,8 +346,8 @@ def fine_tune(
     ```
     """
     for name, value in (("head_epochs", head_epochs), ("fine_tune_epochs", fine_tune_epochs)):
-        _check_positive_int(name, value)
-    _check_positive_int("batch_size", batch_size, minimum=1)
+        check_positive_int(name, value, minimum=0)
+    check_positive_int("batch_size", batch_size)
     if len(tuple(image_size)) != 2:
         raise ValueError(f"`image_size` must be (height, width); got {image_size!r}.")
     image_size = tuple(int(v) for v in image_size)
@@ -407,8 +395,6 @@ def fine_tune(
 def save_classifier(model: MobileNetV3ImageClassifier, path: str | os.PathLike, class_names: Sequence[str]) -> None:
     """Write `model` as a preset folder with its class names (`labels.txt`
     and `metadata.json`'s "class_names"), atomically."""
-    from mobilenetv3 import preset_io
-
     if len(class_names) != model.num_classes:
         raise ValueError(
             f"`class_names` has {len(class_names)} names for a model with {model.num_classes} classes."

@@ -68,3 +68,10 @@ class classproperty:  # noqa: N801 - mirrors keras-cv's decorator name
 
     def __get__(self, instance: Any, owner: type) -> Any:
         return self.getter(owner)
+
+
+def check_positive_number(argument: str, value: Any) -> None:
+    """Raise a ValueError naming `argument` unless `value` is a number (not
+    a bool) above zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"`{argument}` must be a positive number; got {value!r}.")

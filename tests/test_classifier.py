@@ -7,8 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageClassifier
-from mobilenetv3 import presets as registry
+from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageClassifier, presets
 from mobilenetv3.preset_io import PresetError
 from mobilenetv3.weights import WeightsMismatchError
 from mobilenetv3.weights.download import DownloadError
@@ -46,7 +45,7 @@ def _images(rng, n=2, size=224):
 @pytest.mark.parametrize("name,params", [(SMALL, 2_554_968), (LARGE, 5_507_432)])
 def test_parameter_counts_with_1000_classes(name, params):
     model = MobileNetV3ImageClassifier.from_preset(name, load_weights=False)
-    assert model.count_params() == params == registry.CLASSIFIER_PRESETS[name].params
+    assert model.count_params() == params == presets.CLASSIFIER_PRESETS[name].params
     assert model.output_shape == (None, 1000)
 
 
@@ -54,7 +53,7 @@ def test_parameter_counts_with_1000_classes(name, params):
 def test_every_classifier_preset_count_equals_keras_applications():
     import tf_keras
 
-    for name, preset in registry.CLASSIFIER_PRESETS.items():
+    for name, preset in presets.CLASSIFIER_PRESETS.items():
         config = preset.config
         build = getattr(tf_keras.applications, f"MobileNetV3{preset.family.title()}")
         reference = build(
@@ -206,7 +205,7 @@ def test_keras_cv_classifier_preset_folder_loads_with_identical_outputs(tmp_path
     import keras_cv
     from keras_cv.src.utils.preset_utils import save_to_preset
 
-    large = registry.PRESETS["mobilenet_v3_large"].config
+    large = presets.PRESETS["mobilenet_v3_large"].config
     stackwise = {k: v for k, v in large.items() if k.startswith("stackwise_")}
     backbone = keras_cv.models.MobileNetV3Backbone(**stackwise, include_rescaling=True)
     reference = keras_cv.models.ImageClassifier(backbone=backbone, num_classes=9)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     size = args.input_size or (224 if args.int8 else None)
     calibration = None
     if args.int8:
-        calibration = export.load_images(args.calibration, (size, size), args.calibration_limit)
+        calibration = export.load_calibration_images(args.calibration, (size, size), args.calibration_limit)
     model = models.load_model(args.preset)
     export.export_model(model, args.out, args.format, input_size=size, int8=args.int8, calibration=calibration,
                         channels_first=args.channels_first, full_integer=args.full_integer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilenetv3 import presets as registry
+from mobilenetv3 import presets
 
 
 def preset_rows(names: list[str]) -> list[dict[str, str]]:
@@ -14,7 +14,7 @@ def preset_rows(names: list[str]) -> list[dict[str, str]]:
 
     rows = []
     for name in names:
-        preset = registry.get(name)
+        preset = presets.get(name)
         model = MobileNetV3Backbone(**{**preset.config, "input_shape": (224, 224, 3)})
         levels = model.feature_extractor().output
         rows.append(
@@ -43,10 +43,10 @@ def format_table(rows: list[dict[str, str]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = [args.preset] if args.preset else list(registry.PRESETS)
+    names = [args.preset] if args.preset else list(presets.PRESETS)
     print(format_table(preset_rows(names)))
     if args.preset:
-        preset = registry.get(args.preset)
+        preset = presets.get(args.preset)
         print(f"\n{preset.description}\nPreprocessing: {preset.preprocessing_notes}")
         if preset.weights:
             print(f"Weights: {preset.weights.url} (md5 {preset.weights.md5})")

@@ -36,13 +36,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, classify every image, print `--top` lines per image."""
-    from mobilenetv3 import preprocessing, preset_io
-    from mobilenetv3 import presets as registry
+    from mobilenetv3 import preprocessing, preset_io, presets
     from mobilenetv3.tasks import MobileNetV3ImageClassifier
 
     extra = {"weights_file": args.weights_file} if args.weights_file else {}
     model = MobileNetV3ImageClassifier.from_preset(args.preset, **extra)
-    if args.preset in registry.PRESETS or args.preset in registry.CLASSIFIER_PRESETS:
+    if args.preset in presets.all_presets():
         policy = preprocessing.preprocessing_for(args.preset)
     else:
         policy = preprocessing.preprocessing_for_model(model)

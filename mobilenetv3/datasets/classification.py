@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mobilenetv3.utils import atomic_path
+from mobilenetv3.utils import atomic_path, check_positive_int
 
 MIN_SIZE = 32
 
@@ -127,8 +127,7 @@ def _check_arguments(classes: Sequence[str], per_class: int, size: int) -> None:
         raise ValueError(
             f"`classes` must be distinct names from {list(DRAWERS)}; got {list(classes)!r}."
         )
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-        raise ValueError(f"`per_class` must be an integer >= 1; got {per_class!r}.")
+    check_positive_int("per_class", per_class)
     if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE:
         raise ValueError(f"`size` must be an integer >= {MIN_SIZE} (pixels); got {size!r}.")
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mobilenetv3.utils import check_positive_int
+
 SEGMENTATION_CLASSES = ("background", "circle", "square", "triangle")
 _CLASS_COLORS = {1: (215, 60, 60), 2: (60, 200, 70), 3: (60, 80, 220)}
 
@@ -44,8 +46,7 @@ def synthetic_segmentation(
     ```
     """
     for argument, value, minimum in (("num_images", num_images, 1), ("size", size, 32), ("max_shapes", max_shapes, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"`{argument}` must be an integer >= {minimum}; got {value!r}.")
+        check_positive_int(argument, value, minimum)
     rng = np.random.default_rng(seed)
     images = np.empty((num_images, size, size, 3), "float32")
     masks = np.empty((num_images, size, size), "int32")

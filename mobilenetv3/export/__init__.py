@@ -13,7 +13,7 @@ export_saved_model(model, "small_saved_model")
 ```
 """
 
-from mobilenetv3.export.calibration import load_images
+from mobilenetv3.export.calibration import load_calibration_images, load_images
 from mobilenetv3.export.formats import EXPORTERS, Exporter, export_model
 from mobilenetv3.export.onnx_export import export_onnx
 from mobilenetv3.export.onnx_int8 import quantize_onnx
@@ -25,4 +25,10 @@ __all__ = [
     "EXPORTERS",
     "Exporter",
     "export_model",
-    "export_onnx", "export_saved_model", "export_tflite", "load_images", "quantize_onnx"]
+    "export_onnx",
+    "export_saved_model",
+    "export_tflite",
+    "load_calibration_images",
+    "load_images",
+    "quantize_onnx",
+]

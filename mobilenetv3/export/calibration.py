@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# What PIL reads (more than keras.utils.image_dataset_from_directory does).
+CALIBRATION_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def load_images(
+def load_calibration_images(
     directory: str | os.PathLike, size: tuple[int, int] = (224, 224), limit: int | None = 200
 ) -> np.ndarray:
     """Read a folder of images as raw RGB pixels, float32 in 0..255.
@@ -31,7 +32,7 @@ def load_images(
     Example:
 
     ```python
-    images = load_images("calibration/", size=(224, 224), limit=100)
+    images = load_calibration_images("calibration/", size=(224, 224), limit=100)
     ```
     """
     from PIL import Image
@@ -39,10 +40,10 @@ def load_images(
     folder = Path(directory)
     if not folder.is_dir():
         raise ValueError(f"`calibration` must be a folder of images; {str(folder)!r} is not a folder.")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in CALIBRATION_IMAGE_SUFFIXES)[:limit]
     if not files:
         raise ValueError(
-            f"`calibration` folder {str(folder)!r} has no images (looked for {', '.join(IMAGE_SUFFIXES)})."
+            f"`calibration` folder {str(folder)!r} has no images (looked for {', '.join(CALIBRATION_IMAGE_SUFFIXES)})."
         )
     height, width = size
     arrays = []
@@ -51,3 +52,7 @@ def load_images(
             resized = image.convert("RGB").resize((width, height), Image.BILINEAR)
             arrays.append(np.asarray(resized, dtype=np.float32))
     return np.stack(arrays)
+
+
+# The name this function had first (README, user code).
+load_images = load_calibration_images

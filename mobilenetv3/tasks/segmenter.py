@@ -7,10 +7,11 @@ from typing import Any
 import keras
 from keras import ops
 
+from mobilenetv3.architectures import block_tap
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.models import register_model
 from mobilenetv3.tasks.task import MobileNetV3Task
-from mobilenetv3.utils import check_positive_int
+from mobilenetv3.utils import check_positive_int, check_positive_number
 
 HEAD_BN_MOMENTUM = 0.99
 HIGH_LEVEL_DEFAULT = "last"
@@ -49,7 +50,7 @@ def torchvision_low_level(backbone: MobileNetV3Backbone) -> str:
     for index, block_stride in enumerate(backbone.stackwise_stride):
         stride *= block_stride
         if block_stride > 1 and stride >= 8:
-            return f"block_{index}"
+            return block_tap(index)
     raise ValueError(
         "The backbone never reaches output stride 8, so LR-ASPP has no low-level "
         "features; pass `low_level` (one of the backbone's `feature_layers`)."
@@ -110,8 +111,7 @@ class MobileNetV3ImageSegmenter(MobileNetV3Task):
     ) -> None:
         check_positive_int("num_classes", num_classes)
         check_positive_int("inter_channels", inter_channels)
-        if not isinstance(bn_epsilon, (int, float)) or bn_epsilon <= 0:
-            raise ValueError(f"`bn_epsilon` must be a positive number; got {bn_epsilon!r}.")
+        check_positive_number("bn_epsilon", bn_epsilon)
         low_level = low_level or torchvision_low_level(backbone)
         _check_level("low_level", low_level, backbone)
         _check_level("high_level", high_level, backbone)

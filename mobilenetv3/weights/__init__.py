@@ -40,8 +40,11 @@ class Checkpoint:
         backbone_config: backbone constructor arguments the file implies
             (family blocks, alpha, padding, bn_epsilon, preprocessing, ...).
         num_classes: classes of the file's head, or None without a head.
-        head: the head layout ("paper", "dense" or "lraspp"), or None.
-        task: "classifier", "segmenter", or None for a bare backbone.
+        head: the classifier head's layout ("paper" or "dense"; "lraspp"
+            for a segmenter, informative only), or None.
+        task: the model kind the file holds ("classifier", "segmenter",
+            ...); None means a classifier when there is a head, else a
+            backbone (see `kind`).
         head_filters: width of the paper head's `Conv_2`, or None.
         head_activation: activation after `Conv_2` (None: hard-swish).
         source: a description of the file, for messages.
@@ -55,6 +58,11 @@ class Checkpoint:
     source: str = ""
     task: str | None = None
     head_activation: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """The model kind the factory builds for this file."""
+        return self.task or ("classifier" if self.num_classes else "backbone")
 
 
 def read(path: str, format: str, **options: Any) -> Checkpoint:

@@ -20,15 +20,9 @@ import h5py
 import numpy as np
 
 from mobilenetv3 import architectures
-from mobilenetv3 import presets as registry
-from mobilenetv3.architectures import make_divisible
 from mobilenetv3.weights import Checkpoint
+from mobilenetv3.weights._arch import BlockFacts, infer_architecture
 
-FORMAT = "keras-applications"
-# Widths keras.applications is commonly built with; the first that explains
-# every block width of a file wins.
-CANDIDATE_ALPHAS = (1.0, 0.75, 0.5, 0.35, 1.25, 1.5, 2.0)
-_FAMILY_BY_BLOCKS = {len(architectures.SMALL_BLOCKS): "small", len(architectures.LARGE_BLOCKS): "large"}
 _SE_CONVS = {"Conv": "squeeze_conv", "Conv_1": "excite_conv"}
 _VARIABLES = {
     "kernel": "kernel",
@@ -166,48 +160,23 @@ def _block_indices(tensors: dict[str, np.ndarray]) -> list[int]:
 
 def _infer_backbone_config(tensors: dict[str, np.ndarray], path: Any) -> tuple[dict, bool]:
     indices = _block_indices(tensors)
-    family = _FAMILY_BY_BLOCKS.get(len(indices))
-    if family is None or indices != list(range(len(indices))) or "Conv_1/kernel" not in tensors:
+    if indices != list(range(len(indices))) or "Conv_1/kernel" not in tensors:
         raise WeightsFileError(
             f"{path} has blocks {indices}; a MobileNetV3 file has blocks 0..10 (Small) or "
             "0..14 (Large) and a final `Conv_1`."
         )
-    minimalistic = _is_minimalistic(tensors, len(indices), path)
-    name = f"mobilenet_v3_{family}" + ("_minimalistic" if minimalistic else "")
-    config = dict(registry.PRESETS[name].config)
-    blocks = architectures.from_stackwise(**{k: config[k] for k in architectures.STACKWISE_FIELDS})
-    config.update(
-        alpha=_infer_alpha(tensors, blocks, path),
-        include_rescaling=True,
-        preprocessing="symmetric",
-        padding="same",
-        bn_epsilon=1e-3,
-    )
-    return config, minimalistic
+    facts = [_block_facts(tensors, architectures.block_prefix(index)) for index in indices]
+    try:
+        architecture = infer_architecture(facts, str(path))
+    except ValueError as error:
+        raise WeightsFileError(str(error)) from None
+    config = {**architecture.backbone_config(), "preprocessing": "symmetric", "padding": "same", "bn_epsilon": 1e-3}
+    return config, architecture.minimalistic
 
 
-def _block_prefix(index: int) -> str:
-    return f"expanded_conv_{index}_" if index else "expanded_conv_"
-
-
-def _is_minimalistic(tensors: dict[str, np.ndarray], num_blocks: int, path: Any) -> bool:
-    kernels = [tensors[f"{_block_prefix(i)}depthwise/kernel"].shape[0] for i in range(num_blocks)]
-    has_se = any("_squeeze_excite/" in name for name in tensors)
-    if not has_se and set(kernels) == {3}:
-        return True
-    if has_se and 5 in kernels:
-        return False
-    raise WeightsFileError(
-        f"{path}: depthwise kernel sizes {kernels} and squeeze-excite "
-        f"{'present' if has_se else 'absent'} match neither MobileNetV3 nor its minimalistic variant."
-    )
-
-
-def _infer_alpha(tensors: dict[str, np.ndarray], blocks: tuple, path: Any) -> float:
-    widths = [int(tensors[f"{_block_prefix(i)}project/kernel"].shape[-1]) for i in range(len(blocks))]
-    for alpha in CANDIDATE_ALPHAS:
-        if widths == [make_divisible(b.filters * alpha) for b in blocks]:
-            return alpha
-    raise WeightsFileError(
-        f"{path}: block output widths {widths} match no width multiplier in {list(CANDIDATE_ALPHAS)}."
+def _block_facts(tensors: dict[str, np.ndarray], prefix: str) -> BlockFacts:
+    return BlockFacts(
+        kernel_size=int(tensors[f"{prefix}depthwise/kernel"].shape[0]),
+        has_se=any(name.startswith(f"{prefix}squeeze_excite/") for name in tensors),
+        out_channels=int(tensors[f"{prefix}project/kernel"].shape[-1]),
     )

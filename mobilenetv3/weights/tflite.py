@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from mobilenetv3.architectures import block_prefix
 from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights._arch import BlockFacts, infer_architecture
 
@@ -82,7 +83,6 @@ class _Conv:
     role: str
     kernel: np.ndarray
     bias: np.ndarray
-    output: int
 
 
 def detect(path: str) -> bool:
@@ -190,7 +190,7 @@ def _graph_convs(path: str) -> list[_Conv]:
             )
         kernel = _constant(interpreter, details, int(op["inputs"][1]))
         bias = _constant(interpreter, details, int(op["inputs"][2])) if len(op["inputs"]) > 2 and op["inputs"][2] >= 0 else None
-        convs.append(_to_keras_layout(match, op["op_name"], kernel, bias, output))
+        convs.append(_to_keras_layout(match, op["op_name"], kernel, bias))
         if match.group(3) == "squeeze_excite/Conv_1" and "ADD" not in consumers.get(output, []):
             # The converter folded hard-sigmoid's "+ 3" into this bias.
             convs[-1].bias = convs[-1].bias - _HARD_SIGMOID_OFFSET
@@ -215,7 +215,7 @@ def _constant(interpreter: Any, details: dict, index: int) -> np.ndarray:
     return ((value.astype(np.float64) - zero_point) * scale).astype(np.float32)
 
 
-def _to_keras_layout(match: re.Match, op_name: str, kernel: np.ndarray, bias: np.ndarray | None, output: int) -> _Conv:
+def _to_keras_layout(match: re.Match, op_name: str, kernel: np.ndarray, bias: np.ndarray | None) -> _Conv:
     if op_name == "DEPTHWISE_CONV_2D":
         keras_kernel = kernel[0][..., None]  # (1, k, k, C) -> (k, k, C, 1)
     else:
@@ -225,7 +225,7 @@ def _to_keras_layout(match: re.Match, op_name: str, kernel: np.ndarray, bias: np
     block = None
     if match.group(1).startswith("expanded_conv"):
         block = int(match.group(2) or 0)
-    return _Conv(match.group(1), block, match.group(3) or match.group(1), keras_kernel, bias, output)
+    return _Conv(match.group(1), block, match.group(3) or match.group(1), keras_kernel, bias)
 
 
 def _blocks(convs: list[_Conv], path: str) -> list[dict[str, _Conv]]:
@@ -259,7 +259,7 @@ def _canonical_tensors(convs: list[_Conv], blocks: list[dict[str, _Conv]]) -> di
     tensors: dict[str, np.ndarray] = {}
     _folded(tensors, by_layer["Conv"], "Conv")
     for index, layers in enumerate(blocks):
-        prefix = f"expanded_conv_{index}_" if index else "expanded_conv_"
+        prefix = block_prefix(index)
         for role in ("expand", "depthwise", "project"):
             if role in layers:
                 _folded(tensors, layers[role], prefix + role)

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from mobilenetv3.architectures import block_prefix
 from mobilenetv3.normalization import PREPROCESSING_MEAN, PREPROCESSING_MODES, PREPROCESSING_STD
 from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights._arch import Architecture, BlockFacts, infer_architecture
@@ -70,7 +71,6 @@ class Conventions:
 
     tf_padding: bool
     preprocessing: str
-    model_name: str | None = None
 
     def backbone_config(self) -> dict[str, Any]:
         return {
@@ -321,7 +321,7 @@ def _canonical_tensors(state: dict[str, np.ndarray], blocks: list[str], last: st
     _conv(tensors, state, "conv_stem", "Conv")
     _norm(tensors, state, "bn1", "Conv_BatchNorm")
     for index, prefix in enumerate(blocks):
-        ours = f"expanded_conv_{index}_" if index else "expanded_conv_"
+        ours = block_prefix(index)
         inverted = f"{prefix}.conv_pwl.weight" in state
         layers, norms = (_IR_LAYERS, _IR_NORMS) if inverted else (_DS_LAYERS, _DS_NORMS)
         for theirs, suffix in layers.items():

@@ -127,7 +127,7 @@ def _read_backbone(state: dict, prefix: str, path: str) -> tuple[dict, dict]:
     name, reduced_tail = family
     tensors = _conv_bn(state, f"{prefix}{stem}", "Conv")
     for index, module in enumerate(blocks):
-        block_prefix = f"expanded_conv_{index}_" if index else "expanded_conv_"
+        block_prefix = architectures.block_prefix(index)
         tensors.update(_block(state, f"{prefix}{module}.block", block_prefix))
     tensors.update(_conv_bn(state, f"{prefix}{last}", "Conv_1"))
     return tensors, _backbone_config(name, reduced_tail)

@@ -9,8 +9,8 @@ if "tensorflow" not in _sys.modules:  # keep TensorFlow's C++ start-up chatter o
 from mobilenetv3.aliases import MobileNetV3LargeBackbone, MobileNetV3SmallBackbone
 from mobilenetv3.architectures import make_divisible
 from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3.batch_norm_folding import fold_batch_norm
 from mobilenetv3.decode import decode_predictions
-from mobilenetv3.inference import fold_batch_norm
 from mobilenetv3.layers import SqueezeAndExcite2D
 from mobilenetv3.tasks import MobileNetV3ImageClassifier, MobileNetV3ImageSegmenter
 from mobilenetv3.version import __version__ as __version__

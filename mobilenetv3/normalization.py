@@ -1,5 +1,5 @@
 """Image normalization conventions, in one place: the backbone's
-`preprocessing` modes (mean and std) and the `Preprocessing` policy that
+`preprocessing` modes (mean and std) and the `ImagePolicy` policy that
 says how a set of weights expects its images."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ RESIZE_POLICIES = ("squash", "center_crop")
 
 
 @dataclasses.dataclass(frozen=True)
-class Preprocessing:
+class ImagePolicy:
     """How images must be prepared for a set of weights.
 
     The pixel scaling is done by the model itself (the backbone's
@@ -60,7 +60,7 @@ class Preprocessing:
     Example:
 
     ```python
-    policy = Preprocessing("imagenet", 224, "center_crop", resize_size=256)
+    policy = ImagePolicy("imagenet", 224, "center_crop", resize_size=256)
     policy.mean  # (0.485, 0.456, 0.406)
     ```
     """
@@ -95,3 +95,7 @@ class Preprocessing:
         return {**dataclasses.asdict(self), "input": "RGB 0..255", "mean": self.mean, "std": self.std}
 
 
+
+
+# The name `ImagePolicy` had first (`mobilenetv3.presets.Preprocessing`).
+Preprocessing = ImagePolicy

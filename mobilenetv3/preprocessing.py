@@ -1,6 +1,6 @@
 """Loading images the way a preset's weights expect them.
 
-Each weights preset records a `presets.Preprocessing` policy: the pixel
+Each weights preset records a `normalization.ImagePolicy`: the pixel
 scaling (done inside the model when `include_rescaling=True`) and how images
 are resized or cropped to the input size (done here, with PIL). Images come
 out as float32 RGB in 0..255, ready for a model that rescales itself.
@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from mobilenetv3 import presets
-from mobilenetv3.normalization import PREPROCESSING_MODES, Preprocessing, scale_and_offset
+from mobilenetv3.normalization import PREPROCESSING_MODES, ImagePolicy, scale_and_offset
 
 DEFAULT_IMAGE_SIZE = 224
 
 
-def preprocessing_for(preset: str | os.PathLike) -> Preprocessing:
+def preprocessing_for(preset: str | os.PathLike) -> ImagePolicy:
     """The image policy of a registered preset name or a local preset folder.
 
     A folder records only the pixel scaling (its backbone's `preprocessing`);
@@ -50,7 +50,7 @@ def preprocessing_for(preset: str | os.PathLike) -> Preprocessing:
     return _policy_from_backbone_config(backbone)
 
 
-def preprocessing_for_model(model: Any) -> Preprocessing:
+def preprocessing_for_model(model: Any) -> ImagePolicy:
     """The image policy implied by a built backbone or classifier."""
     backbone = getattr(model, "backbone", model)
     return _policy_from_backbone_config(
@@ -58,16 +58,16 @@ def preprocessing_for_model(model: Any) -> Preprocessing:
     )
 
 
-def _policy_from_backbone_config(config: dict) -> Preprocessing:
+def _policy_from_backbone_config(config: dict) -> ImagePolicy:
     shape = config.get("input_shape") or (None, None, 3)
     height, width = shape[0], shape[1]
     size = height if height is not None and height == width else DEFAULT_IMAGE_SIZE
-    return Preprocessing(config.get("preprocessing", "unit"), size, "squash")
+    return ImagePolicy(config.get("preprocessing", "unit"), size, "squash")
 
 
-def load_image(path: str | os.PathLike, preprocessing: Preprocessing | str) -> np.ndarray:
+def load_image(path: str | os.PathLike, preprocessing: ImagePolicy | str) -> np.ndarray:
     """An image file as float32 RGB `(size, size, 3)` in 0..255, resized and
-    cropped by `preprocessing` (a `Preprocessing` or a preset name/folder).
+    cropped by `preprocessing` (a `ImagePolicy` or a preset name/folder).
 
     Example:
 
@@ -78,7 +78,7 @@ def load_image(path: str | os.PathLike, preprocessing: Preprocessing | str) -> n
     """
     from PIL import Image
 
-    policy = preprocessing if isinstance(preprocessing, Preprocessing) else preprocessing_for(preprocessing)
+    policy = preprocessing if isinstance(preprocessing, ImagePolicy) else preprocessing_for(preprocessing)
     try:
         with Image.open(path) as opened:
             image = opened.convert("RGB")
@@ -92,7 +92,7 @@ def load_image(path: str | os.PathLike, preprocessing: Preprocessing | str) -> n
     return np.asarray(image, dtype="float32")
 
 
-def load_images(paths: Sequence[str | os.PathLike], preprocessing: Preprocessing | str) -> np.ndarray:
+def load_images(paths: Sequence[str | os.PathLike], preprocessing: ImagePolicy | str) -> np.ndarray:
     """Several images as one float32 batch `(n, size, size, 3)` in 0..255."""
     return np.stack([load_image(path, preprocessing) for path in paths])
 

@@ -13,11 +13,11 @@ import dataclasses
 from typing import Any
 
 from mobilenetv3 import architectures
-from mobilenetv3.normalization import Preprocessing
+from mobilenetv3.normalization import ImagePolicy, Preprocessing  # noqa: F401 - the old name, kept importable
 
 KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/"
 
-_SYMMETRIC_224 = Preprocessing("symmetric", 224, "squash")
+_SYMMETRIC_224 = ImagePolicy("symmetric", 224, "squash")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,7 @@ class WeightsSource:
     url: str
     md5: str
     description: str
-    preprocessing: Preprocessing | None = None
+    preprocessing: ImagePolicy | None = None
 
     @property
     def filename(self) -> str:
@@ -60,11 +60,11 @@ class Preset:
     head: dict | None = None
 
     @property
-    def image_preprocessing(self) -> Preprocessing:
+    def image_preprocessing(self) -> ImagePolicy:
         """The recorded image policy, or the one the config implies."""
         if self.weights is not None and self.weights.preprocessing is not None:
             return self.weights.preprocessing
-        return Preprocessing(self.config.get("preprocessing", "unit"))
+        return ImagePolicy(self.config.get("preprocessing", "unit"))
 
 
 def _config(blocks: tuple, **extra: Any) -> dict:

@@ -173,3 +173,19 @@ def test_timm_without_family_hint_asks_for_it(tmp_path: Path, capsys) -> None:
     assert "padding: symmetric" in printed and "head: none" in printed
     backbone = mobilenetv3.MobileNetV3Backbone.from_preset(str(tmp_path / "out"))
     assert backbone.bn_epsilon == 1e-5
+
+
+def test_convert_command_learns_the_lraspp_layout(tmp_path, capsys):
+    """`mobilenetv3 convert` on a torchvision LR-ASPP .pth writes a segmenter
+    preset whose logits equal torchvision's (the preset rescales 0..255
+    pixels with the ImageNet mean/std, as torchvision's transforms do)."""
+    from torch_oracle import lraspp_oracle, max_abs_diff, torch_forward
+
+    oracle, path = lraspp_oracle(tmp_path)
+    assert main(["convert", path, str(tmp_path / "lraspp")]) == 0
+    assert "torchvision" in capsys.readouterr().out
+    model = mobilenetv3.MobileNetV3ImageSegmenter.from_preset(str(tmp_path / "lraspp"))
+    pixels = np.random.default_rng(2).uniform(0, 255, (1, 96, 128, 3)).astype("float32")
+    normalized = ((pixels / 255 - IMAGENET_MEAN) / IMAGENET_STD).astype("float32").transpose(0, 3, 1, 2)
+    expected = torch_forward(oracle, normalized)
+    assert max_abs_diff(keras.ops.convert_to_numpy(model(pixels)), expected) <= TOLERANCE

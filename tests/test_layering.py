@@ -1,5 +1,5 @@
 """The package's modules import each other one way: no cycles, counting
-imports inside functions too."""
+imports inside functions too, and every import points down `LAYERS`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,23 @@ import pytest
 import mobilenetv3
 
 PACKAGE = Path(mobilenetv3.__file__).parent
+
+# The package's layers, lowest first: a module may import its own layer and
+# the layers below it (README, "Development"). A module name matches its
+# longest listed prefix.
+LAYERS = (
+    ("mobilenetv3.version", "mobilenetv3.utils", "mobilenetv3.layers", "mobilenetv3.decode",
+     "mobilenetv3.batch_norm_folding", "mobilenetv3.macs", "mobilenetv3.datasets"),
+    ("mobilenetv3.architectures", "mobilenetv3.normalization"),
+    ("mobilenetv3.presets", "mobilenetv3.weights"),  # data and file readers: no model classes
+    ("mobilenetv3.preset_io",),  # preset folders and handles
+    ("mobilenetv3.models",),  # the model factory: finds classes by registered kind
+    ("mobilenetv3.backbone", "mobilenetv3.aliases"),
+    ("mobilenetv3.tasks",),
+    ("mobilenetv3.preprocessing", "mobilenetv3.conversion", "mobilenetv3.training", "mobilenetv3"),
+    ("mobilenetv3.export",),
+    ("mobilenetv3.benchmark", "mobilenetv3.cli", "mobilenetv3.__main__"),
+)
 
 
 def _module_name(path: Path) -> str:
@@ -64,6 +81,29 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def layer_of(module: str) -> int:
+    """The index in `LAYERS` of `module`'s longest matching prefix."""
+    matches = [
+        (len(prefix), index)
+        for index, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    if not matches:
+        raise AssertionError(f"{module} is in no layer of LAYERS; add it where it belongs.")
+    return max(matches)[1]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a module from a higher layer, as "a -> b"."""
+    return [
+        f"{name} -> {target}"
+        for name, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if layer_of(target) > layer_of(name)
+    ]
+
+
 @pytest.mark.core
 def test_find_cycle_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
@@ -74,5 +114,13 @@ def test_find_cycle_finds_a_cycle():
 def test_package_has_no_import_cycle():
     graph = import_graph()
     assert "mobilenetv3.backbone" in graph["mobilenetv3.tasks.classifier"]  # the graph is read
-    cycle = find_cycle({name: targets - {"mobilenetv3"} if name.count(".") == 0 else targets for name, targets in graph.items()})
+    cycle = find_cycle(graph)
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+@pytest.mark.core
+def test_imports_point_down_the_layers():
+    assert upward_imports({"mobilenetv3.weights.timm": {"mobilenetv3.backbone"}}) == [
+        "mobilenetv3.weights.timm -> mobilenetv3.backbone"
+    ]
+    assert upward_imports(import_graph()) == []

@@ -10,13 +10,11 @@ from PIL import Image
 from torch_oracle import (
     images_nchw,
     keras_forward,
+    lraspp_oracle,
     max_abs_diff,
-    randomized,
-    save_state_dict,
     torch,
     torch_forward,
     torch_param_count,
-    torchvision,
     trainable_count,
 )
 
@@ -34,9 +32,7 @@ def _backbone(preset: str = "mobilenet_v3_small", **overrides) -> MobileNetV3Bac
 @pytest.fixture(scope="module")
 def lraspp(tmp_path_factory):
     """(torchvision LR-ASPP, its .pth path, our segmenter) with the same random weights."""
-    factory = torchvision.models.segmentation.lraspp_mobilenet_v3_large
-    oracle = randomized(factory(num_classes=21, weights=None, weights_backbone=None), seed=7)
-    path = save_state_dict(oracle, tmp_path_factory.mktemp("lraspp"))
+    oracle, path = lraspp_oracle(tmp_path_factory.mktemp("lraspp"))
     model = models.build_model(weights.read(path, "torchvision"), include_rescaling=False)
     return oracle, path, model
 
@@ -60,23 +56,6 @@ def test_lraspp_logits_match_torchvision(lraspp, size):
     assert expected.shape == (1, *size, 21)
     diff = max_abs_diff(keras_forward(model, x), expected)
     assert diff <= TOLERANCE, f"LR-ASPP logits {size}: max abs diff {diff:.2e}"
-
-
-def test_convert_command_learns_the_lraspp_layout(lraspp, tmp_path, capsys):
-    """`mobilenetv3 convert` on a torchvision LR-ASPP .pth writes a segmenter
-    preset whose logits equal torchvision's (the preset rescales 0..255
-    pixels with the ImageNet mean/std, as torchvision's transforms do)."""
-    from mobilenetv3.cli import main
-
-    oracle, path, _ = lraspp
-    assert main(["convert", path, str(tmp_path / "lraspp")]) == 0
-    assert "torchvision" in capsys.readouterr().out
-    model = MobileNetV3ImageSegmenter.from_preset(str(tmp_path / "lraspp"))
-    pixels = np.random.default_rng(2).uniform(0, 255, (1, 96, 128, 3)).astype("float32")
-    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    normalized = ((pixels / 255 - mean) / std).astype("float32").transpose(0, 3, 1, 2)
-    expected = torch_forward(oracle, normalized)
-    assert max_abs_diff(keras.ops.convert_to_numpy(model(pixels)), expected) <= TOLERANCE
 
 
 @pytest.mark.core

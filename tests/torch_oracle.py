@@ -66,3 +66,11 @@ def trainable_count(model: keras.Model) -> int:
 
 def torch_param_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def lraspp_oracle(folder: Path) -> tuple[torch.nn.Module, str]:
+    """torchvision's LR-ASPP (Large, 21 classes) with random weights and
+    perturbed BatchNorm statistics, and its state dict saved in `folder`."""
+    factory = torchvision.models.segmentation.lraspp_mobilenet_v3_large
+    oracle = randomized(factory(num_classes=21, weights=None, weights_backbone=None), seed=7)
+    return oracle, save_state_dict(oracle, folder)

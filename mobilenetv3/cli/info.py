@@ -9,8 +9,8 @@ from mobilenetv3 import presets
 
 def preset_rows(names: list[str]) -> list[dict[str, str]]:
     """One row per preset: parameters, MACs at 224, shapes, weights source."""
-    from mobilenetv3.analysis import count_macs
     from mobilenetv3.backbone import MobileNetV3Backbone
+    from mobilenetv3.macs import count_macs
 
     rows = []
     for name in names:

@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3.inference import batch_norm_affine, batch_norm_parameters
+from mobilenetv3.batch_norm_folding import batch_norm_affine, batch_norm_parameters
 from mobilenetv3.layers import DepthwiseConv2D, SqueezeAndExcite2D, same_padding
 from mobilenetv3.tasks.segmenter import ResizeLike
 from mobilenetv3.utils import atomic_path

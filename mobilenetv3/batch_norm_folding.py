@@ -1,4 +1,6 @@
-"""Inference-only graph rewrites of a trained model."""
+"""Inference-only graph rewrite of a trained model: BatchNorm folded into the
+convolution before it (`fold_batch_norm`), and the BatchNorm arithmetic the
+ONNX exporter shares."""
 
 from __future__ import annotations
 

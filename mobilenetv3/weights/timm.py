@@ -252,7 +252,7 @@ def _conventions(
         )
     is_tf = bool(match.group(1)) if tf_padding is None else bool(tf_padding)
     preprocessing = _preprocessing(stats, match, is_tf)
-    return Conventions(is_tf, preprocessing, match.group(0) if match else None)
+    return Conventions(is_tf, preprocessing)
 
 
 def _hub_config(file: Path) -> dict | None:

@@ -419,7 +419,10 @@ class MobileNetV3Backbone(keras.Model):
         Args:
             preset: a registry name (see `presets`), a local preset folder
                 (`config.json` + `model.weights.h5`, keras-cv's layout too),
-                or a `kaggle://` / `hf://` handle.
+                a weights file holding a backbone (see
+                `mobilenetv3.weights.FORMATS`), or a `kaggle://` / `hf://`
+                handle. A source holding a task model is refused: load it
+                with that task's `from_preset`.
             load_weights: None loads weights when the preset has them; True
                 requires them; False gives random initialization.
             **kwargs: override the stored config (e.g. `input_shape`,

@@ -84,9 +84,9 @@ def _threads() -> int:
 def _mobilenetv3_classifier(model: str) -> Any:
     import mobilenetv3
 
-    backbone_class = mobilenetv3.MobileNetV3SmallBackbone if model == "small" else mobilenetv3.MobileNetV3LargeBackbone
-    backbone = backbone_class(input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), include_rescaling=True)
-    return mobilenetv3.MobileNetV3ImageClassifier(backbone, num_classes=1000)
+    return mobilenetv3.MobileNetV3ImageClassifier.from_preset(
+        f"mobilenet_v3_{model}", num_classes=1000, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), include_rescaling=True
+    )
 
 
 def _keras_mobilenetv3(model: str, exports: Path) -> Callable:

@@ -96,18 +96,19 @@ def load_model(
     ```
     """
     source = preset_io.resolve_handle(source)
+    if weights_file is not None and os.path.exists(source):
+        raise PresetError(
+            f"`weights_file` replaces the download of a registered preset; {source!r} is a "
+            f"{'folder' if os.path.isdir(source) else 'file'}, which holds its own weights."
+        )
     if os.path.isdir(source):
-        if weights_file is not None:
-            raise PresetError(
-                f"`weights_file` replaces the download of a registered preset; {source!r} is a "
-                "folder, which holds its own weights."
-            )
         return load_folder(source, load_weights, expected, head_args, **overrides)
     if os.path.isfile(source):
         return _load_checkpoint(source, expected, load_weights, overrides)
     preset = presets.find(source, family=_family(expected))
     _check_kind(preset.task, expected, source)
-    return _load_registered(preset, load_weights, weights_file, head_args or {}, overrides)
+    own_head_args = head_args if MODEL_CLASSES[preset.task] is expected else None
+    return _load_registered(preset, load_weights, weights_file, own_head_args or {}, overrides)
 
 
 def build_model(checkpoint: weights.Checkpoint, **backbone_overrides: Any) -> keras.Model:

@@ -8,7 +8,6 @@ out as float32 RGB in 0..255, ready for a model that rescales itself.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3 import presets
+from mobilenetv3 import preset_io, presets
 from mobilenetv3.normalization import PREPROCESSING_MODES, ImagePolicy, scale_and_offset
 
 DEFAULT_IMAGE_SIZE = 224
@@ -38,14 +37,13 @@ def preprocessing_for(preset: str | os.PathLike) -> ImagePolicy:
     registered = presets.all_presets()
     if name in registered:
         return registered[name].image_preprocessing
-    config_path = Path(name) / "config.json"
+    config_path = Path(name) / preset_io.CONFIG_FILE
     if not config_path.is_file():
         raise ValueError(
             f"`preset` must be a registered preset name or a preset folder; got {name!r}. "
             f"Registered: {sorted(registered)}."
         )
-    spec = json.loads(config_path.read_text())
-    config = spec.get("config", {})
+    config = preset_io.read_folder(name).config
     backbone = config.get("backbone", {}).get("config", config) if "backbone" in config else config
     return _policy_from_backbone_config(backbone)
 

@@ -95,3 +95,24 @@ def test_a_new_task_is_one_class(tmp_path, monkeypatch):
     assert type(again) is _ToyTask and again.width == 2
     assert max_abs_diff(again(x)["boxes"], model(x)["boxes"]) == 0
     assert np.shape(again(x)["scores"]) == (1, 3)
+
+
+@pytest.mark.core
+def test_head_arguments_go_to_the_callers_head_only(random_classifier_preset):
+    model = MobileNetV3ImageSegmenter.from_preset(
+        random_classifier_preset, num_classes=2, inter_channels=8, input_shape=(64, 64, 3)
+    )
+    assert type(model) is MobileNetV3ImageSegmenter and model.inter_channels == 8
+    assert model.backbone.count_params() == 939_120  # the classifier preset's backbone
+
+
+def test_a_weights_file_gives_its_model(tmp_path):
+    from torch_oracle import randomized, save_state_dict, torchvision
+
+    path = save_state_dict(randomized(torchvision.models.mobilenet_v3_small(num_classes=5)), tmp_path)
+    model = models.load_model(path)
+    assert type(model) is MobileNetV3ImageClassifier and model.num_classes == 5
+    with pytest.raises(PresetError, match=r"holds a classifier \(MobileNetV3ImageClassifier\)"):
+        MobileNetV3Backbone.from_preset(path)
+    with pytest.raises(PresetError, match="is a file, which holds its own weights"):
+        MobileNetV3ImageClassifier.from_preset(path, weights_file=path)

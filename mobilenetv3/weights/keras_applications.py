@@ -21,7 +21,7 @@ import numpy as np
 
 from mobilenetv3 import architectures
 from mobilenetv3.weights import Checkpoint
-from mobilenetv3.weights._arch import BlockFacts, infer_architecture
+from mobilenetv3.weights.architecture_inference import BlockFacts, infer_architecture
 
 _SE_CONVS = {"Conv": "squeeze_conv", "Conv_1": "excite_conv"}
 _VARIABLES = {

@@ -62,7 +62,7 @@ import numpy as np
 
 from mobilenetv3.architectures import block_prefix
 from mobilenetv3.weights import Checkpoint
-from mobilenetv3.weights._arch import BlockFacts, infer_architecture
+from mobilenetv3.weights.architecture_inference import BlockFacts, infer_architecture
 
 BN_EPSILON = 1e-3
 _FLATBUFFER_ID = b"TFL3"

@@ -14,11 +14,13 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export",
         help="export a preset or preset folder to ONNX, TFLite or SavedModel",
-        description="Export a model (registry preset name or preset folder) for deployment. "
+        description="Export a model (any preset name, preset folder, handle or weights file) for deployment. "
         "--int8 quantizes to int8, calibrated on the images in --calibration (TFLite keeps hard-swish "
         "in float, where LiteRT runs it fastest, unless --full-integer).",
     )
-    parser.add_argument("preset", metavar="PRESET_OR_DIR", help="a preset name or a preset folder")
+    parser.add_argument("preset", metavar="PRESET_OR_DIR",
+                        help="a registered preset name (backbone or task), a preset folder, a kaggle:// or hf:// "
+                        "handle, or a weights file")
     parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite) or folder (saved_model) to write")
     parser.add_argument("--format", required=True, choices=FORMATS, help="output format")
     parser.add_argument("--int8", action="store_true", help="int8 post-training quantization (onnx, tflite)")

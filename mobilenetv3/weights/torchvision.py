@@ -17,7 +17,7 @@ torchvision's `dilated=True` (output stride 16).
 Example:
 
 ```python
-from mobilenetv3 import models
+from mobilenetv3 import models, weights
 checkpoint = weights.read("mobilenet_v3_large-8738ca79.pth", "torchvision")
 model = models.build_model(checkpoint)  # a MobileNetV3ImageClassifier
 ```

@@ -200,6 +200,8 @@ _CLASSIFIER_PRESETS = [
 # presets (`MobileNetV3ImageClassifier.presets`), kept apart.
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
 CLASSIFIER_PRESETS: dict[str, Preset] = {p.name: p for p in _CLASSIFIER_PRESETS}
+# Every preset table; a new task's presets are one more table here.
+PRESET_TABLES: tuple[dict[str, Preset], ...] = (PRESETS, CLASSIFIER_PRESETS)
 
 
 def backbone_presets(family: str | None = None) -> dict[str, Preset]:
@@ -220,7 +222,7 @@ def task_presets(kind: str, family: str | None = None) -> dict[str, Preset]:
 
 def all_presets() -> dict[str, Preset]:
     """Every registered preset, backbone and task."""
-    return {**PRESETS, **CLASSIFIER_PRESETS}
+    return {name: preset for table in PRESET_TABLES for name, preset in table.items()}
 
 
 def describe(presets: dict[str, Preset]) -> dict[str, dict]:

@@ -12,7 +12,7 @@ from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.decode import decode_predictions
 from mobilenetv3.inference import fold_batch_norm
 from mobilenetv3.layers import SqueezeAndExcite2D
-from mobilenetv3.tasks import MobileNetV3ImageClassifier, MobileNetV3ImageSegmenter
+from mobilenetv3.tasks import MobileNetV3ImageClassifier, MobileNetV3ImageSegmenter, MobileNetV3ObjectDetector
 
 __version__ = "0.1.0"
 
@@ -21,6 +21,7 @@ __all__ = [
     "MobileNetV3ImageClassifier",
     "MobileNetV3ImageSegmenter",
     "MobileNetV3LargeBackbone",
+    "MobileNetV3ObjectDetector",
     "MobileNetV3SmallBackbone",
     "SqueezeAndExcite2D",
     "decode_predictions",

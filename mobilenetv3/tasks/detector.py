@@ -25,6 +25,37 @@ ASPECT_RATIOS = (2.0, 3.0)
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
+class ResizeImages(keras.layers.Layer):
+    """Bilinear resize to a fixed `size` (height, width), half-pixel centres,
+    no antialiasing: PyTorch's `F.interpolate(..., mode="bilinear",
+    align_corners=False)`, as torchvision's detection transform.
+
+    (`keras.layers.Resizing` is not used: in Keras 3.15 a functional model
+    holding it runs its BatchNorm layers in training mode when called
+    without `training=`, updating their statistics.)
+
+    Example:
+
+    ```python
+    ResizeImages((320, 320))(np.ones((1, 480, 640, 3))).shape  # (1, 320, 320, 3)
+    ```
+    """
+
+    def __init__(self, size: Sequence[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.size = tuple(int(s) for s in size)
+
+    def call(self, images: Any) -> Any:
+        return ops.image.resize(images, self.size, interpolation="bilinear", antialias=False)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], *self.size, input_shape[3])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "size": list(self.size)}
+
+
+@keras.saving.register_keras_serializable(package="mobilenetv3")
 class MobileNetV3ObjectDetector(keras.Model):
     """SSDLite object detection on a MobileNetV3 backbone.
 
@@ -118,7 +149,7 @@ class MobileNetV3ObjectDetector(keras.Model):
 
         dtype = backbone.dtype_policy
         inputs = keras.Input(shape=(None, None, 3), name="images")
-        x = keras.layers.Resizing(*image_size, interpolation="bilinear", name="resize", dtype=dtype)(inputs)
+        x = ResizeImages(image_size, name="resize", dtype=dtype)(inputs)
         features = backbone.feature_extractor(["C4", "C5"], name="ssdlite_features")(x)
         maps = [features["C4"], features["C5"]]
         builder = _HeadBuilder(backbone.padding, backbone.bn_epsilon, dtype)

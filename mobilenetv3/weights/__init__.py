@@ -39,8 +39,8 @@ class Checkpoint:
         backbone_config: backbone constructor arguments the file implies
             (family blocks, alpha, padding, bn_epsilon, preprocessing, ...).
         num_classes: classes of the file's head, or None without a head.
-        head: the head layout ("paper", "dense" or "lraspp"), or None.
-        task: "classifier", "segmenter", or None for a bare backbone.
+        head: the head layout ("paper", "dense", "lraspp" or "ssdlite"), or None.
+        task: "classifier", "segmenter", "detector", or None for a bare backbone.
         head_filters: width of the paper head's `Conv_2`, or None.
         head_activation: activation after `Conv_2` (None: hard-swish).
         source: a description of the file, for messages.
@@ -63,7 +63,11 @@ def build_model(checkpoint: Checkpoint, **backbone_overrides: Any) -> keras.Mode
     from mobilenetv3.tasks import MobileNetV3ImageClassifier
 
     model = MobileNetV3Backbone(**{**checkpoint.backbone_config, **backbone_overrides})
-    if checkpoint.task == "segmenter":
+    if checkpoint.task == "detector":
+        from mobilenetv3.tasks.detector import MobileNetV3ObjectDetector
+
+        model = MobileNetV3ObjectDetector(model, checkpoint.num_classes)
+    elif checkpoint.task == "segmenter":
         from mobilenetv3.tasks.segmenter import MobileNetV3ImageSegmenter
 
         model = MobileNetV3ImageSegmenter(model, checkpoint.num_classes)
@@ -89,7 +93,7 @@ def read(path: str, format: str) -> Checkpoint:
 
 # Canonical layer names of classifier heads ("paper": Conv_2 + Logits,
 # "dense": keras-cv's predictions).
-HEAD_LAYERS = ("Conv_2/", "Logits/", "predictions/", "lraspp_")
+HEAD_LAYERS = ("Conv_2/", "Logits/", "predictions/", "lraspp_", "extra_", "cls_head_", "box_head_")
 
 
 def load_into(model: keras.Model, checkpoint: Checkpoint) -> None:

@@ -110,7 +110,7 @@ def ssd_loss(
     # Hard negatives: the highest-loss default boxes that are not matched.
     negative_loss = ops.where(positive, -np.inf, ops.stop_gradient(cross_entropy))
     rank = ops.argsort(ops.argsort(-negative_loss, axis=1), axis=1)
-    hard_negative = rank < negative_ratio * ops.sum(weight, axis=1, keepdims=True)
+    hard_negative = ops.cast(rank, "float32") < negative_ratio * ops.sum(weight, axis=1, keepdims=True)
     mined = ops.cast(ops.logical_or(positive, hard_negative), "float32")
     return box_loss / normalizer, ops.sum(cross_entropy * mined) / normalizer
 

@@ -14,7 +14,7 @@ postprocessing (torchvision's, which the detector matches) runs NMS per
 class; the box-format conversion used here is `keras.utils.bounding_boxes`.
 """
 
-from mobilenetv3.detection.anchors import default_boxes, default_box_scales
+from mobilenetv3.detection.anchors import default_box_scales, default_boxes
 from mobilenetv3.detection.boxes import (
     BOX_FORMATS,
     check_box_format,

@@ -7,6 +7,7 @@
   padded per image as keras-hub's detectors return them.
 - `loss`: SSD matching, hard-negative mining and the SSD loss, and the
   checks of training targets.
+- `evaluate`: COCO box mAP by pycocotools (imported when called).
 
 None of it imports keras-hub: keras-hub's `NonMaxSuppression` is
 class-agnostic (one NMS over each box's best class), while SSD's

@@ -194,9 +194,13 @@ class MobileNetV3ObjectDetector(keras.Model):
             self.topk_candidates,
         )
 
-    def predict_step(self, data: Any) -> dict:
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self.decode_predictions(self(x, training=False), x)
+    def predict_step(self, *args: Any) -> Any:
+        # `(data)`, or `(state, data)` on JAX, whose step also returns the state.
+        outputs = super().predict_step(*args)
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(args[-1])
+        if isinstance(outputs, tuple):
+            return self.decode_predictions(outputs[0], x), outputs[1]
+        return self.decode_predictions(outputs, x)
 
     # -- training ----------------------------------------------------------
 

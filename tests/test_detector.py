@@ -216,6 +216,7 @@ def test_faster_rcnn_file_is_named(tmp_path):
 # -- predict and config ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_predict_pads_and_scales_to_the_callers_image():
     model = _small(bounding_box_format="rel_yxyx", max_detections=20, score_threshold=0.0, topk_candidates=8)
     images = np.random.default_rng(0).uniform(0, 255, (2, 96, 150, 3)).astype("float32")

@@ -12,7 +12,12 @@ from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.batch_norm_folding import fold_batch_norm
 from mobilenetv3.decode import decode_predictions
 from mobilenetv3.layers import SqueezeAndExcite2D
-from mobilenetv3.tasks import MobileNetV3ImageClassifier, MobileNetV3ImageSegmenter, MobileNetV3Task
+from mobilenetv3.tasks import (
+    MobileNetV3ImageClassifier,
+    MobileNetV3ImageSegmenter,
+    MobileNetV3ObjectDetector,
+    MobileNetV3Task,
+)
 from mobilenetv3.version import __version__ as __version__
 
 __all__ = [
@@ -20,6 +25,7 @@ __all__ = [
     "MobileNetV3ImageClassifier",
     "MobileNetV3ImageSegmenter",
     "MobileNetV3LargeBackbone",
+    "MobileNetV3ObjectDetector",
     "MobileNetV3SmallBackbone",
     "MobileNetV3Task",
     "SqueezeAndExcite2D",

@@ -41,9 +41,9 @@ class Checkpoint:
             (family blocks, alpha, padding, bn_epsilon, preprocessing, ...).
         num_classes: classes of the file's head, or None without a head.
         head: the classifier head's layout ("paper" or "dense"; "lraspp"
-            for a segmenter, informative only), or None.
+            for a segmenter, "ssdlite" for a detector, informative only), or None.
         task: the model kind the file holds ("classifier", "segmenter",
-            ...); None means a classifier when there is a head, else a
+            "detector"); None means a classifier when there is a head, else a
             backbone (see `kind`).
         head_filters: width of the paper head's `Conv_2`, or None.
         head_activation: activation after `Conv_2` (None: hard-swish).
@@ -87,7 +87,7 @@ def _reader(format: str) -> Any:
 
 # Canonical layer names of classifier heads ("paper": Conv_2 + Logits,
 # "dense": keras-cv's predictions).
-HEAD_LAYERS = ("Conv_2/", "Logits/", "predictions/", "lraspp_")
+HEAD_LAYERS = ("Conv_2/", "Logits/", "predictions/", "lraspp_", "extra_", "cls_head_", "box_head_")
 
 
 def load_into(model: keras.Model, checkpoint: Checkpoint) -> None:

@@ -1,10 +1,13 @@
-"""torchvision MobileNetV3 and LR-ASPP state dicts.
+"""torchvision MobileNetV3, LR-ASPP and SSDLite state dicts.
 
 Reads the `.pth` files of `torchvision.models.mobilenet_v3_{small,large}`
 (keys `features.N...` and `classifier.0/3.*`) and of
 `torchvision.models.segmentation.lraspp_mobilenet_v3_large` (keys
 `backbone.N...` and `classifier.{cbr,scale,low_classifier,high_classifier}.*`)
-into canonical tensors. Files are opened with `torch.load(...,
+into canonical tensors, and of
+`torchvision.models.detection.ssdlite320_mobilenet_v3_large` (keys
+`backbone.features.{0,1}...`, `backbone.extra...` and
+`head.{classification,regression}_head...`). Files are opened with `torch.load(...,
 weights_only=True)`: nothing is unpickled.
 
 torchvision pads stride-2 convolutions symmetrically, uses BatchNorm epsilon
@@ -41,24 +44,43 @@ _SUFFIXES = (".pth", ".pt", ".bin")
 
 
 def detect(path: str) -> bool:
-    """Whether `path` is a torchvision MobileNetV3 or LR-ASPP state dict."""
+    """Whether `path` is a torchvision MobileNetV3, LR-ASPP or SSDLite state dict."""
     if not os.path.isfile(path) or not str(path).endswith(_SUFFIXES):
         return False
     try:
         state = _load_state_dict(path)
     except Exception:  # not a torch file, or not a state dict.
         return False
-    return _features_prefix(state) is not None
+    return _features_prefix(state) is not None or _is_ssdlite(state)
 
 
 def read(path: str) -> Checkpoint:
-    """Read a torchvision state dict into a `Checkpoint`.
+    """Read a torchvision state dict file into a `Checkpoint`.
 
     Raises:
         ValueError: when the file is not a torchvision MobileNetV3 / LR-ASPP
-            state dict, or is a width (`width_mult`) other than 1.0.
+            / SSDLite state dict (another torchvision detector, e.g. Faster
+            R-CNN, is named as such), or is a width (`width_mult`) other than 1.0.
     """
-    state = _load_state_dict(path)
+    return read_state_dict(_load_state_dict(path), path)
+
+
+def read_state_dict(state: Mapping[str, Any], source: str = "state dict") -> Checkpoint:
+    """A `Checkpoint` from a state dict already in memory (`module.state_dict()`,
+    tensors or arrays); `source` names it in messages.
+
+    Example:
+
+    ```python
+    oracle = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights_backbone=None)
+    model = weights.build_model(torchvision_weights.read_state_dict(oracle.state_dict()))
+    ```
+    """
+    path = source
+    state = _to_arrays(state)
+    if _is_ssdlite(state):
+        return _read_ssdlite(state, path)
+    _reject_other_detectors(state, path)
     prefix = _features_prefix(state)
     if prefix is None:
         raise ValueError(
@@ -93,10 +115,16 @@ def _load_state_dict(path: str) -> dict[str, np.ndarray]:
         state = state["model"]  # torchvision reference-script checkpoints
     if not isinstance(state, Mapping):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict.")
+    return _to_arrays(state)
+
+
+def _to_arrays(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
     arrays = {}
     for key, value in state.items():
         if hasattr(value, "detach"):
-            arrays[key.removeprefix("module.")] = value.detach().cpu().numpy()
+            value = value.detach().cpu().numpy()
+        if isinstance(value, np.ndarray):
+            arrays[key.removeprefix("module.")] = value
     return arrays
 
 
@@ -222,3 +250,74 @@ def _segmenter_head(state: dict) -> dict:
         tensors[f"lraspp_{name}/kernel"] = _conv_kernel(state[f"classifier.{name}.weight"])
         tensors[f"lraspp_{name}/bias"] = state[f"classifier.{name}.bias"]
     return tensors
+
+
+# -- SSDLite ---------------------------------------------------------------
+
+_SSDLITE_FEATURES = "backbone.features."
+_SSDLITE_HEADS = {"classification_head": "cls_head", "regression_head": "box_head"}
+_EXTRA_ROLES = ("expand", "depthwise", "project")
+
+
+def _is_ssdlite(state: Mapping[str, Any]) -> bool:
+    return "backbone.features.0.0.0.weight" in state and "head.classification_head.module_list.0.1.weight" in state
+
+
+def _reject_other_detectors(state: Mapping[str, Any], path: str) -> None:
+    """A clear error for torchvision detectors this package does not map."""
+    if any(key.startswith(("rpn.", "roi_heads.")) for key in state):
+        kind = "a Faster R-CNN / Mask R-CNN (two-stage) detector"
+    elif any(key.startswith("head.") for key in state) and any(key.startswith("backbone.") for key in state):
+        kind = "a detector other than SSDLite (RetinaNet, FCOS or SSD300?)"
+    else:
+        return
+    raise ValueError(
+        f"{path} is {kind} state dict. Of torchvision's detectors only SSDLite "
+        "(`ssdlite320_mobilenet_v3_large`: keys 'backbone.features...', 'backbone.extra...', "
+        "'head.classification_head...') can be read."
+    )
+
+
+def _ssdlite_backbone_keys(state: dict) -> dict:
+    """SSDLite's split backbone under the classifier's `features.N` keys.
+
+    torchvision splits the MobileNetV3 at block `c4` (the last stride-2
+    block): `features.0` holds blocks `0..c4-1` and block c4's expand conv,
+    `features.1.0` the rest of block c4 (same indices inside the block),
+    `features.1.k` block `c4 + k`.
+    """
+    first = [k[len(_SSDLITE_FEATURES) + 2:] for k in state if k.startswith(_SSDLITE_FEATURES + "0.")]
+    c4 = max(int(k.split(".")[0]) for k in first)
+    renamed = {}
+    for key, value in state.items():
+        if not key.startswith(_SSDLITE_FEATURES):
+            continue
+        part, index, rest = key[len(_SSDLITE_FEATURES):].split(".", 2)
+        index = int(index)
+        if part == "0":
+            name = f"{c4}.block.0.{rest}" if index == c4 else f"{index}.{rest}"
+        else:
+            name = f"{c4}.block.{rest}" if index == 0 else f"{c4 + index}.{rest}"
+        renamed[f"features.{name}"] = value
+    return renamed
+
+
+def _read_ssdlite(state: dict, path: str) -> Checkpoint:
+    tensors, config = _read_backbone(_ssdlite_backbone_keys(state), "features.", path)
+    config["preprocessing"] = "symmetric"  # torchvision's SSDLite: mean = std = 0.5
+    extras = sorted({int(k.split(".")[2]) for k in state if k.startswith("backbone.extra.")})
+    for index in extras:
+        for position, role in enumerate(_EXTRA_ROLES):
+            tensors.update(_conv_bn(state, f"backbone.extra.{index}.{position}", f"extra_{index}_{role}"))
+    for theirs, ours in _SSDLITE_HEADS.items():
+        prefix = f"head.{theirs}.module_list."
+        for index in sorted({int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)}):
+            tensors.update(_conv_bn(state, f"{prefix}{index}.0", f"{ours}_{index}_depthwise"))
+            tensors[f"{ours}_{index}_conv/kernel"] = _conv_kernel(state[f"{prefix}{index}.1.weight"])
+            tensors[f"{ours}_{index}_conv/bias"] = state[f"{prefix}{index}.1.bias"]
+    checkpoint = Checkpoint(tensors, config, source=f"torchvision SSDLite file {path}")
+    boxes_per_location = state["head.regression_head.module_list.0.1.weight"].shape[0] // 4
+    checkpoint.num_classes = int(state["head.classification_head.module_list.0.1.weight"].shape[0]) // boxes_per_location
+    checkpoint.head = "ssdlite"
+    checkpoint.task = "detector"
+    return checkpoint

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from typing import Any
 
 FORMATS = ("onnx", "tflite", "saved_model")
@@ -69,6 +68,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mobilenetv3 import export
+    from mobilenetv3.utils import scratch_dir
 
     _check_args(args)
     size = args.input_size or (224 if args.int8 else None)
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         export.export_tflite(model, args.out, input_size=size, int8=args.int8, calibration=calibration,
                              float_ops=float_ops)
     elif args.int8:
-        with tempfile.TemporaryDirectory(prefix="mobilenetv3_export_") as folder:
+        with scratch_dir("export") as folder:
             float_path = os.path.join(folder, "float.onnx")
             export.export_onnx(model, float_path, channels_first=args.channels_first, input_size=size)
             export.quantize_onnx(float_path, args.out, calibration, channels_first=args.channels_first)

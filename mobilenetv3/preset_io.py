@@ -27,6 +27,9 @@ WEIGHTS_FILE = "model.weights.h5"
 METADATA_FILE = "metadata.json"
 LABELS_FILE = "labels.txt"  # class names of a classifier, one per line
 
+# `from_preset(name, weights_file=PATH, verify_weights_file=False)` loads a
+# file whose md5 differs from the registry's on purpose.
+VERIFY_ARGUMENT = "verify_weights_file"
 # keras-cv config keys with no meaning here.
 _FOREIGN_KEYS = ("input_tensor",)
 
@@ -48,20 +51,22 @@ def resolve_handle(preset: str | os.PathLike) -> str:
 
 def load_backbone(cls: type, preset: str, load_weights: bool | None, **kwargs: Any) -> keras.Model:
     """`from_preset` for backbone classes (see `MobileNetV3Backbone.from_preset`)."""
-    weights_file = kwargs.pop("weights_file", None)
     preset = resolve_handle(preset)
     if os.path.isdir(preset):
         return load_folder(preset, load_weights, expected=cls, **kwargs)
+    weights_file = kwargs.pop("weights_file", None)
+    verify = kwargs.pop(VERIFY_ARGUMENT, True)
     if os.path.exists(preset):
         raise PresetError(
             f"`preset` {preset!r} is a file; a preset is a registered name, a folder holding "
             f"{CONFIG_FILE} and {WEIGHTS_FILE}, or a kaggle:// / hf:// handle."
         )
-    return _load_registered(cls, registry.get(preset, family=cls._family), load_weights, weights_file, kwargs)
+    preset_spec = registry.get(preset, family=cls._family)
+    return _load_registered(cls, preset_spec, load_weights, (weights_file, verify), kwargs)
 
 
 def _load_registered(
-    cls: type, preset: registry.Preset, load_weights: bool | None, weights_file: str | None, overrides: dict
+    cls: type, preset: registry.Preset, load_weights: bool | None, weights_file: tuple, overrides: dict
 ) -> keras.Model:
     if load_weights and preset.weights is None:
         with_weights = sorted(n for n, p in registry.PRESETS.items() if p.weights)
@@ -75,18 +80,45 @@ def _load_registered(
 
 
 def _load_preset_weights(
-    model: keras.Model, preset: registry.Preset, load_weights: bool | None, weights_file: str | None
+    model: keras.Model, preset: registry.Preset, load_weights: bool | None, weights_file: tuple
 ) -> None:
-    """Fetch (or take `weights_file`) and load a registered preset's weights."""
+    """Fetch (or take `weights_file`, checked) and load a registered preset's
+    weights. `weights_file` is `(path or None, verify md5)`."""
+    path, verify = weights_file
+    if path is not None:
+        _check_weights_file(preset, load_weights, path, verify)
     if preset.weights is None or load_weights is False:
         return
     source = preset.weights
-    path = weights_file or download.fetch(
+    path = path or download.fetch(
         source.url,
         md5=source.md5,
         local_hint=f"pass it as from_preset({preset.name!r}, weights_file='/path/to/{source.filename}')",
     )
     weights.load_into(model, weights.read(path, source.format))
+
+
+def _check_weights_file(preset: registry.Preset, load_weights: bool | None, path: Any, verify: bool) -> None:
+    """A `weights_file=` given for a registered preset must be the file the
+    registry names (its md5), unless `verify_weights_file=False`."""
+    if preset.weights is None:
+        raise PresetError(
+            f"`weights_file` was given, but preset {preset.name!r} has no pretrained weights to "
+            "replace; drop `weights_file`, or use a preset with weights."
+        )
+    if load_weights is False:
+        raise PresetError("`weights_file` was given with load_weights=False; pass one or the other.")
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise PresetError(f"`weights_file` {path!r} is not a file.")
+    if not isinstance(verify, bool):
+        raise TypeError(f"`{VERIFY_ARGUMENT}` must be True or False; got {verify!r}.")
+    actual = download.file_hash(path, "md5")
+    if verify and actual != preset.weights.md5.lower():
+        raise PresetError(
+            f"`weights_file` {str(path)!r} has md5 {actual}, but preset {preset.name!r} expects "
+            f"{preset.weights.md5} ({preset.weights.filename}): the file is corrupted, truncated or "
+            f"another file. If you know it differs on purpose, pass {VERIFY_ARGUMENT}=False."
+        )
 
 
 def load_classifier(
@@ -105,11 +137,12 @@ def load_classifier(
                 "folder, which holds its own weights."
             )
         kwargs.pop("weights_file", None)
+        kwargs.pop(VERIFY_ARGUMENT, None)
         return _with_overrides(load_folder(preset, load_weights), cls, kwargs, head_args)
     if preset not in registry.classifier_presets():
         return load_backbone(MobileNetV3Backbone, preset, load_weights, **kwargs)
     spec = registry.CLASSIFIER_PRESETS[preset]
-    weights_file = kwargs.pop("weights_file", None)
+    weights_file = (kwargs.pop("weights_file", None), kwargs.pop(VERIFY_ARGUMENT, True))
     backbone = _build(MobileNetV3Backbone, {**spec.config, **kwargs})
     model = cls(backbone, **{**spec.head, **head_args})
     _load_preset_weights(model, spec, load_weights, weights_file)
@@ -142,6 +175,12 @@ def _build(cls: type, config: dict) -> keras.Model:
 
 def load_folder(path: str, load_weights: bool | None, expected: type | None = None, **overrides: Any) -> keras.Model:
     """Build the model a preset folder describes and load its weights."""
+    if overrides.pop("weights_file", None) is not None:
+        raise PresetError(
+            f"`weights_file` replaces the download of a registered preset; {path!r} is a "
+            "folder, which holds its own weights."
+        )
+    overrides.pop(VERIFY_ARGUMENT, None)
     folder = Path(path)
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
@@ -159,12 +198,15 @@ def load_folder(path: str, load_weights: bool | None, expected: type | None = No
     if cls.__name__ == "MobileNetV3Backbone" and expected is not None and issubclass(expected, cls):
         cls = expected
     model = cls.from_config({k: v for k, v in config.items() if k not in _FOREIGN_KEYS})
-    weights_path = folder / spec.get("weights", WEIGHTS_FILE)
+    weights_path = _folder_weights(folder, spec, config_path)
     if load_weights is False:
         return model
     if not weights_path.is_file():
-        if load_weights:
-            raise PresetError(f"Preset folder {folder} has no weights file {weights_path.name}.")
+        if load_weights or "weights" in spec:
+            raise PresetError(
+                f"Preset folder {folder} has no weights file {weights_path.name} (named by "
+                f"{config_path.name}); pass load_weights=False for random weights."
+            )
         return model
     try:
         model.load_weights(str(weights_path))
@@ -173,6 +215,22 @@ def load_folder(path: str, load_weights: bool | None, expected: type | None = No
             f"Could not load {weights_path} into {class_name} built from {config_path}: {error}"
         ) from None
     return model
+
+
+def _folder_weights(folder: Path, spec: dict, config_path: Path) -> Path:
+    """The weights file a folder's config names: a plain relative path that
+    stays inside the folder."""
+    name = spec.get("weights", WEIGHTS_FILE)
+    if not isinstance(name, str) or not name:
+        raise PresetError(f"{config_path}: \"weights\" must be a file name; got {name!r}.")
+    inside = folder.resolve()
+    resolved = (folder / name).resolve()
+    if os.path.isabs(name) or ".." in Path(name).parts or inside not in resolved.parents:
+        raise PresetError(
+            f"{config_path}: \"weights\" is {name!r}, a path outside the preset folder; it must "
+            f"name a file inside {folder} (e.g. {WEIGHTS_FILE!r})."
+        )
+    return folder / name
 
 
 def _class_for(class_name: str, config_path: Path) -> type:

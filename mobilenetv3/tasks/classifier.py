@@ -174,7 +174,8 @@ class MobileNetV3ImageClassifier(keras.Model):
             **kwargs: overrides of the backbone config, head arguments
                 (`head`, `head_filters`, `head_activation`, `dropout`,
                 `activation`, `pooling`), or `weights_file=PATH` to load a
-                downloaded weights file instead of fetching it.
+                downloaded weights file instead of fetching it (md5-checked;
+                `verify_weights_file=False` skips the check).
 
         Example:
 

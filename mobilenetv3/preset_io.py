@@ -214,6 +214,7 @@ def load_folder(path: str, load_weights: bool | None, expected: type | None = No
         raise PresetError(
             f"Could not load {weights_path} into {class_name} built from {config_path}: {error}"
         ) from None
+    weights.canonical.check_tensors(weights.canonical.model_weights(model), str(weights_path))
     return model
 
 

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from mobilenetv3.weights import canonical
-from mobilenetv3.weights.canonical import WeightsMismatchError
+from mobilenetv3.weights.canonical import WeightsFileError, WeightsMismatchError
 
 # format name -> module (under mobilenetv3.weights) that reads it.
 FORMATS: dict[str, str] = {
@@ -79,12 +79,23 @@ def build_model(checkpoint: Checkpoint, **backbone_overrides: Any) -> keras.Mode
     return model
 
 
-def read(path: str, format: str) -> Checkpoint:
-    """Read `path` as `format` (one of `FORMATS`)."""
+def read(path: str, format: str, **options: Any) -> Checkpoint:
+    """Read `path` as `format` (one of `FORMATS`); `options` go to the reader.
+
+    A tensor the reader expects but the file lacks is a
+    `WeightsMismatchError`. (The values are checked where every checkpoint
+    goes into a model: `load_into` -> `canonical.assign`.)
+    """
     if format not in FORMATS:
         raise ValueError(f"Unknown weights format {format!r}; known formats: {sorted(FORMATS)}.")
     module = importlib.import_module(f"mobilenetv3.weights.{FORMATS[format]}")
-    return module.read(str(path))
+    try:
+        checkpoint = module.read(str(path), **options)
+    except KeyError as error:
+        raise WeightsMismatchError(
+            f"{path} lacks tensor {error}: the file is incomplete, or holds another network."
+        ) from None
+    return checkpoint
 
 
 # Canonical layer names of classifier heads ("paper": Conv_2 + Logits,
@@ -121,4 +132,4 @@ def convert(source: str, output_dir: str, format: str = "auto", **options: Any) 
     return convert_source(source, output_dir, format=format, **options)
 
 
-__all__ = ["Checkpoint", "FORMATS", "WeightsMismatchError", "build_model", "convert", "load_into", "read"]
+__all__ = ["Checkpoint", "FORMATS", "WeightsFileError", "WeightsMismatchError", "build_model", "convert", "load_into", "read"]

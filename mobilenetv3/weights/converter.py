@@ -83,8 +83,7 @@ def load(source: str, format: str = AUTO, **options: Any) -> tuple[keras.Model, 
 
         model = preset_io.load_folder(_keras_cv_folder(source), load_weights=True)
         return model, summarize(model, format)
-    module = importlib.import_module(f"mobilenetv3.weights.{weights.FORMATS[format]}")
-    checkpoint = module.read(source, **options)
+    checkpoint = weights.read(source, format, **options)
     model = weights.build_model(checkpoint)
     return model, summarize(model, format)
 

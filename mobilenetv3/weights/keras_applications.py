@@ -22,7 +22,7 @@ import numpy as np
 from mobilenetv3 import architectures
 from mobilenetv3 import presets as registry
 from mobilenetv3.architectures import make_divisible
-from mobilenetv3.weights import Checkpoint
+from mobilenetv3.weights import Checkpoint, canonical
 
 FORMAT = "keras-applications"
 # Widths keras.applications is commonly built with; the first that explains
@@ -43,8 +43,8 @@ _REQUIRED_LAYERS = ("Conv", "Conv_1", "expanded_conv/depthwise")
 _BLOCK = re.compile(r"^expanded_conv(?:_(\d+))?_(?:expand|depthwise|squeeze_excite|project)")
 
 
-class WeightsFileError(ValueError):
-    """A weights file cannot be read: corrupted, truncated or another format."""
+# The one error type for unreadable weight files (kept here by its old name).
+WeightsFileError = canonical.WeightsFileError
 
 
 def detect(path: str | os.PathLike) -> bool:

@@ -33,6 +33,7 @@ import numpy as np
 
 from mobilenetv3 import architectures
 from mobilenetv3.weights import Checkpoint
+from mobilenetv3.weights._torch import load_state_dict
 
 _BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 # The last conv's width gives the family and whether the tail is reduced.
@@ -86,18 +87,7 @@ def read(path: str) -> Checkpoint:
 
 
 def _load_state_dict(path: str) -> dict[str, np.ndarray]:
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
-        state = state["model"]  # torchvision reference-script checkpoints
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict.")
-    arrays = {}
-    for key, value in state.items():
-        if hasattr(value, "detach"):
-            arrays[key.removeprefix("module.")] = value.detach().cpu().numpy()
-    return arrays
+    return load_state_dict(path)  # CRC-checked, weights_only=True
 
 
 def _features_prefix(state: Mapping[str, Any]) -> str | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from mobilenetv3.images import IMAGE_SUFFIXES, open_rgb
 
 
 def load_images(
@@ -47,7 +47,6 @@ def load_images(
     height, width = size
     arrays = []
     for file in files:
-        with Image.open(file) as image:
-            resized = image.convert("RGB").resize((width, height), Image.BILINEAR)
-            arrays.append(np.asarray(resized, dtype=np.float32))
+        resized = open_rgb(file).resize((width, height), Image.BILINEAR)
+        arrays.append(np.asarray(resized, dtype=np.float32))
     return np.stack(arrays)

@@ -224,9 +224,9 @@ def _folder_weights(folder: Path, spec: dict, config_path: Path) -> Path:
     name = spec.get("weights", WEIGHTS_FILE)
     if not isinstance(name, str) or not name:
         raise PresetError(f"{config_path}: \"weights\" must be a file name; got {name!r}.")
-    inside = folder.resolve()
-    resolved = (folder / name).resolve()
-    if os.path.isabs(name) or ".." in Path(name).parts or inside not in resolved.parents:
+    # Checked on the name, not the resolved path: hub caches (hf://) link
+    # their files to blobs elsewhere.
+    if os.path.isabs(name) or Path(name).is_absolute() or ".." in Path(name.replace("\\", "/")).parts:
         raise PresetError(
             f"{config_path}: \"weights\" is {name!r}, a path outside the preset folder; it must "
             f"name a file inside {folder} (e.g. {WEIGHTS_FILE!r})."

@@ -87,6 +87,8 @@ def clean_staging(directory: str | os.PathLike) -> list[Path]:
     removed = []
     for root in (Path(directory) / STAGING_DIR, Path(tempfile.gettempdir()) / SCRATCH_DIR):
         removed += _remove_stale(root)
+        with contextlib.suppress(OSError):
+            root.rmdir()  # only when empty
     return removed
 
 

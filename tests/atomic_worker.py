@@ -6,6 +6,7 @@ can be killed at any point of a write.
 
 Usage: python atomic_worker.py write-dir|write-file PATH COUNT
        python atomic_worker.py fetch URL MD5 CACHE
+       python atomic_worker.py keras preset|saved_model|tflite PATH  (the real package, forever)
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ def write_file(path: str, token: str) -> None:
 
 
 def main() -> None:
-    _load_light()
     mode = sys.argv[1]
+    if mode == "keras":
+        keras_writer(sys.argv[2], sys.argv[3])
+        return
+    _load_light()
     if mode == "fetch":
         from mobilenetv3.weights import download
 
@@ -61,3 +65,23 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def keras_writer(kind: str, path: str) -> None:
+    """Save a preset / export forever with the real package (slow start)."""
+    import mobilenetv3
+    from mobilenetv3 import presets
+
+    model = mobilenetv3.MobileNetV3Backbone(**presets.get("mobilenet_v3_small").config, input_shape=(32, 32, 3))
+    print("ready", flush=True)
+    while True:
+        if kind == "preset":
+            model.save_to_preset(path)
+        elif kind == "saved_model":
+            from mobilenetv3.export import export_saved_model
+
+            export_saved_model(model, path)
+        else:
+            from mobilenetv3.export import export_tflite
+
+            export_tflite(model, path)

@@ -162,3 +162,30 @@ def test_fetch_cache_entry_that_is_a_folder(tmp_path: Path, monkeypatch: pytest.
     (tmp_path / "w.bin").mkdir()
     with pytest.raises(download.DownloadError, match="is a folder"):
         download.fetch("file:///nonexistent/w.bin")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,name,kills", [("preset", "preset", 3), ("saved_model", "saved", 2), ("tflite", "m.tflite", 2)])
+def test_killed_real_writers_leave_nothing_after_cleanup(tmp_path, monkeypatch, kind, name, kills):
+    """kill -9 during save_to_preset / export (real package, real processes)."""
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    out = tmp_path / "out"
+    chooser = random.Random(kills)
+    for _ in range(kills):
+        process = _start("keras", kind, str(out / name), env={"TMPDIR": str(scratch), "KERAS_BACKEND": "tensorflow"})
+        assert process.stdout.readline().strip() == "ready", process.stderr.read()
+        time.sleep(chooser.uniform(0.2, 3.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    if kind == "preset":  # the next write cleans up and succeeds
+        from mobilenetv3 import MobileNetV3Backbone, presets
+
+        config = presets.get("mobilenet_v3_small").config
+        MobileNetV3Backbone(**config, input_shape=(32, 32, 3)).save_to_preset(out / name)
+        _only(out, name)
+        assert MobileNetV3Backbone.from_preset(out / name).count_params() > 0
+    utils.clean_staging(out)  # the documented cleanup
+    assert not out.exists() or {p.name for p in out.iterdir()} <= {name}
+    _only(scratch)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from typing import Any
 
 import keras
@@ -89,6 +90,13 @@ def read(path: str, format: str, **options: Any) -> Checkpoint:
     if format not in FORMATS:
         raise ValueError(f"Unknown weights format {format!r}; known formats: {sorted(FORMATS)}.")
     module = importlib.import_module(f"mobilenetv3.weights.{FORMATS[format]}")
+    accepted = [name for name in inspect.signature(module.read).parameters if name != "path"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{unknown} do not apply to {format} files; the {format} reader takes "
+            f"{accepted or 'no options'}."
+        )
     try:
         checkpoint = module.read(str(path), **options)
     except KeyError as error:

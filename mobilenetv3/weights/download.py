@@ -94,6 +94,7 @@ def fetch(
 
     Raises:
         DownloadError: with the URL, the reason, and how to load a local file.
+        ValueError: `filename` is not a plain file name (a folder part, `..`).
     """
     target = cache_dir() / _plain_name(url.rsplit("/", 1)[-1] if filename is None else filename, url)
     if target.is_dir():

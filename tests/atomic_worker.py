@@ -63,9 +63,6 @@ def main() -> None:
         write(sys.argv[2], f"{os.getpid()}-{count}")
 
 
-if __name__ == "__main__":
-    main()
-
 
 def keras_writer(kind: str, path: str) -> None:
     """Save a preset / export forever with the real package (slow start)."""
@@ -85,3 +82,7 @@ def keras_writer(kind: str, path: str) -> None:
             from mobilenetv3.export import export_tflite
 
             export_tflite(model, path)
+
+
+if __name__ == "__main__":
+    main()

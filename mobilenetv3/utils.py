@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -13,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 # Every atomic write stages inside this one folder beside its destination, in
-# a subfolder named "<pid>-<name>-<random>"; `scratch_dir` uses the same
-# layout under `$TMPDIR`. Each new write (or `clean_staging`) removes the
-# subfolders of processes that no longer run (killed mid-write), and the
-# folder itself goes once it is empty.
+# a subfolder named "<pid>@<host>-<name>-<random>"; `scratch_dir` uses the
+# same layout under `$TMPDIR`. Each new write (or `clean_staging`) removes
+# the subfolders of processes of this host that no longer run (killed
+# mid-write), and the folder itself goes once it is empty.
 STAGING_DIR = ".mobilenetv3-staging"
 SCRATCH_DIR = "mobilenetv3-scratch"
 # Subfolders older than this are removed even when their pid seems alive
@@ -109,7 +110,7 @@ def _make_private(root: Path, label: str) -> Path:
     for _ in range(_REPLACE_ATTEMPTS):
         root.mkdir(parents=True, exist_ok=True)
         try:
-            return Path(tempfile.mkdtemp(dir=root, prefix=f"{os.getpid()}-{safe}-"))
+            return Path(tempfile.mkdtemp(dir=root, prefix=f"{os.getpid()}@{_host()}-{safe}-"))
         except FileNotFoundError:
             continue  # another writer removed the empty root in between.
     raise OSError(f"could not create a staging folder in {root}.")
@@ -128,15 +129,21 @@ def _remove_stale(root: Path) -> list[Path]:
     return removed
 
 
+def _host() -> str:
+    return "".join(c for c in socket.gethostname() if c.isalnum())[:30] or "host"
+
+
 def _is_stale(entry: Path) -> bool:
-    pid_text = entry.name.split("-", 1)[0]
+    """A writer's subfolder whose process is gone: same host and pid not
+    running, or (another host, container or unknown name) older than a day."""
+    pid_text, _, host = entry.name.split("-", 1)[0].partition("@")
     try:
         age = time.time() - entry.lstat().st_mtime
     except OSError:
         return False
-    if not pid_text.isdigit() or age > STALE_AFTER_S:
-        return age > STALE_AFTER_S
-    return not _pid_alive(int(pid_text))
+    if age > STALE_AFTER_S:
+        return True
+    return pid_text.isdigit() and host == _host() and not _pid_alive(int(pid_text))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -84,12 +84,18 @@ def test_clean_staging_removes_dead_writers_only(tmp_path: Path) -> None:
     root = tmp_path / utils.STAGING_DIR
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    (root / f"{dead.stdout.strip()}-preset-abc").mkdir(parents=True)
-    alive = root / f"{os.getpid()}-preset-def"
+    host = utils._host()
+    (root / f"{dead.stdout.strip()}@{host}-preset-abc").mkdir(parents=True)
+    alive = root / f"{os.getpid()}@{host}-preset-def"
     alive.mkdir()
+    elsewhere = root / f"{dead.stdout.strip()}@otherhost-preset-ghi"  # another host or container
+    elsewhere.mkdir()
     removed = utils.clean_staging(tmp_path)
-    assert [p.name for p in removed if p.parent == root] == [f"{dead.stdout.strip()}-preset-abc"]
-    assert alive.is_dir()
+    assert [p.name for p in removed if p.parent == root] == [f"{dead.stdout.strip()}@{host}-preset-abc"]
+    assert alive.is_dir() and elsewhere.is_dir()
+    old = time.time() - utils.STALE_AFTER_S - 10
+    os.utime(elsewhere, (old, old))
+    assert [p.name for p in utils.clean_staging(tmp_path) if p.parent == root] == [elsewhere.name]
 
 
 def test_concurrent_writers_never_crash(tmp_path: Path) -> None:
@@ -142,7 +148,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
 def test_scratch_dir_removed_and_stale_ones_cleaned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
-    stale = tmp_path / utils.SCRATCH_DIR / "999999999-tflite-x"
+    stale = tmp_path / utils.SCRATCH_DIR / f"999999999@{utils._host()}-tflite-x"
     stale.mkdir(parents=True)
     with utils.scratch_dir("tflite") as folder:
         assert folder.parent == tmp_path / utils.SCRATCH_DIR and not stale.exists()

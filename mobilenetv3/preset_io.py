@@ -197,8 +197,8 @@ def load_folder(path: str, load_weights: bool | None, expected: type | None = No
     config.update(overrides)
     if cls.__name__ == "MobileNetV3Backbone" and expected is not None and issubclass(expected, cls):
         cls = expected
-    model = cls.from_config({k: v for k, v in config.items() if k not in _FOREIGN_KEYS})
     weights_path = _folder_weights(folder, spec, config_path)
+    model = cls.from_config({k: v for k, v in config.items() if k not in _FOREIGN_KEYS})
     if load_weights is False:
         return model
     if not weights_path.is_file():

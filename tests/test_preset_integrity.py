@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import keras
 import pytest
@@ -67,9 +68,16 @@ def test_weights_file_with_the_registered_md5_loads(tmp_path, monkeypatch):
         assert (a == b).all()
 
 
-def _folder(tmp_path, weights_value):
-    folder = tmp_path / "preset"
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("saved") / "preset"
     MobileNetV3Backbone(**registry.get("mobilenet_v3_small").config, input_shape=(32, 32, 3)).save_to_preset(folder)
+    return folder
+
+
+def _folder(tmp_path, saved, weights_value):
+    folder = tmp_path / "preset"
+    shutil.copytree(saved, folder)
     spec = json.loads((folder / "config.json").read_text())
     spec["weights"] = weights_value
     (folder / "config.json").write_text(json.dumps(spec))
@@ -78,16 +86,16 @@ def _folder(tmp_path, weights_value):
 
 @pytest.mark.core
 @pytest.mark.parametrize("value", ["../x.weights.h5", "/tmp/x.weights.h5", "sub/../../x.weights.h5", 5, ""])
-def test_folder_weights_outside_the_folder_refused(tmp_path, value):
+def test_folder_weights_outside_the_folder_refused(tmp_path, saved, value):
     (tmp_path / "x.weights.h5").write_bytes(b"")
-    folder = _folder(tmp_path, value)
+    folder = _folder(tmp_path, saved, value)
     with pytest.raises(preset_io.PresetError, match='"weights"'):
         MobileNetV3Backbone.from_preset(folder)
 
 
 @pytest.mark.core
-def test_folder_config_naming_a_missing_weights_file(tmp_path):
-    folder = _folder(tmp_path, "model.weights.h5")
+def test_folder_config_naming_a_missing_weights_file(tmp_path, saved):
+    folder = _folder(tmp_path, saved, "model.weights.h5")
     (folder / "model.weights.h5").unlink()
     with pytest.raises(preset_io.PresetError, match="has no weights file model.weights.h5"):
         MobileNetV3Backbone.from_preset(folder)

@@ -427,7 +427,9 @@ class MobileNetV3Backbone(keras.Model):
                 requires them; False gives random initialization.
             **kwargs: override the stored config (e.g. `input_shape`,
                 `include_rescaling`, `name`). `weights_file=PATH` loads a
-                weights file you downloaded yourself.
+                weights file you downloaded yourself; it must have the md5
+                the registry lists (`verify_weights_file=False` skips the
+                check for a file you know differs).
 
         Example:
 

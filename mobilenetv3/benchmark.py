@@ -27,7 +27,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -386,8 +385,10 @@ def run_benchmark(
     unknown = sorted(set(cases or ()) - set(CASE_NAMES))
     if unknown:
         raise ValueError(f"unknown benchmark cases {unknown}; choose from {list(CASE_NAMES)}.")
+    from mobilenetv3.utils import scratch_dir
+
     settings = Settings.quick() if quick else Settings()
-    with tempfile.TemporaryDirectory(prefix="mobilenetv3_bench_") as scratch:
+    with scratch_dir("bench") as scratch:
         exports = Path(exports_dir or scratch)
         exports.mkdir(parents=True, exist_ok=True)
         kinds = _exports_needed(selected)

@@ -96,6 +96,12 @@ def resolve_format(source: str, format: str = AUTO) -> str:
     detected = weights.detect_format(source)
     if detected is not None:
         return detected
+    if source.endswith(".weights.h5"):
+        raise ValueError(
+            f"{source!r} is a Keras `.weights.h5` file without the config.json of its preset "
+            "folder beside it: it holds no architecture. Convert the whole keras-cv preset folder "
+            "(config.json + model.weights.h5; `format='keras-cv'`, CLI --from keras-cv)."
+        )
     raise ValueError(
         f"Could not recognise {source!r} as any supported MobileNetV3 weights format "
         f"({', '.join(source_formats()[1:])}); it may be truncated or corrupted, or of another "

@@ -63,6 +63,7 @@ def load_model(
     load_weights: bool | None = None,
     *,
     weights_file: str | None = None,
+    verify_weights_file: bool = True,
     head_args: dict | None = None,
     **overrides: Any,
 ) -> keras.Model:
@@ -76,7 +77,10 @@ def load_model(
             another model's backbone); None accepts anything.
         load_weights: None loads weights when the source has them; True
             requires them; False gives random initialization.
-        weights_file: a downloaded weights file for a registered preset.
+        weights_file: a downloaded weights file for a registered preset;
+            its md5 must be the registry's.
+        verify_weights_file: False accepts a `weights_file` whose md5
+            differs from the registry's (a file known to differ on purpose).
         head_args: head arguments, applied when the source holds an
             `expected` task.
         **overrides: backbone config overrides (e.g. `input_shape`).
@@ -108,6 +112,8 @@ def load_model(
     preset = presets.find(source, family=_family(expected))
     _check_kind(preset.task, expected, source)
     own_head_args = head_args if MODEL_CLASSES[preset.task] is expected else None
+    if weights_file is not None:
+        _check_weights_file(preset, load_weights, weights_file, verify_weights_file)
     return _load_registered(preset, load_weights, weights_file, own_head_args or {}, overrides)
 
 
@@ -236,6 +242,29 @@ def _load_registered(
         )
         weights.load_into(model, weights.read(path, source.format))
     return model
+
+
+def _check_weights_file(preset: presets.Preset, load_weights: bool | None, path: Any, verify: bool) -> None:
+    """A `weights_file=` given for a registered preset must be the file the
+    registry names (its md5), unless `verify_weights_file=False`."""
+    if preset.weights is None:
+        raise PresetError(
+            f"`weights_file` was given, but preset {preset.name!r} has no pretrained weights to "
+            "replace; drop `weights_file`, or use a preset with weights."
+        )
+    if load_weights is False:
+        raise PresetError("`weights_file` was given with load_weights=False; pass one or the other.")
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise PresetError(f"`weights_file` {path!r} is not a file.")
+    if not isinstance(verify, bool):
+        raise TypeError(f"`verify_weights_file` must be True or False; got {verify!r}.")
+    actual = download.file_hash(path, "md5")
+    if verify and actual != preset.weights.md5.lower():
+        raise PresetError(
+            f"`weights_file` {str(path)!r} has md5 {actual}, but preset {preset.name!r} expects "
+            f"{preset.weights.md5} ({preset.weights.filename}): the file is corrupted, truncated or "
+            "another file. If you know it differs on purpose, pass verify_weights_file=False."
+        )
 
 
 def _family(expected: type | None) -> str | None:

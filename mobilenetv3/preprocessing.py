@@ -67,6 +67,10 @@ def load_image(path: str | os.PathLike, preprocessing: ImagePolicy | str) -> np.
     """An image file as float32 RGB `(size, size, 3)` in 0..255, resized and
     cropped by `preprocessing` (a `ImagePolicy` or a preset name/folder).
 
+    Files are read by `mobilenetv3.images.open_rgb` (every Pillow mode,
+    EXIF orientation; bad files raise `ImageError` naming them). A policy
+    size above `images.MAX_INPUT_SIDE` (4096) is refused, not upscaled to.
+
     Example:
 
     ```python
@@ -74,14 +78,11 @@ def load_image(path: str | os.PathLike, preprocessing: ImagePolicy | str) -> np.
     image.shape  # (224, 224, 3)
     ```
     """
-    from PIL import Image
+    from mobilenetv3 import images
 
     policy = preprocessing if isinstance(preprocessing, ImagePolicy) else preprocessing_for(preprocessing)
-    try:
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-    except OSError as error:
-        raise ValueError(f"Cannot read image {path}: {error}") from None
+    images.check_input_side(max(policy.image_size, policy.resize_size or 0), "The preset's image size")
+    image = images.open_rgb(path)  # every mode as 8-bit RGB, EXIF orientation applied
     resample = _resample(policy.interpolation)
     if policy.resize == "center_crop":
         image = _center_crop(_resize_shorter(image, policy.resize_size, resample), policy.image_size)

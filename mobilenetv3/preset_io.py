@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 
 from mobilenetv3.utils import atomic_path
+from mobilenetv3.weights import canonical
 from mobilenetv3.version import __version__
 
 CONFIG_FILE = "config.json"
@@ -42,13 +43,17 @@ class FolderSpec:
             dropped), e.g. "MobileNetV3Backbone".
         config: the class's config.
         config_path: the `config.json` path, for messages.
-        weights_path: the weights file the config names.
+        weights_path: the weights file the config names (a plain name
+            inside the folder; checked).
+        weights_named: whether the config names its weights file (then it
+            must exist, unless weights are not loaded).
     """
 
     class_name: str
     config: dict
     config_path: Path
     weights_path: Path
+    weights_named: bool = False
 
 
 def resolve_handle(preset: str | os.PathLike) -> str:
@@ -72,10 +77,25 @@ def read_folder(path: str | os.PathLike) -> FolderSpec:
         spec = json.loads(config_path.read_text())
         class_name = spec["registered_name"].split(">")[-1]
         config = dict(spec["config"])
-        weights_path = folder / spec.get("weights", WEIGHTS_FILE)
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise PresetError(f"{config_path} is not a valid preset config ({error!r}).") from None
-    return FolderSpec(class_name, config, config_path, weights_path)
+    weights_path = _folder_weights(folder, spec.get("weights", WEIGHTS_FILE), config_path)
+    return FolderSpec(class_name, config, config_path, weights_path, "weights" in spec)
+
+
+def _folder_weights(folder: Path, name: object, config_path: Path) -> Path:
+    """The weights file a folder's config names: a plain relative path that
+    stays inside the folder."""
+    if not isinstance(name, str) or not name:
+        raise PresetError(f"{config_path}: \"weights\" must be a file name; got {name!r}.")
+    # Checked on the name, not the resolved path: hub caches (hf://) link
+    # their files to blobs elsewhere.
+    if os.path.isabs(name) or Path(name).is_absolute() or ".." in Path(name.replace("\\", "/")).parts:
+        raise PresetError(
+            f"{config_path}: \"weights\" is {name!r}, a path outside the preset folder; it must "
+            f"name a file inside {folder} (e.g. {WEIGHTS_FILE!r})."
+        )
+    return folder / name
 
 
 def load_folder_weights(model: keras.Model, spec: FolderSpec, load_weights: bool | None) -> None:
@@ -84,9 +104,10 @@ def load_folder_weights(model: keras.Model, spec: FolderSpec, load_weights: bool
     if load_weights is False:
         return
     if not spec.weights_path.is_file():
-        if load_weights:
+        if load_weights or spec.weights_named:
             raise PresetError(
-                f"Preset folder {spec.config_path.parent} has no weights file {spec.weights_path.name}."
+                f"Preset folder {spec.config_path.parent} has no weights file {spec.weights_path.name} "
+                f"(named by {spec.config_path.name}); pass load_weights=False for random weights."
             )
         return
     try:
@@ -95,6 +116,7 @@ def load_folder_weights(model: keras.Model, spec: FolderSpec, load_weights: bool
         raise PresetError(
             f"Could not load {spec.weights_path} into {spec.class_name} built from {spec.config_path}: {error}"
         ) from None
+    canonical.check_tensors(canonical.model_weights(model), str(spec.weights_path))
 
 
 def fetch_handle(handle: str) -> str:

@@ -24,11 +24,10 @@ import numpy as np
 from mobilenetv3 import preset_io
 from mobilenetv3.architectures import block_index
 from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3.images import IMAGE_SUFFIXES
 from mobilenetv3.tasks import MobileNetV3ImageClassifier
 from mobilenetv3.utils import check_positive_int
 
-# What keras.utils.image_dataset_from_directory reads.
-DATASET_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _LAST_CONV_PREFIX = "Conv_1"
 # AdamW does not decay these (BatchNorm scale/offset and biases).
 NO_DECAY_VARIABLES = ["gamma", "beta", "bias"]
@@ -186,23 +185,30 @@ def load_image_folder(
 
     Returns:
         `(train, validation, class_names)`. Images are float 0..255 RGB and
-        labels integer class indices.
+        labels integer class indices. Every file is read by
+        `mobilenetv3.images` (any Pillow mode, EXIF orientation) and
+        squashed to `image_size` once; unreadable or truncated files are
+        skipped and reported in a warning.
     """
+    import tensorflow as tf
+
     class_names = _check_image_folder(data_dir)
     if not 0 < validation_split < 1:
         raise ValueError(f"`validation_split` must be in (0, 1); got {validation_split!r}.")
-    train, validation = keras.utils.image_dataset_from_directory(
-        str(data_dir),
-        image_size=tuple(image_size),
-        batch_size=None,
-        validation_split=validation_split,
-        subset="both",
-        seed=seed,
-        label_mode="int",
-        verbose=False,
-    )
-    if train.class_names != class_names:
-        raise ValueError(f"Unexpected classes {train.class_names} in {data_dir}.")
+    pixels, labels = _read_class_folders(Path(data_dir), class_names, tuple(image_size))
+    order = np.random.RandomState(seed).permutation(len(labels))
+    held_out = int(validation_split * len(labels))
+    if not 0 < held_out < len(labels):
+        raise ValueError(
+            f"`validation_split` {validation_split} of {len(labels)} readable images leaves no "
+            "training or no validation image; add images or change the split."
+        )
+
+    def dataset(index: np.ndarray) -> Any:
+        data = tf.data.Dataset.from_tensor_slices((pixels[index], labels[index]))
+        return data.map(lambda image, label: (tf.cast(image, "float32"), label))
+
+    train, validation = dataset(order[:-held_out]), dataset(order[-held_out:])
     train = train.cache().shuffle(1024, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     if augment:
         augmentation = keras.Sequential(
@@ -212,6 +218,34 @@ def load_image_folder(
     return train, validation.cache().batch(batch_size), class_names
 
 
+def _read_class_folders(folder: Path, class_names: list[str], size: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Every readable image of every class folder, squashed to `size`
+    (uint8), with its class index; unreadable files are skipped with a
+    warning naming them."""
+    import warnings
+
+    from PIL import Image
+
+    from mobilenetv3 import images
+
+    pixels, labels, skipped = [], [], []
+    for label, name in enumerate(class_names):
+        for file in sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES):
+            try:
+                image = images.open_rgb(file)
+            except images.ImageError as error:
+                skipped.append(str(error))
+                continue
+            pixels.append(np.asarray(image.resize((size[1], size[0]), Image.BILINEAR)))
+            labels.append(label)
+    if skipped:
+        warnings.warn(f"Skipped {len(skipped)} unreadable image file(s): " + "; ".join(skipped[:10]), stacklevel=3)
+    missing = sorted(set(class_names) - {class_names[i] for i in labels})
+    if missing:
+        raise ValueError(f"`data_dir` {str(folder)!r}: class folders {missing} hold no readable image.")
+    return np.stack(pixels), np.asarray(labels, "int32")
+
+
 def _check_image_folder(data_dir: str | os.PathLike) -> list[str]:
     folder = Path(data_dir)
     if not folder.is_dir():
@@ -219,12 +253,12 @@ def _check_image_folder(data_dir: str | os.PathLike) -> list[str]:
     classes = sorted(
         child.name
         for child in folder.iterdir()
-        if child.is_dir() and any(f.suffix.lower() in DATASET_IMAGE_SUFFIXES for f in child.iterdir())
+        if child.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in child.iterdir())
     )
     if len(classes) < 2:
         raise ValueError(
             f"`data_dir` {str(folder)!r} must hold at least 2 sub-folders of images (one per class, "
-            f"files ending in {', '.join(DATASET_IMAGE_SUFFIXES)}); found {classes}."
+            f"files ending in {', '.join(IMAGE_SUFFIXES)}); found {classes}."
         )
     return classes
 

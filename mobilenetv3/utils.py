@@ -3,47 +3,191 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+# Every atomic write stages inside this one folder beside its destination, in
+# a subfolder named "<pid>@<host>-<name>-<random>"; `scratch_dir` uses the
+# same layout under `$TMPDIR`. Each new write (or `clean_staging`) removes
+# the subfolders of processes of this host that no longer run (killed
+# mid-write), and the folder itself goes once it is empty.
+STAGING_DIR = ".mobilenetv3-staging"
+SCRATCH_DIR = "mobilenetv3-scratch"
+# Subfolders older than this are removed even when their pid seems alive
+# (a reused pid, or a writer on another host of a shared filesystem).
+STALE_AFTER_S = 24 * 3600
+_REPLACE_ATTEMPTS = 200
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; move it onto `path` on success.
+    """Yield a temporary path; move it onto `path` once the body succeeds.
 
-    Nothing is left at `path` (or beside it) when the body raises, and an
-    existing file or folder at `path` is replaced only once the new one is
-    complete.
+    The temporary path lies in `<parent>/.mobilenetv3-staging/` (same
+    filesystem, so the final move is a rename). Nothing is left at `path`
+    or beside it when the body raises; an existing file or folder at `path`
+    (or a symlink there, which is replaced, not followed) is replaced only
+    once the new one is complete. Writers killed mid-write leave their
+    staging subfolder behind; the next write into the same parent folder,
+    or `clean_staging(parent)`, removes it. Two processes writing the same
+    `path` at once both succeed; the last one to finish wins.
+
+    Example:
+
+    ```python
+    with atomic_path("out.txt") as staging:
+        staging.write_text("complete or absent")
+    ```
     """
     target = Path(path)
     if target.exists() and target.is_dir() != directory:
         kind = "a folder" if directory else "a file"
         raise ValueError(f"`path` {str(target)!r} exists and is not {kind}.")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging_dir = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    staging = staging_dir / target.name
-    try:
+    with _private_dir(target.parent / STAGING_DIR, target.name) as staging_dir:
+        staging = staging_dir / target.name
         yield staging
         if not staging.exists():
             raise RuntimeError(f"nothing was written for {str(target)!r}.")
-        _replace(staging, target)
+        _replace(staging, target, staging_dir / ".old")
+
+
+@contextlib.contextmanager
+def scratch_dir(label: str) -> Iterator[Path]:
+    """A temporary folder under `$TMPDIR/mobilenetv3-scratch/`, removed on
+    exit; ones left by killed processes are removed by the next call.
+
+    Example:
+
+    ```python
+    with scratch_dir("tflite") as folder:
+        (folder / "saved_model").mkdir()
+    ```
+    """
+    with _private_dir(Path(tempfile.gettempdir()) / SCRATCH_DIR, label) as folder:
+        yield folder
+
+
+def clean_staging(directory: str | os.PathLike) -> list[Path]:
+    """Remove what killed writers left in `directory`'s staging folder (and
+    in the `$TMPDIR` scratch folder); return the subfolders removed.
+
+    Example:
+
+    ```python
+    clean_staging("presets/")
+    ```
+    """
+    removed = []
+    for root in (Path(directory) / STAGING_DIR, Path(tempfile.gettempdir()) / SCRATCH_DIR):
+        removed += _remove_stale(root)
+        with contextlib.suppress(OSError):
+            root.rmdir()  # only when empty
+    return removed
+
+
+@contextlib.contextmanager
+def _private_dir(root: Path, label: str) -> Iterator[Path]:
+    _remove_stale(root)
+    folder = _make_private(root, label)
+    try:
+        yield folder
     finally:
-        shutil.rmtree(staging_dir, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            root.rmdir()  # only when empty: other writers may be staging here.
 
 
-def _replace(staging: Path, target: Path) -> None:
-    if target.is_dir():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
+def _make_private(root: Path, label: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "._" else "_" for c in label)[:60]
+    for _ in range(_REPLACE_ATTEMPTS):
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            return Path(tempfile.mkdtemp(dir=root, prefix=f"{os.getpid()}@{_host()}-{safe}-"))
+        except FileNotFoundError:
+            continue  # another writer removed the empty root in between.
+    raise OSError(f"could not create a staging folder in {root}.")
+
+
+def _remove_stale(root: Path) -> list[Path]:
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        if _is_stale(entry):
+            _remove(entry)
+            removed.append(entry)
+    return removed
+
+
+def _host() -> str:
+    return "".join(c for c in socket.gethostname() if c.isalnum())[:30] or "host"
+
+
+def _is_stale(entry: Path) -> bool:
+    """A writer's subfolder whose process is gone: same host and pid not
+    running, or (another host, container or unknown name) older than a day."""
+    pid_text, _, host = entry.name.split("-", 1)[0].partition("@")
+    try:
+        age = time.time() - entry.lstat().st_mtime
+    except OSError:
+        return False
+    if age > STALE_AFTER_S:
+        return True
+    return pid_text.isdigit() and host == _host() and not _pid_alive(int(pid_text))
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it; rely on age there.
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else.
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
     else:
-        os.replace(staging, target)
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _replace(staging: Path, target: Path, aside: Path) -> None:
+    """Rename `staging` onto `target`. A folder (or a symlink) at `target` is
+    first moved into `aside` (inside the staging folder, removed with it);
+    when another writer gets in between, try again."""
+    if not staging.is_dir():
+        os.replace(staging, target)  # atomic for files, whatever is there.
+        return
+    for attempt in range(_REPLACE_ATTEMPTS):
+        if target.is_symlink() or target.exists():
+            try:
+                _remove(aside)
+                os.replace(target, aside)
+            except FileNotFoundError:
+                pass  # another writer moved it first.
+        try:
+            os.replace(staging, target)
+            return
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise
+            time.sleep(0.001 * (attempt % 10))  # another writer's folder landed first.
+    raise OSError(f"could not replace {target}: other processes keep writing it.")
 
 
 def check_choice(argument: str, value: Any, allowed: tuple) -> Any:

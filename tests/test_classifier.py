@@ -139,7 +139,7 @@ def test_offline_kaggle_handle_gives_a_clear_error():
 def test_weights_file_loads_and_matches_tf_keras(small_file, rng):
     from tests.keras_applications_oracle import tf_keras_model
 
-    model = MobileNetV3ImageClassifier.from_preset(SMALL, weights_file=small_file)
+    model = MobileNetV3ImageClassifier.from_preset(SMALL, weights_file=small_file, verify_weights_file=False)
     reference = tf_keras_model("small", (224, 224, 3), include_top=True)
     reference.load_weights(str(small_file))
     images = _images(rng)
@@ -151,8 +151,8 @@ def test_weights_file_loads_and_matches_tf_keras(small_file, rng):
 
 @TF_ONLY
 def test_new_head_on_a_classifier_preset_keeps_backbone_weights(small_file, rng):
-    full = MobileNetV3ImageClassifier.from_preset(SMALL, weights_file=small_file)
-    five = MobileNetV3ImageClassifier.from_preset(SMALL, weights_file=small_file, num_classes=5)
+    full = MobileNetV3ImageClassifier.from_preset(SMALL, weights_file=small_file, verify_weights_file=False)
+    five = MobileNetV3ImageClassifier.from_preset(SMALL, weights_file=small_file, num_classes=5, verify_weights_file=False)
     assert five.output_shape == (None, 5)
     images = _images(rng, size=96)
     np.testing.assert_allclose(
@@ -166,7 +166,7 @@ def test_wrong_architecture_file_names_layer_and_shapes(tmp_path):
 
     narrow = write_file(tmp_path / "small_075.h5", "small", include_top=True, alpha=0.75)
     with pytest.raises(WeightsMismatchError) as error:
-        MobileNetV3ImageClassifier.from_preset(SMALL, weights_file=narrow)
+        MobileNetV3ImageClassifier.from_preset(SMALL, weights_file=narrow, verify_weights_file=False)
     message = str(error.value)
     # 0.75 x 24 rounds back to 24; block 3 is the first narrower one (30 -> 32 vs 40).
     assert "layer 'expanded_conv_3_project'" in message
@@ -178,7 +178,7 @@ def test_truncated_weights_file_gives_a_clear_error(small_file, tmp_path):
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(small_file.read_bytes()[:100_000])
     with pytest.raises(WeightsFileError, match="corrupted, truncated"):
-        MobileNetV3ImageClassifier.from_preset(SMALL, weights_file=truncated)
+        MobileNetV3ImageClassifier.from_preset(SMALL, weights_file=truncated, verify_weights_file=False)
 
 
 def _randomize_keras3(model, rng):

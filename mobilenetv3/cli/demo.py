@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 
 import numpy as np
 
 from mobilenetv3.cli.info import format_table, preset_rows
+from mobilenetv3.utils import scratch_dir
 
 
 def synthetic_images(count: int = 4, size: int = 224, seed: int = 0) -> np.ndarray:
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             layer = backbone.feature_layers[level]
             print(f"    {level:<5} {str(array.shape):<20} from {layer:<34} mean {array.mean():+.3f}")
 
-    with tempfile.TemporaryDirectory() as folder:
+    with scratch_dir("demo") as folder:
         backbone = mobilenetv3.MobileNetV3SmallBackbone()
         backbone.save_to_preset(f"{folder}/preset")
         again = mobilenetv3.MobileNetV3Backbone.from_preset(f"{folder}/preset")

@@ -30,6 +30,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--weights-file", default=None, metavar="PATH", help="a downloaded weights file for a registered preset"
     )
+    parser.add_argument(
+        "--no-verify-weights-file", action="store_true",
+        help="load --weights-file even when its md5 differs from the registered one",
+    )
     parser.add_argument("--top", type=int, default=TOP, help=f"classes to print per image (default {TOP})")
     parser.set_defaults(func=run)
 
@@ -40,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from mobilenetv3.tasks import MobileNetV3ImageClassifier
 
     extra = {"weights_file": args.weights_file} if args.weights_file else {}
+    if args.weights_file and args.no_verify_weights_file:
+        extra["verify_weights_file"] = False
     model = MobileNetV3ImageClassifier.from_preset(args.preset, **extra)
     if args.preset in presets.all_presets():
         policy = preprocessing.preprocessing_for(args.preset)

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the segmenter, predict the mask, write the overlay."""
     from PIL import Image
 
+    from mobilenetv3 import images
     from mobilenetv3.tasks import MobileNetV3ImageSegmenter
 
     if not 0 <= args.opacity <= 1:
@@ -52,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     model = MobileNetV3ImageSegmenter.from_preset(args.preset)
     if not isinstance(model, MobileNetV3ImageSegmenter):
         raise ValueError(f"--preset {args.preset!r} does not hold a segmenter.")
-    with Image.open(args.image) as image:
-        pixels = np.asarray(image.convert("RGB"), dtype="float32")
+    # The whole image goes through the network at full resolution: at most
+    # images.WHOLE_IMAGE_MAX_PIXELS (4096 x 4096).
+    pixels = images.read_rgb(args.image, max_pixels=images.WHOLE_IMAGE_MAX_PIXELS).astype("float32")
     mask = predict_mask(model, pixels)
     overlay = overlay_mask(pixels.astype("uint8"), mask, args.opacity)
     Image.fromarray(overlay).save(args.out, format="PNG")

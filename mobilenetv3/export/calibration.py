@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-# What PIL reads (more than keras.utils.image_dataset_from_directory does).
-CALIBRATION_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from mobilenetv3.images import IMAGE_SUFFIXES, open_rgb
 
 
 def load_calibration_images(
@@ -40,17 +39,16 @@ def load_calibration_images(
     folder = Path(directory)
     if not folder.is_dir():
         raise ValueError(f"`calibration` must be a folder of images; {str(folder)!r} is not a folder.")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in CALIBRATION_IMAGE_SUFFIXES)[:limit]
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not files:
         raise ValueError(
-            f"`calibration` folder {str(folder)!r} has no images (looked for {', '.join(CALIBRATION_IMAGE_SUFFIXES)})."
+            f"`calibration` folder {str(folder)!r} has no images (looked for {', '.join(IMAGE_SUFFIXES)})."
         )
     height, width = size
     arrays = []
     for file in files:
-        with Image.open(file) as image:
-            resized = image.convert("RGB").resize((width, height), Image.BILINEAR)
-            arrays.append(np.asarray(resized, dtype=np.float32))
+        resized = open_rgb(file).resize((width, height), Image.BILINEAR)
+        arrays.append(np.asarray(resized, dtype=np.float32))
     return np.stack(arrays)
 
 

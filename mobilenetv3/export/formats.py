@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ def _write_onnx(model: keras.Model, path: str, *, input_size: int | None, int8: 
     if not int8:
         export_onnx(model, path, channels_first=channels_first, input_size=input_size)
         return
-    with tempfile.TemporaryDirectory(prefix="mobilenetv3_export_") as folder:
+    with scratch_dir("export") as folder:
         float_path = os.path.join(folder, "float.onnx")
         export_onnx(model, float_path, channels_first=channels_first, input_size=input_size)
         quantize_onnx(float_path, path, calibration, channels_first=channels_first)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mobilenetv3.utils import atomic_path, check_choice
+from mobilenetv3.utils import atomic_path, check_choice, scratch_dir
 
 FORMATS = ("qdq", "qoperator")
 
@@ -71,7 +70,7 @@ def quantize_onnx(
     if channels_first:
         images = images.transpose(0, 3, 1, 2)
     fmt = q.QuantFormat.QDQ if quant_format == "qdq" else q.QuantFormat.QOperator
-    with tempfile.TemporaryDirectory(prefix="mobilenetv3_int8_") as folder, atomic_path(path) as staging:
+    with scratch_dir("onnx_int8") as folder, atomic_path(path) as staging:
         prepared = os.path.join(folder, "prepared.onnx")
         q.quant_pre_process(str(float_path), prepared, skip_symbolic_shape=True)
         q.quantize_static(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import keras
 import numpy as np
 
 from mobilenetv3.export.saved_model import require_tensorflow_backend, write_saved_model
-from mobilenetv3.utils import atomic_path
+from mobilenetv3.utils import atomic_path, scratch_dir
 
 DEFAULT_INT8_SIZE = (224, 224)
 # LiteRT's XNNPACK delegate has no int8 HARD_SWISH: an int8 one runs on the
@@ -92,7 +91,7 @@ def convert_tflite(
     size = _input_size(model, input_size, int8)
     images = _check_calibration(calibration, size) if int8 else None
     float_ops = _check_float_ops(float_ops) if int8 else ()
-    with tempfile.TemporaryDirectory(prefix="mobilenetv3_tflite_") as folder:
+    with scratch_dir("tflite") as folder:
         saved = os.path.join(folder, "saved_model")
         write_saved_model(model, saved, size)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serving_default"])

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from typing import Any
 
 import keras
 import numpy as np
 
 from mobilenetv3.weights import canonical
-from mobilenetv3.weights.canonical import WeightsMismatchError
+from mobilenetv3.weights.canonical import WeightsFileError, WeightsMismatchError
 
 # format name -> module (under mobilenetv3.weights) that reads it.
 FORMATS: dict[str, str] = {
@@ -66,11 +67,29 @@ class Checkpoint:
 
 
 def read(path: str, format: str, **options: Any) -> Checkpoint:
-    """Read `path` as `format` (one of `FORMATS`); `options` go to the
-    format's reader (e.g. `tf_padding=` for timm)."""
+    """Read `path` as `format` (one of `FORMATS`); `options` go to the reader.
+
+    A tensor the reader expects but the file lacks is a
+    `WeightsMismatchError`. (The values are checked where every checkpoint
+    goes into a model: `load_into` -> `canonical.assign`.)
+    """
     if format not in FORMATS:
         raise ValueError(f"Unknown weights format {format!r}; known formats: {sorted(FORMATS)}.")
-    return _reader(format).read(str(path), **options)
+    module = _reader(format)
+    accepted = [name for name in inspect.signature(module.read).parameters if name != "path"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{unknown} do not apply to {format} files; the {format} reader takes "
+            f"{accepted or 'no options'}."
+        )
+    try:
+        checkpoint = module.read(str(path), **options)
+    except KeyError as error:
+        raise WeightsMismatchError(
+            f"{path} lacks tensor {error}: the file is incomplete, or holds another network."
+        ) from None
+    return checkpoint
 
 
 def detect_format(path: str) -> str | None:
@@ -104,4 +123,4 @@ def load_into(model: keras.Model, checkpoint: Checkpoint) -> None:
     )
 
 
-__all__ = ["Checkpoint", "FORMATS", "WeightsMismatchError", "detect_format", "load_into", "read"]
+__all__ = ["Checkpoint", "FORMATS", "WeightsFileError", "WeightsMismatchError", "detect_format", "load_into", "read"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -44,6 +45,22 @@ def verify(path: str | os.PathLike, md5: str | None = None, sha256: str | None =
                 )
 
 
+def _plain_name(name: str, url: str) -> str:
+    """`name` if it is a plain file name (no folder part, not `.`/`..`)."""
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or name != os.path.basename(name)
+        or "\\" in name
+        or "\0" in name
+        or name.startswith(".mobilenetv3")
+    ):
+        raise ValueError(
+            f"`filename` must be a plain file name (no folders, not '.' or '..'); got {name!r} for {url}."
+        )
+    return name
+
+
 def _progress(done: int, total: int | None, label: str) -> None:
     if total:
         width = 30
@@ -77,14 +94,18 @@ def fetch(
 
     Raises:
         DownloadError: with the URL, the reason, and how to load a local file.
+        ValueError: `filename` is not a plain file name (a folder part, `..`).
     """
-    target = cache_dir() / (filename or url.rsplit("/", 1)[-1])
+    target = cache_dir() / _plain_name(url.rsplit("/", 1)[-1] if filename is None else filename, url)
+    if target.is_dir():
+        raise DownloadError(f"Cache entry {target} is a folder, not a file; remove it and try again.")
     if target.exists():
         try:
             verify(target, md5, sha256)
             return target
         except DownloadError:
-            target.unlink()
+            with contextlib.suppress(FileNotFoundError):  # another process replaced it first.
+                target.unlink()
     label = f"Downloading {target.name}"
 
     def write(out: BinaryIO) -> None:

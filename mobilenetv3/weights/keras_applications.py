@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from mobilenetv3 import architectures
-from mobilenetv3.weights import Checkpoint
+from mobilenetv3.weights import Checkpoint, canonical
 from mobilenetv3.weights.architecture_inference import BlockFacts, infer_architecture
 
 _SE_CONVS = {"Conv": "squeeze_conv", "Conv_1": "excite_conv"}
@@ -37,8 +37,8 @@ _REQUIRED_LAYERS = ("Conv", "Conv_1", "expanded_conv/depthwise")
 _BLOCK = re.compile(r"^expanded_conv(?:_(\d+))?_(?:expand|depthwise|squeeze_excite|project)")
 
 
-class WeightsFileError(ValueError):
-    """A weights file cannot be read: corrupted, truncated or another format."""
+# The one error type for unreadable weight files (kept here by its old name).
+WeightsFileError = canonical.WeightsFileError
 
 
 def detect(path: str | os.PathLike) -> bool:

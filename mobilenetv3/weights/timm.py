@@ -48,6 +48,7 @@ from mobilenetv3.architectures import block_prefix
 from mobilenetv3.normalization import PREPROCESSING_MEAN, PREPROCESSING_MODES, PREPROCESSING_STD
 from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights.architecture_inference import Architecture, BlockFacts, infer_architecture
+from mobilenetv3.weights._torch import load_state_dict
 
 _NAME_RE = re.compile(r"(tf_)?mobilenetv3_(large|small)(_minimal)?_(\d{3})(?:\.(\w+))?")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -182,26 +183,7 @@ def _load_state_dict(file: Path) -> dict[str, np.ndarray]:
 
 
 def _load_torch(file: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        obj = torch.load(str(file), map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for bad files.
-        raise ValueError(
-            f"{file} is not a readable PyTorch state dict (truncated or corrupted? Objects "
-            f"other than tensors are refused: weights_only=True): {str(error)[:200]}"
-        ) from None
-    for wrapper in ("state_dict_ema", "state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-            break
-    if not isinstance(obj, dict):
-        raise ValueError(f"{file} holds a {type(obj).__name__}, not a state dict.")
-    return {
-        k.removeprefix("module."): v.float().numpy()
-        for k, v in obj.items()
-        if isinstance(v, torch.Tensor)
-    }
+    return load_state_dict(file)  # CRC-checked, weights_only=True
 
 
 def _download(handle: str) -> str:

@@ -36,6 +36,7 @@ import numpy as np
 
 from mobilenetv3 import architectures
 from mobilenetv3.weights import Checkpoint
+from mobilenetv3.weights._torch import load_state_dict
 
 _BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 # The last conv's width gives the family and whether the tail is reduced.
@@ -108,14 +109,7 @@ def read_state_dict(state: Mapping[str, Any], source: str = "state dict") -> Che
 
 
 def _load_state_dict(path: str) -> dict[str, np.ndarray]:
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
-        state = state["model"]  # torchvision reference-script checkpoints
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict.")
-    return _to_arrays(state)
+    return load_state_dict(path)  # CRC-checked, weights_only=True
 
 
 def _to_arrays(state: Mapping[str, Any]) -> dict[str, np.ndarray]:

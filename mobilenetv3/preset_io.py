@@ -21,8 +21,8 @@ from pathlib import Path
 import keras
 
 from mobilenetv3.utils import atomic_path
-from mobilenetv3.weights import canonical
 from mobilenetv3.version import __version__
+from mobilenetv3.weights import canonical
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"

@@ -16,6 +16,7 @@ from mobilenetv3.export.onnx_export import export_onnx
 from mobilenetv3.export.onnx_int8 import quantize_onnx
 from mobilenetv3.export.saved_model import export_saved_model
 from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
+from mobilenetv3.utils import scratch_dir
 
 
 @dataclasses.dataclass(frozen=True)

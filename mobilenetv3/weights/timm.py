@@ -47,8 +47,8 @@ import numpy as np
 from mobilenetv3.architectures import block_prefix
 from mobilenetv3.normalization import PREPROCESSING_MEAN, PREPROCESSING_MODES, PREPROCESSING_STD
 from mobilenetv3.weights import Checkpoint
-from mobilenetv3.weights.architecture_inference import Architecture, BlockFacts, infer_architecture
 from mobilenetv3.weights._torch import load_state_dict
+from mobilenetv3.weights.architecture_inference import Architecture, BlockFacts, infer_architecture
 
 _NAME_RE = re.compile(r"(tf_)?mobilenetv3_(large|small)(_minimal)?_(\d{3})(?:\.(\w+))?")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

@@ -142,6 +142,9 @@ def _build(cls: type, config: dict) -> keras.Model:
 
 def load_folder(path: str, load_weights: bool | None, expected: type | None = None, **overrides: Any) -> keras.Model:
     """Build the model a preset folder describes and load its weights."""
+    checkpoint = foreign_checkpoint(path)
+    if checkpoint is not None:
+        return _from_checkpoint(checkpoint, load_weights, expected, overrides)
     folder = Path(path)
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
@@ -173,6 +176,29 @@ def load_folder(path: str, load_weights: bool | None, expected: type | None = No
             f"Could not load {weights_path} into {class_name} built from {config_path}: {error}"
         ) from None
     return model
+
+
+def foreign_checkpoint(folder: str | os.PathLike) -> weights.Checkpoint | None:
+    """The weights of a folder in another library's layout, converted on the
+    fly (a keras-hub MobileNet preset, a timm Hugging Face repo with
+    `config.json` + `model.safetensors`), or None for a preset folder."""
+    from mobilenetv3.weights import keras_hub_preset, timm
+
+    if keras_hub_preset.detect(folder):
+        return keras_hub_preset.read(folder)
+    if timm.detect(str(folder)):
+        return timm.read(str(folder))
+    return None
+
+
+def _from_checkpoint(
+    checkpoint: weights.Checkpoint, load_weights: bool | None, expected: type | None, overrides: dict
+) -> keras.Model:
+    from mobilenetv3.backbone import MobileNetV3Backbone
+
+    backbone_cls = expected if expected is not None and issubclass(expected, MobileNetV3Backbone) else None
+    overrides = {k: v for k, v in overrides.items() if k not in _FOREIGN_KEYS}
+    return weights.build_model(checkpoint, backbone_cls, load_weights is not False, **overrides)
 
 
 def _class_for(class_name: str, config_path: Path) -> type:

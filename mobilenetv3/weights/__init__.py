@@ -26,6 +26,7 @@ FORMATS: dict[str, str] = {
     "torchvision": "torchvision",
     "timm": "timm",
     "tflite": "tflite",
+    "keras-hub": "keras_hub_preset",
 }
 
 
@@ -44,6 +45,8 @@ class Checkpoint:
         head_filters: width of the paper head's `Conv_2`, or None.
         head_activation: activation after `Conv_2` (None: hard-swish).
         source: a description of the file, for messages.
+        metadata: where the weights came from (`source` library, `file`,
+            timm `tag`, ...), recorded in a converted preset's metadata.
     """
 
     tensors: dict[str, np.ndarray]
@@ -54,15 +57,25 @@ class Checkpoint:
     source: str = ""
     task: str | None = None
     head_activation: str | None = None
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def build_model(checkpoint: Checkpoint, **backbone_overrides: Any) -> keras.Model:
+def build_model(
+    checkpoint: Checkpoint,
+    backbone_cls: type | None = None,
+    load_weights: bool = True,
+    **backbone_overrides: Any,
+) -> keras.Model:
     """The model a checkpoint describes (backbone, or classifier with its head),
-    with the checkpoint's weights loaded."""
+    with the checkpoint's weights loaded (unless `load_weights=False`).
+    `backbone_cls` (a `MobileNetV3Backbone` subclass) asks for a backbone of
+    that class: a head in the checkpoint is then left out."""
     from mobilenetv3.backbone import MobileNetV3Backbone
     from mobilenetv3.tasks import MobileNetV3ImageClassifier
 
-    model = MobileNetV3Backbone(**{**checkpoint.backbone_config, **backbone_overrides})
+    if backbone_cls is not None:
+        checkpoint = dataclasses.replace(checkpoint, num_classes=None, task=None)
+    model = (backbone_cls or MobileNetV3Backbone)(**{**checkpoint.backbone_config, **backbone_overrides})
     if checkpoint.task == "segmenter":
         from mobilenetv3.tasks.segmenter import MobileNetV3ImageSegmenter
 
@@ -75,7 +88,8 @@ def build_model(checkpoint: Checkpoint, **backbone_overrides: Any) -> keras.Mode
             head_filters=checkpoint.head_filters,
             head_activation=checkpoint.head_activation or "hard_swish",
         )
-    load_into(model, checkpoint)
+    if load_weights:
+        load_into(model, checkpoint)
     return model
 
 

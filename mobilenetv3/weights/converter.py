@@ -97,6 +97,10 @@ def resolve_format(source: str, format: str = AUTO) -> str:
         raise ValueError(f"Source {source!r} does not exist.")
     if format != AUTO:
         return format
+    from mobilenetv3.weights import keras_hub_preset
+
+    if keras_hub_preset.detect(source):
+        return "keras-hub"
     if _is_keras_cv_folder(source):
         return KERAS_CV
     for name, module_name in weights.FORMATS.items():

@@ -36,8 +36,7 @@ import numpy as np
 
 from mobilenetv3.architectures import make_divisible
 from mobilenetv3.backbone import PREPROCESSING
-from mobilenetv3.weights import Checkpoint
-from mobilenetv3.weights import keras3_h5
+from mobilenetv3.weights import Checkpoint, keras3_h5
 
 FORMAT = "keras-hub"
 BACKBONE_CLASS = "keras_hub>MobileNetBackbone"

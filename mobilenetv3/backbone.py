@@ -187,7 +187,7 @@ class MobileNetV3Backbone(keras.Model):
             width may be None.
         input_tensor: optional Keras tensor (e.g. `keras.layers.Input()`) or
             plain tensor to use as the image input.
-        alpha: width multiplier for the blocks (the stem stays 16 wide).
+        alpha: width multiplier for the blocks (the stem keeps `stem_filters`).
         preprocessing: what `include_rescaling` does: "unit" (x / 255, as
             keras-cv), "symmetric" (x / 127.5 - 1, as TF-slim and
             keras.applications) or "imagenet" (torchvision/timm mean and std).
@@ -208,6 +208,12 @@ class MobileNetV3Backbone(keras.Model):
             the residual branch of block i (of n) is dropped per example
             with probability `drop_path_rate * i / n`, increasing linearly
             with depth as in timm. Blocks without a shortcut are unaffected.
+        stem_filters: width of the stem conv (16; timm scales it with the
+            width, e.g. 24 for `mobilenetv3_large_150d`).
+        depth_multiplier: timm's depth multiplier: each stage (and the last
+            1x1 conv) repeated ceil(depth * multiplier) times, e.g. 1.2 for
+            `mobilenetv3_large_150d` (21 blocks); see
+            `architectures.scale_depth`.
         dtype: dtype or `keras.DTypePolicy` for every layer.
         **kwargs: passed to `keras.Model` (e.g. `name`, `trainable`).
 
@@ -252,6 +258,8 @@ class MobileNetV3Backbone(keras.Model):
         dilation_style: str = "torchvision",
         reduced_tail: bool = False,
         drop_path_rate: float = 0.0,
+        stem_filters: int = STEM_FILTERS,
+        depth_multiplier: float = 1.0,
         dtype: Any = None,
         **kwargs: Any,
     ) -> None:
@@ -280,8 +288,11 @@ class MobileNetV3Backbone(keras.Model):
             0 <= drop_path_rate < 1
         ):
             raise ValueError(f"`drop_path_rate` must be a number in [0, 1); got {drop_path_rate!r}.")
+        _check_positive("stem_filters", stem_filters, integer=True)
+        _check_positive("depth_multiplier", depth_multiplier)
 
         inputs = _model_inputs(input_shape, input_tensor, dtype)
+        blocks = architectures.scale_depth(blocks, depth_multiplier)
         if reduced_tail:
             blocks = _reduce_tail(blocks)
         builder = _GraphBuilder(padding=padding, bn_epsilon=bn_epsilon, dtype=dtype)
@@ -289,7 +300,7 @@ class MobileNetV3Backbone(keras.Model):
         if include_rescaling:
             scale, offset = PREPROCESSING[preprocessing]
             x = keras.layers.Rescaling(scale, offset, name="rescaling", dtype=dtype)(x)
-        x = builder.conv_bn_act(x, STEM_FILTERS, "Conv", stem_activation, kernel_size=3, stride=2)
+        x = builder.conv_bn_act(x, stem_filters, "Conv", stem_activation, kernel_size=3, stride=2)
         levels: list[str] = []
         expansion_taps: dict[int, str] = {}
         block_outputs: dict[int, str] = {}
@@ -304,6 +315,9 @@ class MobileNetV3Backbone(keras.Model):
         levels.append(_producer(x))
         last_filters = make_divisible(x.shape[-1] * LAST_CONV_EXPANSION)
         x = builder.conv_bn_act(x, last_filters, "Conv_1", last_activation)
+        for repeat in range(1, architectures.repeat_counts([1], depth_multiplier)[0]):
+            x = builder.conv_bn_act(x, last_filters, f"Conv_1_repeat_{repeat}", last_activation)
+        self._last_conv = _producer(x)
         super().__init__(inputs=inputs, outputs=x, **kwargs)
         if dtype is not None:
             # A functional Model ignores `dtype`: set the policy so that
@@ -328,6 +342,8 @@ class MobileNetV3Backbone(keras.Model):
         self.dilation_style = dilation_style
         self.reduced_tail = reduced_tail
         self.drop_path_rate = drop_path_rate
+        self.stem_filters = stem_filters
+        self.depth_multiplier = depth_multiplier
         self._expansion_taps = expansion_taps
         self._block_outputs = block_outputs
         strided = [i for i, b in enumerate(blocks) if b.stride > 1]
@@ -345,7 +361,7 @@ class MobileNetV3Backbone(keras.Model):
         """
         taps = dict(self.pyramid_level_inputs)
         taps["stem"] = "Conv_activation"
-        taps["last"] = "Conv_1_activation"
+        taps["last"] = self._last_conv
         names = {layer.name for layer in self.layers}
         taps.update({f"block_{i}": name for i, name in self._block_outputs.items()})
         taps.update(
@@ -354,7 +370,7 @@ class MobileNetV3Backbone(keras.Model):
         detection_expand = self._expansion_taps.get(self._detection_block)
         if detection_expand in names:
             taps["C4"] = detection_expand
-        taps["C5"] = "Conv_1_activation"
+        taps["C5"] = self._last_conv
         return taps
 
     @property
@@ -415,6 +431,8 @@ class MobileNetV3Backbone(keras.Model):
             "dilation_style": self.dilation_style,
             "reduced_tail": self.reduced_tail,
             "drop_path_rate": self.drop_path_rate,
+            "stem_filters": self.stem_filters,
+            "depth_multiplier": self.depth_multiplier,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 
@@ -479,6 +497,13 @@ class MobileNetV3Backbone(keras.Model):
         from mobilenetv3 import preset_io
 
         preset_io.save_preset(self, path)
+
+
+def _check_positive(name: str, value: Any, integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        kind = "integer" if integer else "number"
+        raise ValueError(f"`{name}` must be a positive {kind}; got {value!r}.")
 
 
 def _producer(tensor: Any) -> str:

@@ -110,9 +110,8 @@ def metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 def backbone_config(hub: dict[str, Any], source: str) -> dict[str, Any]:
     """Our backbone arguments for a keras-hub `MobileNetBackbone` config."""
-    if make_divisible(hub.get("input_num_filters", _STEM_FILTERS)) != _STEM_FILTERS:
-        raise ValueError(f"{source}: stem width {hub['input_num_filters']} is not 16; not a MobileNetV3.")
-    rows = [_depthwise_row(hub, source)]
+    stem = make_divisible(hub.get("input_num_filters", _STEM_FILTERS))
+    rows = [_depthwise_row(hub, stem, source)]
     channels = rows[0][1]
     for stage in range(len(hub["stackwise_num_blocks"])):
         for i in range(hub["stackwise_num_blocks"][stage]):
@@ -128,6 +127,7 @@ def backbone_config(hub: dict[str, Any], source: str) -> dict[str, Any]:
     return {
         **config,
         "alpha": 1.0,
+        "stem_filters": stem,
         "input_shape": tuple(shape),
         "padding": "symmetric",
         "bn_epsilon": 1e-5,
@@ -136,9 +136,9 @@ def backbone_config(hub: dict[str, Any], source: str) -> dict[str, Any]:
     }
 
 
-def _depthwise_row(hub: dict[str, Any], source: str) -> tuple:
+def _depthwise_row(hub: dict[str, Any], stem: int, source: str) -> tuple:
     filters, stride = make_divisible(hub["depthwise_filters"]), hub["depthwise_stride"]
-    if bool(hub.get("depthwise_residual")) != (stride == 1 and filters == _STEM_FILTERS):
+    if bool(hub.get("depthwise_residual")) != (stride == 1 and filters == stem):
         raise ValueError(f"{source}: first block residual={hub.get('depthwise_residual')} is not ours.")
     return (1, filters, 3, stride, hub.get("squeeze_and_excite"), "relu")
 

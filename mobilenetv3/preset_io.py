@@ -245,11 +245,17 @@ def _one_line(error: Exception, limit: int = 200) -> str:
     return " ".join(str(error).split())[:limit]
 
 
-def save_preset(model: keras.Model, path: str | os.PathLike, class_names: list[str] | None = None) -> None:
+def save_preset(
+    model: keras.Model,
+    path: str | os.PathLike,
+    class_names: list[str] | None = None,
+    origin: dict[str, Any] | None = None,
+) -> None:
     """Write `model` as a preset folder, atomically (see `save_to_preset`).
 
     `class_names` (a classifier's labels, in output order) go to
-    `labels.txt` and to `metadata.json`'s "class_names"."""
+    `labels.txt` and to `metadata.json`'s "class_names"; `origin` (where
+    converted weights came from: source, file, tag) to its "origin"."""
     from mobilenetv3 import __version__
 
     with atomic_path(path, directory=True) as staging:
@@ -264,10 +270,26 @@ def save_preset(model: keras.Model, path: str | os.PathLike, class_names: list[s
             "parameter_count": model.count_params(),
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
         }
+        if origin:
+            metadata["origin"] = _json_safe(origin)
         if class_names is not None:
             metadata["class_names"] = list(class_names)
             (staging / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=4))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """A preset folder's `metadata.json` ({} when it has none)."""
+    file = Path(path) / METADATA_FILE
+    return json.loads(file.read_text()) if file.is_file() else {}
 
 
 def read_class_names(path: str | os.PathLike) -> list[str] | None:

@@ -268,3 +268,17 @@ def test_depth_multiplier_is_serialized() -> None:
     assert len([layer for layer in backbone.layers if layer.name.endswith("_project")]) == 21
     assert backbone.feature_layers["last"] == "Conv_1_repeat_1_activation"
     assert MobileNetV3Backbone.from_config(config).count_params() == backbone.count_params()
+
+
+def test_converted_preset_records_its_origin_and_info_shows_it(tmp_path: Path, capsys) -> None:
+    from mobilenetv3.cli import main
+
+    name = "mobilenetv3_small_100.lamb_in1k"
+    path, _ = _save(timm.create_model(name), tmp_path, name)
+    weights.convert(str(path), str(tmp_path / "preset"))
+    origin = json.loads((tmp_path / "preset" / "metadata.json").read_text())["origin"]
+    assert origin["source"] == "timm" and origin["file"] == path.name and origin["tag"] == name
+    assert origin["mean"] == [0.485, 0.456, 0.406] and origin["input_size"] == [224, 224]
+    assert main(["info", str(tmp_path / "preset")]) == 0
+    shown = capsys.readouterr().out
+    assert "origin.tag" in shown and name in shown and "origin.crop_pct" in shown

@@ -68,10 +68,10 @@ def convert(
     """
     source, output = str(source), Path(output_dir)
     check_output(output, overwrite)
-    model, _ = load(source, format, **options)
+    model, summary = load(source, format, **options)
     from mobilenetv3 import preset_io
 
-    preset_io.save_preset(model, output)
+    preset_io.save_preset(model, output, origin=summary["origin"])
     return model
 
 
@@ -82,11 +82,17 @@ def load(source: str, format: str = AUTO, **options: Any) -> tuple[keras.Model, 
         from mobilenetv3 import preset_io
 
         model = preset_io.load_folder(_keras_cv_folder(source), load_weights=True)
-        return model, summarize(model, format)
+        return model, {**summarize(model, format), "origin": origin(source, format)}
     module = importlib.import_module(f"mobilenetv3.weights.{weights.FORMATS[format]}")
     checkpoint = module.read(source, **options)
     model = weights.build_model(checkpoint)
-    return model, summarize(model, format)
+    return model, {**summarize(model, format), "origin": origin(source, format, checkpoint.metadata)}
+
+
+def origin(source: str, format: str, found: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where converted weights came from (source library, file, tag, ...),
+    recorded in the preset's metadata.json as "origin"."""
+    return {"source": format, "file": Path(source.rstrip("/")).name, **(found or {})}
 
 
 def resolve_format(source: str, format: str = AUTO) -> str:

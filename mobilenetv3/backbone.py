@@ -82,10 +82,14 @@ def _reduce_tail(blocks: Sequence[BlockSpec]) -> tuple[BlockSpec, ...]:
 class _GraphBuilder:
     """Emits the layers of one backbone, in keras-cv's order and names."""
 
-    def __init__(self, *, padding: str, bn_epsilon: float, dtype: Any) -> None:
+    def __init__(
+        self, *, padding: str, bn_epsilon: float, dtype: Any, se_divisor: int = 8, se_activation: str = "relu"
+    ) -> None:
         self.padding = padding
         self.bn_epsilon = bn_epsilon
         self.dtype = dtype
+        self.se_divisor = se_divisor
+        self.se_activation = se_activation
 
     def conv_bn_act(
         self,
@@ -121,7 +125,9 @@ class _GraphBuilder:
             x = keras.layers.Activation(activation, name=f"{name}_activation", dtype=self.dtype)(x)
         return x
 
-    def block(self, x: Any, place: _Placement, filters: int, drop_path_rate: float = 0.0) -> Any:
+    def block(
+        self, x: Any, place: _Placement, filters: int, drop_path_rate: float = 0.0, residual: bool = True
+    ) -> Any:
         spec, prefix = place.spec, place.prefix
         in_channels = x.shape[-1]
         expanded = make_divisible(in_channels * spec.expansion)
@@ -141,12 +147,13 @@ class _GraphBuilder:
         if spec.se_ratio:
             x = SqueezeAndExcite2D(
                 filters=expanded,
-                bottleneck_filters=make_divisible(expanded * spec.se_ratio),
+                bottleneck_filters=make_divisible(expanded * spec.se_ratio, self.se_divisor),
+                squeeze_activation=spec.activation if self.se_activation == "block" else self.se_activation,
                 name=prefix + "squeeze_excite",
                 dtype=self.dtype,
             )(x)
         x = self.conv_bn_act(x, filters, prefix + "project", activation=None)
-        if place.stride == 1 and in_channels == filters:
+        if residual and place.stride == 1 and in_channels == filters:
             if drop_path_rate > 0:
                 x = StochasticDepth(drop_path_rate, name=prefix + "drop_path", dtype=self.dtype)(x)
             x = keras.layers.Add(name=prefix + "Add", dtype=self.dtype)([shortcut, x])
@@ -214,6 +221,12 @@ class MobileNetV3Backbone(keras.Model):
             1x1 conv) repeated ceil(depth * multiplier) times, e.g. 1.2 for
             `mobilenetv3_large_150d` (21 blocks); see
             `architectures.scale_depth`.
+        se_divisor: squeeze-and-excite bottleneck widths are rounded to a
+            multiple of this (8; timm's `mobilenetv3_rw`: 1).
+        se_activation: activation after the squeeze conv ("relu"), or
+            "block" for the block's own activation (`mobilenetv3_rw`).
+        first_block_residual: whether the first block (when its input and
+            output match) adds its input (`mobilenetv3_rw`: False).
         dtype: dtype or `keras.DTypePolicy` for every layer.
         **kwargs: passed to `keras.Model` (e.g. `name`, `trainable`).
 
@@ -260,6 +273,9 @@ class MobileNetV3Backbone(keras.Model):
         drop_path_rate: float = 0.0,
         stem_filters: int = STEM_FILTERS,
         depth_multiplier: float = 1.0,
+        se_divisor: int = 8,
+        se_activation: str = "relu",
+        first_block_residual: bool = True,
         dtype: Any = None,
         **kwargs: Any,
     ) -> None:
@@ -290,12 +306,17 @@ class MobileNetV3Backbone(keras.Model):
             raise ValueError(f"`drop_path_rate` must be a number in [0, 1); got {drop_path_rate!r}.")
         _check_positive("stem_filters", stem_filters, integer=True)
         _check_positive("depth_multiplier", depth_multiplier)
+        _check_positive("se_divisor", se_divisor, integer=True)
+        if se_activation != "block":
+            check_activation(se_activation, "se_activation")
 
         inputs = _model_inputs(input_shape, input_tensor, dtype)
         blocks = architectures.scale_depth(blocks, depth_multiplier)
         if reduced_tail:
             blocks = _reduce_tail(blocks)
-        builder = _GraphBuilder(padding=padding, bn_epsilon=bn_epsilon, dtype=dtype)
+        builder = _GraphBuilder(
+            padding=padding, bn_epsilon=bn_epsilon, dtype=dtype, se_divisor=se_divisor, se_activation=se_activation
+        )
         x = inputs
         if include_rescaling:
             scale, offset = PREPROCESSING[preprocessing]
@@ -308,7 +329,8 @@ class MobileNetV3Backbone(keras.Model):
             if place.spec.stride != 1:
                 levels.append(_producer(x))
             block_drop_rate = drop_path_rate * index / len(blocks)
-            x = builder.block(x, place, make_divisible(place.spec.filters * alpha), block_drop_rate)
+            residual = first_block_residual or index > 0
+            x = builder.block(x, place, make_divisible(place.spec.filters * alpha), block_drop_rate, residual)
             expand = place.prefix + "expand_activation"
             expansion_taps[index] = expand
             block_outputs[index] = _producer(x)
@@ -344,6 +366,9 @@ class MobileNetV3Backbone(keras.Model):
         self.drop_path_rate = drop_path_rate
         self.stem_filters = stem_filters
         self.depth_multiplier = depth_multiplier
+        self.se_divisor = se_divisor
+        self.se_activation = se_activation
+        self.first_block_residual = first_block_residual
         self._expansion_taps = expansion_taps
         self._block_outputs = block_outputs
         strided = [i for i, b in enumerate(blocks) if b.stride > 1]
@@ -433,6 +458,9 @@ class MobileNetV3Backbone(keras.Model):
             "drop_path_rate": self.drop_path_rate,
             "stem_filters": self.stem_filters,
             "depth_multiplier": self.depth_multiplier,
+            "se_divisor": self.se_divisor,
+            "se_activation": self.se_activation,
+            "first_block_residual": self.first_block_residual,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 

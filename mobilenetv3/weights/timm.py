@@ -48,7 +48,7 @@ from mobilenetv3.backbone import PREPROCESSING
 from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights._arch import Architecture, BlockFacts, infer_architecture
 
-_NAME_RE = re.compile(r"(tf_)?mobilenetv3_(large|small)(_minimal)?_(\d{3})(d)?(?:\.(?!(?:safetensors|pth|pt|bin|ckpt)\b)(\w+))?")
+_NAME_RE = re.compile(r"(tf_)?mobilenetv3_(?:(large|small)(_minimal)?_(\d{3})(d)?|(rw))(?:\.(?!(?:safetensors|pth|pt|bin|ckpt)\b)(\w+))?")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 _STATS = {
@@ -112,8 +112,18 @@ class Conventions:
     preprocessing: str
     model_name: str | None = None
     pretrained_tag: str | None = None
+    rw: bool = False
 
     def backbone_config(self) -> dict[str, Any]:
+        if self.rw:  # timm's first MobileNetV3 port: eps 1e-3, SE rounded plainly, act = block's
+            return {
+                "padding": "symmetric",
+                "bn_epsilon": 1e-3,
+                "preprocessing": self.preprocessing,
+                "se_divisor": 1,
+                "se_activation": "block",
+                "first_block_residual": False,
+            }
         return {
             "padding": "same" if self.tf_padding else "symmetric",
             "bn_epsilon": 1e-3 if self.tf_padding else 1e-5,
@@ -317,7 +327,8 @@ def _conventions(
     if tag is not None:
         stats = (PRETRAINED_CFGS[tag].mean, PRETRAINED_CFGS[tag].std)
     preprocessing = _preprocessing(stats, is_tf)
-    return Conventions(is_tf, preprocessing, match.group(0) if match else None, tag)
+    rw = bool(match and match.group(6))
+    return Conventions(is_tf, preprocessing, match.group(0) if match else None, tag, rw)
 
 
 def pretrained_tag(match: re.Match, file: Path | str) -> str | None:
@@ -330,8 +341,8 @@ def pretrained_tag(match: re.Match, file: Path | str) -> str | None:
     """
     model = match.group(0).split(".")[0]
     tags = {key: cfg for key, cfg in PRETRAINED_CFGS.items() if key.split(".")[0] == model}
-    if match.group(6):
-        key = f"{model}.{match.group(6)}"
+    if match.group(7):
+        key = f"{model}.{match.group(7)}"
         if key not in PRETRAINED_CFGS:
             raise ValueError(f"{file}: timm has no pretrained tag {key!r}; its tags of {model}: {sorted(tags)}.")
         return key
@@ -357,8 +368,11 @@ def _hub_config(file: Path) -> dict | None:
 
 
 def _check_name_matches(match: re.Match, architecture: Architecture, file: Path) -> None:
-    family, minimal, width = match.group(2), bool(match.group(3)), int(match.group(4)) / 100
-    deep = bool(match.group(5))
+    if match.group(6):  # mobilenetv3_rw: Large's table at width 1
+        family, minimal, width, deep = "large", False, 1.0, False
+    else:
+        family, minimal, width = match.group(2), bool(match.group(3)), int(match.group(4)) / 100
+        deep = bool(match.group(5))
     found = (architecture.family, architecture.minimalistic, architecture.alpha, architecture.depth_multiplier != 1)
     if (family, minimal, width, deep) != found:
         raise ValueError(
@@ -427,6 +441,8 @@ def _canonical_tensors(state: dict[str, np.ndarray], blocks: list[str], last: li
         _norm(tensors, state, f"{prefix}.bn1", f"{ours}_BatchNorm")
     if "classifier.weight" in state:
         _conv(tensors, state, "conv_head", "Conv_2")
+        if "conv_head.bias" not in state:  # mobilenetv3_rw: a head conv without bias
+            tensors["Conv_2/bias"] = np.zeros(state["conv_head.weight"].shape[0], np.float32)
         tensors["Logits/kernel"] = state["classifier.weight"].T[None, None]
         tensors["Logits/bias"] = state["classifier.bias"]
     return tensors

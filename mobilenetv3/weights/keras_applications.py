@@ -199,15 +199,20 @@ _BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 def _keras3_layout(groups: dict[str, list[np.ndarray]], path: Any) -> dict[str, list[str]] | None:
     """Our layer names, per Keras class in graph order, for the variant whose
     layer counts the file has (None when no variant fits)."""
-    counts = [len(keras3_h5.numbered(groups, c)) for c in _KERAS3_CLASSES]
-    family = _FAMILY_BY_BLOCKS.get(counts[1])
+    numbered = {c: keras3_h5.numbered(groups, c) for c in _KERAS3_CLASSES}
+    known = {f"layers/{name}" for names in numbered.values() for name in names}
+    if set(groups) - known:  # e.g. nested layers: not keras.applications' flat graph
+        return None
+    family = _FAMILY_BY_BLOCKS.get(len(numbered["depthwise_conv2d"]))
     if family is None:
         return None
+    kernels = [groups[f"layers/{name}"][0].shape[0] for name in numbered["depthwise_conv2d"]]
     table = architectures.SMALL_BLOCKS if family == "small" else architectures.LARGE_BLOCKS
     for blocks in (table, architectures.minimalistic(table)):
         for top in (True, False):
             layout = _graph_order(blocks, top)
-            if [len(layout[c]) for c in _KERAS3_CLASSES] == counts:
+            fits = [len(layout[c]) for c in _KERAS3_CLASSES] == [len(numbered[c]) for c in _KERAS3_CLASSES]
+            if fits and kernels == [b.kernel_size for b in blocks]:
                 return layout
     return None
 

@@ -283,3 +283,20 @@ def test_converted_preset_records_its_origin_and_info_shows_it(tmp_path: Path, c
     assert main(["info", str(tmp_path / "preset")]) == 0
     shown = capsys.readouterr().out
     assert "origin.tag" in shown and name in shown and "origin.crop_pct" in shown
+
+
+def test_from_preset_converts_a_hugging_face_folder(tmp_path: Path, small_state: dict) -> None:
+    """`from_preset` on timm's Hugging Face layout (what `hf://timm/<model>` downloads)."""
+    from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageClassifier
+
+    safetensors_torch.save_file(small_state, str(tmp_path / "model.safetensors"))
+    config = {
+        "architecture": "mobilenetv3_small_100",
+        "pretrained_cfg": {"tag": "lamb_in1k", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    classifier = MobileNetV3ImageClassifier.from_preset(str(tmp_path))
+    assert classifier.num_classes == 1000 and classifier.backbone.preprocessing == "imagenet"
+    backbone = MobileNetV3Backbone.from_preset(str(tmp_path), input_shape=(96, 96, 3))
+    assert type(backbone) is MobileNetV3Backbone and backbone.bn_epsilon == 1e-5
+    np.testing.assert_array_equal(backbone.get_weights()[0], classifier.backbone.get_weights()[0])

@@ -8,6 +8,7 @@ Everything else (the builder, presets, feature taps) is derived from it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -87,6 +88,54 @@ _LARGE_ROWS = [
 
 SMALL_BLOCKS = tuple(BlockSpec(*row) for row in _SMALL_ROWS)
 LARGE_BLOCKS = tuple(BlockSpec(*row) for row in _LARGE_ROWS)
+
+
+def stages(blocks: Sequence[BlockSpec]) -> list[list[int]]:
+    """Block indices per stage: a stage starts at the first block, at every
+    strided block and wherever the output width changes (timm's stages)."""
+    groups: list[list[int]] = []
+    for index, block in enumerate(blocks):
+        if not groups or block.stride > 1 or block.filters != blocks[index - 1].filters:
+            groups.append([])
+        groups[-1].append(index)
+    return groups
+
+
+def scale_depth(blocks: Sequence[BlockSpec], multiplier: float) -> tuple[BlockSpec, ...]:
+    """timm's depth multiplier (`_scale_stage_depth`, "ceil"): each stage's
+    block count becomes ceil(count * multiplier), shared out over the stage's
+    runs of identical rows from the last run backwards; repeats have stride 1.
+
+    Example:
+
+    ```python
+    len(scale_depth(LARGE_BLOCKS, 1.2))  # 21, as timm's mobilenetv3_large_150d
+    ```
+    """
+    if multiplier == 1:
+        return tuple(blocks)
+    scaled: list[BlockSpec] = []
+    for stage in stages(blocks):
+        runs: list[list[Any]] = []  # [spec, repeats]
+        for index in stage:
+            if runs and runs[-1][0] == blocks[index] and blocks[index].stride == 1:
+                runs[-1][1] += 1
+            else:
+                runs.append([blocks[index], 1])
+        for spec, count in zip([r[0] for r in runs], repeat_counts([r[1] for r in runs], multiplier)):
+            scaled += [spec] + [dataclasses.replace(spec, stride=1)] * (count - 1)
+    return tuple(scaled)
+
+
+def repeat_counts(repeats: Sequence[int], multiplier: float) -> list[int]:
+    """timm's split of a stage's scaled depth over its runs (last run first)."""
+    total, target = sum(repeats), math.ceil(sum(repeats) * multiplier)
+    counts = []
+    for count in reversed(repeats):
+        share = max(1, round(count / total * target))
+        counts.append(share)
+        total, target = total - count, target - share
+    return counts[::-1]
 
 
 def minimalistic(blocks: Sequence[BlockSpec]) -> tuple[BlockSpec, ...]:

@@ -68,10 +68,14 @@ def _reduce_tail(blocks: Sequence[BlockSpec]) -> tuple[BlockSpec, ...]:
 class _GraphBuilder:
     """Emits the layers of one backbone, in keras-cv's order and names."""
 
-    def __init__(self, *, padding: str, bn_epsilon: float, dtype: Any) -> None:
+    def __init__(
+        self, *, padding: str, bn_epsilon: float, dtype: Any, se_divisor: int = 8, se_activation: str = "relu"
+    ) -> None:
         self.padding = padding
         self.bn_epsilon = bn_epsilon
         self.dtype = dtype
+        self.se_divisor = se_divisor
+        self.se_activation = se_activation
 
     def conv_bn_act(
         self,
@@ -107,7 +111,9 @@ class _GraphBuilder:
             x = keras.layers.Activation(activation, name=f"{name}_activation", dtype=self.dtype)(x)
         return x
 
-    def block(self, x: Any, place: _Placement, filters: int, drop_path_rate: float = 0.0) -> Any:
+    def block(
+        self, x: Any, place: _Placement, filters: int, drop_path_rate: float = 0.0, residual: bool = True
+    ) -> Any:
         spec, prefix = place.spec, place.prefix
         in_channels = x.shape[-1]
         expanded = make_divisible(in_channels * spec.expansion)
@@ -127,12 +133,13 @@ class _GraphBuilder:
         if spec.se_ratio:
             x = SqueezeAndExcite2D(
                 filters=expanded,
-                bottleneck_filters=make_divisible(expanded * spec.se_ratio),
+                bottleneck_filters=make_divisible(expanded * spec.se_ratio, self.se_divisor),
+                squeeze_activation=spec.activation if self.se_activation == "block" else self.se_activation,
                 name=prefix + "squeeze_excite",
                 dtype=self.dtype,
             )(x)
         x = self.conv_bn_act(x, filters, prefix + "project", activation=None)
-        if place.stride == 1 and in_channels == filters:
+        if residual and place.stride == 1 and in_channels == filters:
             if drop_path_rate > 0:
                 x = StochasticDepth(drop_path_rate, name=prefix + "drop_path", dtype=self.dtype)(x)
             x = keras.layers.Add(name=prefix + "Add", dtype=self.dtype)([shortcut, x])
@@ -174,7 +181,7 @@ class MobileNetV3Backbone(keras.Model):
             width may be None.
         input_tensor: optional Keras tensor (e.g. `keras.layers.Input()`) or
             plain tensor to use as the image input.
-        alpha: width multiplier for the blocks (the stem stays 16 wide).
+        alpha: width multiplier for the blocks (the stem keeps `stem_filters`).
         preprocessing: what `include_rescaling` does: "unit" (x / 255, as
             keras-cv), "symmetric" (x / 127.5 - 1, as TF-slim and
             keras.applications) or "imagenet" (torchvision/timm mean and std).
@@ -195,6 +202,18 @@ class MobileNetV3Backbone(keras.Model):
             the residual branch of block i (of n) is dropped per example
             with probability `drop_path_rate * i / n`, increasing linearly
             with depth as in timm. Blocks without a shortcut are unaffected.
+        stem_filters: width of the stem conv (16; timm scales it with the
+            width, e.g. 24 for `mobilenetv3_large_150d`).
+        depth_multiplier: timm's depth multiplier: each stage (and the last
+            1x1 conv) repeated ceil(depth * multiplier) times, e.g. 1.2 for
+            `mobilenetv3_large_150d` (21 blocks); see
+            `architectures.scale_depth`.
+        se_divisor: squeeze-and-excite bottleneck widths are rounded to a
+            multiple of this (8; timm's `mobilenetv3_rw`: 1).
+        se_activation: activation after the squeeze conv ("relu"), or
+            "block" for the block's own activation (`mobilenetv3_rw`).
+        first_block_residual: whether the first block (when its input and
+            output match) adds its input (`mobilenetv3_rw`: False).
         dtype: dtype or `keras.DTypePolicy` for every layer.
         **kwargs: passed to `keras.Model` (e.g. `name`, `trainable`).
 
@@ -239,6 +258,11 @@ class MobileNetV3Backbone(keras.Model):
         dilation_style: str = "torchvision",
         reduced_tail: bool = False,
         drop_path_rate: float = 0.0,
+        stem_filters: int = STEM_FILTERS,
+        depth_multiplier: float = 1.0,
+        se_divisor: int = 8,
+        se_activation: str = "relu",
+        first_block_residual: bool = True,
         dtype: Any = None,
         **kwargs: Any,
     ) -> None:
@@ -262,16 +286,24 @@ class MobileNetV3Backbone(keras.Model):
             0 <= drop_path_rate < 1
         ):
             raise ValueError(f"`drop_path_rate` must be a number in [0, 1); got {drop_path_rate!r}.")
+        _check_positive("stem_filters", stem_filters, integer=True)
+        _check_positive("depth_multiplier", depth_multiplier)
+        _check_positive("se_divisor", se_divisor, integer=True)
+        if se_activation != "block":
+            check_activation(se_activation, "se_activation")
 
         inputs = _model_inputs(input_shape, input_tensor)
+        blocks = architectures.scale_depth(blocks, depth_multiplier)
         if reduced_tail:
             blocks = _reduce_tail(blocks)
-        builder = _GraphBuilder(padding=padding, bn_epsilon=bn_epsilon, dtype=dtype)
+        builder = _GraphBuilder(
+            padding=padding, bn_epsilon=bn_epsilon, dtype=dtype, se_divisor=se_divisor, se_activation=se_activation
+        )
         x = inputs
         if include_rescaling:
             scale, offset = scale_and_offset(preprocessing)
             x = keras.layers.Rescaling(scale, offset, name="rescaling", dtype=dtype)(x)
-        x = builder.conv_bn_act(x, STEM_FILTERS, "Conv", stem_activation, kernel_size=3, stride=2)
+        x = builder.conv_bn_act(x, stem_filters, "Conv", stem_activation, kernel_size=3, stride=2)
         levels: list[str] = []
         expansion_taps: dict[int, str] = {}
         block_outputs: dict[int, str] = {}
@@ -279,13 +311,17 @@ class MobileNetV3Backbone(keras.Model):
             if place.spec.stride != 1:
                 levels.append(_producer(x))
             block_drop_rate = drop_path_rate * index / len(blocks)
-            x = builder.block(x, place, make_divisible(place.spec.filters * alpha), block_drop_rate)
+            residual = first_block_residual or index > 0
+            x = builder.block(x, place, make_divisible(place.spec.filters * alpha), block_drop_rate, residual)
             expand = place.prefix + "expand_activation"
             expansion_taps[index] = expand
             block_outputs[index] = _producer(x)
         levels.append(_producer(x))
         last_filters = make_divisible(x.shape[-1] * LAST_CONV_EXPANSION)
         x = builder.conv_bn_act(x, last_filters, "Conv_1", last_activation)
+        for repeat in range(1, architectures.repeat_counts([1], depth_multiplier)[0]):
+            x = builder.conv_bn_act(x, last_filters, f"Conv_1_repeat_{repeat}", last_activation)
+        self._last_conv = _producer(x)
         super().__init__(inputs=inputs, outputs=x, **kwargs)
         if dtype is not None:
             # A functional Model ignores `dtype`: set the policy so that
@@ -306,6 +342,11 @@ class MobileNetV3Backbone(keras.Model):
         self.dilation_style = dilation_style
         self.reduced_tail = reduced_tail
         self.drop_path_rate = drop_path_rate
+        self.stem_filters = stem_filters
+        self.depth_multiplier = depth_multiplier
+        self.se_divisor = se_divisor
+        self.se_activation = se_activation
+        self.first_block_residual = first_block_residual
         self._expansion_taps = expansion_taps
         self._block_outputs = block_outputs
         strided = [i for i, b in enumerate(blocks) if b.stride > 1]
@@ -323,7 +364,7 @@ class MobileNetV3Backbone(keras.Model):
         """
         taps = dict(self.pyramid_level_inputs)
         taps["stem"] = "Conv_activation"
-        taps["last"] = "Conv_1_activation"
+        taps["last"] = self._last_conv
         names = {layer.name for layer in self.layers}
         taps.update({architectures.block_tap(i): name for i, name in self._block_outputs.items()})
         taps.update(
@@ -332,7 +373,7 @@ class MobileNetV3Backbone(keras.Model):
         detection_expand = self._expansion_taps.get(self._detection_block)
         if detection_expand in names:
             taps["C4"] = detection_expand
-        taps["C5"] = "Conv_1_activation"
+        taps["C5"] = self._last_conv
         return taps
 
     @property
@@ -388,6 +429,11 @@ class MobileNetV3Backbone(keras.Model):
             "dilation_style": self.dilation_style,
             "reduced_tail": self.reduced_tail,
             "drop_path_rate": self.drop_path_rate,
+            "stem_filters": self.stem_filters,
+            "depth_multiplier": self.depth_multiplier,
+            "se_divisor": self.se_divisor,
+            "se_activation": self.se_activation,
+            "first_block_residual": self.first_block_residual,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 
@@ -453,6 +499,13 @@ class MobileNetV3Backbone(keras.Model):
         ```
         """
         preset_io.save_preset(self, path)
+
+
+def _check_positive(name: str, value: Any, integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        kind = "integer" if integer else "number"
+        raise ValueError(f"`{name}` must be a positive {kind}; got {value!r}.")
 
 
 def _producer(tensor: Any) -> str:

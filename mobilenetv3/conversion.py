@@ -68,8 +68,8 @@ def convert(
     """
     source, output = str(source), Path(output_dir)
     check_output(output, overwrite)
-    model, _ = load(source, format, **options)
-    preset_io.save_preset(model, output)
+    model, summary = load(source, format, **options)
+    preset_io.save_preset(model, output, origin=summary["origin"])
     return model
 
 
@@ -78,9 +78,16 @@ def load(source: str, format: str = AUTO, **options: Any) -> tuple[keras.Model, 
     format = resolve_format(source, format)
     if format == KERAS_CV:
         model = models.load_model(_keras_cv_folder(source), load_weights=True)
-    else:
-        model = models.build_model(weights.read(source, format, **options))
-    return model, summarize(model, format)
+        return model, {**summarize(model, format), "origin": origin(source, format)}
+    checkpoint = weights.read(source, format, **options)
+    model = models.build_model(checkpoint)
+    return model, {**summarize(model, format), "origin": origin(source, format, checkpoint.metadata)}
+
+
+def origin(source: str, format: str, found: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where converted weights came from (source library, file, tag, ...),
+    recorded in the preset's metadata.json as "origin"."""
+    return {"source": format, "file": Path(source.rstrip("/")).name, **(found or {})}
 
 
 def resolve_format(source: str, format: str = AUTO) -> str:
@@ -91,6 +98,10 @@ def resolve_format(source: str, format: str = AUTO) -> str:
         raise ValueError(f"Source {source!r} does not exist.")
     if format != AUTO:
         return format
+    from mobilenetv3.weights import keras_hub_preset
+
+    if keras_hub_preset.detect(source):
+        return "keras-hub"
     if _is_keras_cv_folder(source):
         return KERAS_CV
     detected = weights.detect_format(source)

@@ -14,6 +14,7 @@ this module sits below the backbone and the tasks and imports neither.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -132,8 +133,12 @@ def build_model(checkpoint: weights.Checkpoint, **backbone_overrides: Any) -> ke
     return model
 
 
-def _model_for(checkpoint: weights.Checkpoint, backbone_overrides: dict) -> keras.Model:
-    model = MODEL_CLASSES[BACKBONE](**{**checkpoint.backbone_config, **backbone_overrides})
+def _model_for(
+    checkpoint: weights.Checkpoint, backbone_overrides: dict, backbone_cls: type | None = None
+) -> keras.Model:
+    backbone_cls = backbone_cls or MODEL_CLASSES[BACKBONE]
+    config = {k: v for k, v in {**checkpoint.backbone_config, **backbone_overrides}.items() if k not in _FOREIGN_KEYS}
+    model = backbone_cls(**config)
     if checkpoint.kind == BACKBONE:
         return model
     task = MODEL_CLASSES[checkpoint.kind]
@@ -180,7 +185,14 @@ def load_folder(
     **overrides: Any,
 ) -> keras.Model:
     """Build the model a preset folder describes and load its weights;
-    `overrides` go to its backbone's config."""
+    `overrides` go to its backbone's config. Folders in another library's
+    layout (keras-hub presets, timm Hugging Face repos) are converted on the
+    fly; a backbone caller gets their backbone without the head."""
+    checkpoint = preset_io.foreign_checkpoint(path)
+    if checkpoint is not None:
+        if _is_backbone_class(expected):
+            checkpoint = dataclasses.replace(checkpoint, num_classes=None, task=None)
+        return _from_checkpoint(checkpoint, path, expected, load_weights, overrides)
     spec = preset_io.read_folder(path)
     kind = _KIND_OF_CLASS_NAME.get(spec.class_name)
     if kind is None:
@@ -214,10 +226,22 @@ def _load_checkpoint(path: str, expected: type | None, load_weights: bool | None
             f"({', '.join(weights.FORMATS)}); a preset is a registered name, a folder holding "
             f"{preset_io.CONFIG_FILE} and {preset_io.WEIGHTS_FILE}, or a kaggle:// / hf:// handle."
         )
-    checkpoint = weights.read(path, format)
-    model = _model_for(checkpoint, overrides) if load_weights is False else build_model(checkpoint, **overrides)
-    _check_kind(_kind(model), expected, path)
+    return _from_checkpoint(weights.read(path, format), path, expected, load_weights, overrides)
+
+
+def _from_checkpoint(
+    checkpoint: weights.Checkpoint, source: str, expected: type | None, load_weights: bool | None, overrides: dict
+) -> keras.Model:
+    _check_kind(checkpoint.kind, expected, source)
+    backbone_cls = expected if _is_backbone_class(expected) else None
+    model = _model_for(checkpoint, overrides, backbone_cls)
+    if load_weights is not False:
+        weights.load_into(model, checkpoint)
     return model
+
+
+def _is_backbone_class(cls: type | None) -> bool:
+    return cls is not None and issubclass(cls, MODEL_CLASSES[BACKBONE])
 
 
 def _load_registered(

@@ -22,7 +22,7 @@ import keras
 
 from mobilenetv3.utils import atomic_path
 from mobilenetv3.version import __version__
-from mobilenetv3.weights import canonical
+from mobilenetv3.weights import Checkpoint, canonical
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -119,6 +119,20 @@ def load_folder_weights(model: keras.Model, spec: FolderSpec, load_weights: bool
     canonical.check_tensors(canonical.model_weights(model), str(spec.weights_path))
 
 
+def foreign_checkpoint(folder: str | os.PathLike) -> Checkpoint | None:
+    """The weights of a folder in another library's layout, converted on the
+    fly (a keras-hub MobileNet preset, a timm Hugging Face repo with
+    `config.json` + `model.safetensors`), or None for a preset folder."""
+    from mobilenetv3.weights import keras_hub_preset, timm
+
+    if keras_hub_preset.detect(folder):
+        return keras_hub_preset.read(folder)
+    if timm.detect(str(folder)):
+        return timm.read(str(folder))
+    return None
+
+
+
 def fetch_handle(handle: str) -> str:
     """Download a `kaggle://` or `hf://` preset into the local cache."""
     scheme, _, name = handle.partition("://")
@@ -146,11 +160,17 @@ def _one_line(error: Exception, limit: int = 200) -> str:
     return " ".join(str(error).split())[:limit]
 
 
-def save_preset(model: keras.Model, path: str | os.PathLike, class_names: list[str] | None = None) -> None:
+def save_preset(
+    model: keras.Model,
+    path: str | os.PathLike,
+    class_names: list[str] | None = None,
+    origin: dict[str, Any] | None = None,
+) -> None:
     """Write `model` as a preset folder, atomically (see `save_to_preset`).
 
     `class_names` (a classifier's labels, in output order) go to
-    `labels.txt` and to `metadata.json`'s "class_names"."""
+    `labels.txt` and to `metadata.json`'s "class_names"; `origin` (where
+    converted weights came from: source, file, tag) to its "origin"."""
     with atomic_path(path, directory=True) as staging:
         staging.mkdir()
         spec = keras.saving.serialize_keras_object(model)
@@ -163,10 +183,26 @@ def save_preset(model: keras.Model, path: str | os.PathLike, class_names: list[s
             "parameter_count": model.count_params(),
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
         }
+        if origin:
+            metadata["origin"] = _json_safe(origin)
         if class_names is not None:
             metadata["class_names"] = list(class_names)
             (staging / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=4))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """A preset folder's `metadata.json` ({} when it has none)."""
+    file = Path(path) / METADATA_FILE
+    return json.loads(file.read_text()) if file.is_file() else {}
 
 
 def read_class_names(path: str | os.PathLike) -> list[str] | None:

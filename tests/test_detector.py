@@ -47,7 +47,7 @@ def _oracle(seed: int = 0, num_classes: int = 91) -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def ported():
     oracle = _oracle()
-    ours = weights.build_model(torchvision_weights.read_state_dict(oracle.state_dict(), "random SSDLite"))
+    ours = models.build_model(torchvision_weights.read_state_dict(oracle.state_dict(), "random SSDLite"))
     return oracle, ours
 
 

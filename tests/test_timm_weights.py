@@ -24,11 +24,13 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 
 TOLERANCE = 1e-4
 SIZES = [(224, 224), (193, 257)]
+# One per family and normalisation (the fast suite); every tag: test_every_timm_tag.
 MODELS = [
-    "mobilenetv3_large_100",
-    "mobilenetv3_small_075",
+    "mobilenetv3_large_100.ra4_e3600_r224_in1k",  # mean = std = 0.5
+    "mobilenetv3_small_075",  # one tag (lamb_in1k): no tag needed
     "tf_mobilenetv3_large_100",
     "tf_mobilenetv3_small_minimal_100",
+    "mobilenetv3_rw",  # eps 1e-3, SE widths not rounded to 8, SE act = block act, no first skip, head conv without bias
 ]
 
 
@@ -92,7 +94,7 @@ def test_converted_timm_model_matches_timm(name: str, tmp_path: Path) -> None:
     assert checkpoint.num_classes == 1000
     tf_family = name.startswith("tf_")
     assert checkpoint.backbone_config["padding"] == ("same" if tf_family else "symmetric")
-    assert checkpoint.backbone_config["bn_epsilon"] == (1e-3 if tf_family else 1e-5)
+    assert checkpoint.backbone_config["bn_epsilon"] == (1e-3 if tf_family or "_rw" in name else 1e-5)
 
     model = models.build_model(checkpoint)
     for size in SIZES:
@@ -194,3 +196,107 @@ def test_detect_rejects_other_files(tmp_path: Path) -> None:
     assert not timm_weights.detect(str(other))
     assert not timm_weights.detect(str(tmp_path / "missing.pth"))
     assert timm_weights.detect("hf://timm/mobilenetv3_large_100.ra_in1k")
+
+
+def test_pretrained_table_is_timms() -> None:
+    """`PRETRAINED_CFGS` is exactly what the installed timm registers."""
+    from timm.models import get_pretrained_cfg
+
+    names = timm.list_models(["mobilenetv3_*", "tf_mobilenetv3_*"])
+    tags = [tag for name in names for tag in timm.models._registry.get_arch_pretrained_cfgs(name)]
+    assert sorted(tags) == sorted(timm_weights.PRETRAINED_CFGS)
+    for tag, ours in timm_weights.PRETRAINED_CFGS.items():
+        cfg = get_pretrained_cfg(tag)
+        assert np.allclose(ours.mean, cfg.mean, atol=1e-3) and np.allclose(ours.std, cfg.std, atol=1e-3), tag
+        assert ours.input_size == tuple(cfg.input_size[1:]) and ours.crop_pct == cfg.crop_pct, tag
+        assert ours.num_classes == cfg.num_classes, tag
+
+
+@pytest.mark.parametrize(
+    "file, preprocessing",
+    [
+        ("mobilenetv3_large_100.ra4_e3600_r224_in1k.safetensors", "symmetric"),
+        ("mobilenetv3_large_100.ra_in1k.safetensors", "imagenet"),
+        ("mobilenetv3_large_100.miil_in21k_ft_in1k.safetensors", "unit"),
+        ("tf_mobilenetv3_large_100.safetensors", "symmetric"),
+    ],
+)
+def test_preprocessing_comes_from_the_tag(tmp_path: Path, file: str, preprocessing: str) -> None:
+    state = timm.create_model(file.split(".")[0]).state_dict()
+    safetensors_torch.save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / file))
+    checkpoint = timm_weights.read(str(tmp_path / file))
+    assert checkpoint.backbone_config["preprocessing"] == preprocessing
+    assert checkpoint.metadata["source"] == "timm" and checkpoint.metadata["file"] == file
+
+
+def test_untagged_file_of_a_model_with_several_normalisations_asks_for_the_tag(tmp_path: Path) -> None:
+    path = tmp_path / "mobilenetv3_large_100.safetensors"
+    state = timm.create_model("mobilenetv3_large_100").state_dict()
+    safetensors_torch.save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(ValueError, match="which pretrained tag"):
+        timm_weights.read(str(path))
+    with pytest.raises(ValueError, match="no pretrained tag"):
+        timm_weights.read(str(path), variant="mobilenetv3_large_100.imagenet_guess")
+    checkpoint = timm_weights.read(str(path), variant="mobilenetv3_large_100.ra_in1k")
+    assert checkpoint.metadata["tag"] == "mobilenetv3_large_100.ra_in1k"
+
+
+def _every_tag() -> list[str]:
+    return list(timm_weights.PRETRAINED_CFGS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenetv3_large_150d.ra4_e3600_r256_in1k", *_every_tag()])
+def test_every_timm_tag(name: str, tmp_path: Path) -> None:
+    """Every registered tag (the large_150d first: width 1.5, depth 1.2, 21 blocks)."""
+    reference = _random_timm_model(name)
+    path, _ = _save(reference, tmp_path, name)
+    model = models.build_model(timm_weights.read(str(path)))
+    for size in SIZES:
+        feature_diff, logit_diff = _max_diffs(model, reference, size)
+        assert feature_diff <= TOLERANCE and logit_diff <= TOLERANCE, (name, size, feature_diff, logit_diff)
+
+
+def test_depth_multiplier_is_serialized() -> None:
+    from mobilenetv3 import MobileNetV3Backbone
+    from mobilenetv3.architectures import LARGE_BLOCKS, to_stackwise
+
+    backbone = MobileNetV3Backbone(
+        **to_stackwise(LARGE_BLOCKS), include_rescaling=False, alpha=1.5, stem_filters=24, depth_multiplier=1.2
+    )
+    config = backbone.get_config()
+    assert config["depth_multiplier"] == 1.2 and config["stem_filters"] == 24
+    assert len([layer for layer in backbone.layers if layer.name.endswith("_project")]) == 21
+    assert backbone.feature_layers["last"] == "Conv_1_repeat_1_activation"
+    assert MobileNetV3Backbone.from_config(config).count_params() == backbone.count_params()
+
+
+def test_converted_preset_records_its_origin_and_info_shows_it(tmp_path: Path, capsys) -> None:
+    from mobilenetv3.cli import main
+
+    name = "mobilenetv3_small_100.lamb_in1k"
+    path, _ = _save(timm.create_model(name), tmp_path, name)
+    weights.convert(str(path), str(tmp_path / "preset"))
+    origin = json.loads((tmp_path / "preset" / "metadata.json").read_text())["origin"]
+    assert origin["source"] == "timm" and origin["file"] == path.name and origin["tag"] == name
+    assert origin["mean"] == [0.485, 0.456, 0.406] and origin["input_size"] == [224, 224]
+    assert main(["info", str(tmp_path / "preset")]) == 0
+    shown = capsys.readouterr().out
+    assert "origin.tag" in shown and name in shown and "origin.crop_pct" in shown
+
+
+def test_from_preset_converts_a_hugging_face_folder(tmp_path: Path, small_state: dict) -> None:
+    """`from_preset` on timm's Hugging Face layout (what `hf://timm/<model>` downloads)."""
+    from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageClassifier
+
+    safetensors_torch.save_file(small_state, str(tmp_path / "model.safetensors"))
+    config = {
+        "architecture": "mobilenetv3_small_100",
+        "pretrained_cfg": {"tag": "lamb_in1k", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    classifier = MobileNetV3ImageClassifier.from_preset(str(tmp_path))
+    assert classifier.num_classes == 1000 and classifier.backbone.preprocessing == "imagenet"
+    backbone = MobileNetV3Backbone.from_preset(str(tmp_path), input_shape=(96, 96, 3))
+    assert type(backbone) is MobileNetV3Backbone and backbone.bn_epsilon == 1e-5
+    np.testing.assert_array_equal(backbone.get_weights()[0], classifier.backbone.get_weights()[0])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from mobilenetv3 import presets
 
@@ -42,7 +44,28 @@ def format_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(out)
 
 
+def folder_rows(path: str) -> list[dict[str, str]]:
+    """A preset folder as (field, value) rows: model, parameters and the
+    origin of its weights (source, file, tag, timm preprocessing)."""
+    from mobilenetv3 import preset_io
+
+    metadata = preset_io.read_metadata(path)
+    rows = {"folder": path}
+    spec = json.loads((Path(path) / preset_io.CONFIG_FILE).read_text())
+    rows["model"] = str(spec.get("registered_name", spec.get("class_name")))
+    if "parameter_count" in metadata:
+        rows["parameters"] = f"{metadata['parameter_count']:,}"
+    for key, value in metadata.get("origin", {}).items():
+        rows[f"origin.{key}"] = str(value)
+    if "origin" not in metadata:
+        rows["origin"] = "not recorded (not made by `mobilenetv3 convert`)"
+    return [{"field": k, "value": v} for k, v in rows.items()]
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.preset and Path(args.preset).is_dir():
+        print(format_table(folder_rows(args.preset)))
+        return 0
     names = [args.preset] if args.preset else list(presets.PRESETS)
     print(format_table(preset_rows(names)))
     if args.preset:
@@ -55,5 +78,5 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="table of presets (parameters, MACs, shapes, weights)")
-    parser.add_argument("preset", nargs="?", help="one preset to describe (default: all)")
+    parser.add_argument("preset", nargs="?", help="one preset name or preset folder to describe (default: all)")
     parser.set_defaults(func=run)

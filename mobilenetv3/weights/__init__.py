@@ -28,6 +28,7 @@ FORMATS: dict[str, str] = {
     "torchvision": "torchvision",
     "timm": "timm",
     "tflite": "tflite",
+    "keras-hub": "keras_hub_preset",
 }
 
 
@@ -49,6 +50,8 @@ class Checkpoint:
         head_filters: width of the paper head's `Conv_2`, or None.
         head_activation: activation after `Conv_2` (None: hard-swish).
         source: a description of the file, for messages.
+        metadata: where the weights came from (`source` library, `file`,
+            timm `tag`, ...), recorded in a converted preset's metadata.
     """
 
     tensors: dict[str, np.ndarray]
@@ -59,6 +62,7 @@ class Checkpoint:
     source: str = ""
     task: str | None = None
     head_activation: str | None = None
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def kind(self) -> str:

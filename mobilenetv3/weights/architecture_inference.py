@@ -19,7 +19,14 @@ from mobilenetv3.architectures import BlockSpec, make_divisible
 
 # Widths released by TF-slim, keras.applications, timm and MediaPipe (and a few more).
 CANDIDATE_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-_FAMILIES = {11: ("small", architectures.SMALL_BLOCKS), 15: ("large", architectures.LARGE_BLOCKS)}
+# Depth multipliers released (timm's mobilenetv3_large_150d: 1.2).
+CANDIDATE_DEPTHS = (1.0, 1.2)
+_TABLES = {"small": architectures.SMALL_BLOCKS, "large": architectures.LARGE_BLOCKS}
+_FAMILIES = {
+    len(architectures.scale_depth(table, depth)): (family, table, depth)
+    for family, table in _TABLES.items()
+    for depth in CANDIDATE_DEPTHS
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Architecture:
     alpha: float
     minimalistic: bool
     blocks: tuple[BlockSpec, ...]
+    depth_multiplier: float = 1.0
 
     def backbone_config(self) -> dict[str, Any]:
         """Backbone constructor arguments (without padding/eps/preprocessing)."""
@@ -49,12 +57,15 @@ class Architecture:
         }
         if self.minimalistic:
             config.update(stem_activation="relu", last_activation="relu")
+        if self.depth_multiplier != 1:
+            config["depth_multiplier"] = self.depth_multiplier
         return config
 
     @property
     def description(self) -> str:
         kind = "minimalistic " if self.minimalistic else ""
-        return f"MobileNetV3-{self.family.title()} {kind}alpha {self.alpha:g}"
+        depth = f" depth {self.depth_multiplier:g}" if self.depth_multiplier != 1 else ""
+        return f"MobileNetV3-{self.family.title()} {kind}alpha {self.alpha:g}{depth}"
 
 
 def infer_architecture(blocks: Sequence[BlockFacts], source: str) -> Architecture:
@@ -65,14 +76,16 @@ def infer_architecture(blocks: Sequence[BlockFacts], source: str) -> Architectur
             naming what the file holds.
     """
     if len(blocks) not in _FAMILIES:
+        counts = {n: f"{family} depth {depth:g}" for n, (family, _, depth) in _FAMILIES.items()}
         raise ValueError(
-            f"{source} holds {len(blocks)} inverted-residual blocks; a MobileNetV3 has 11 "
-            "(Small) or 15 (Large). It is not a MobileNetV3 checkpoint."
+            f"{source} holds {len(blocks)} inverted-residual blocks; a MobileNetV3 has "
+            f"{counts}. It is not a MobileNetV3 checkpoint."
         )
-    family, table = _FAMILIES[len(blocks)]
+    family, base, depth = _FAMILIES[len(blocks)]
     minimal = not any(b.has_se for b in blocks) and all(b.kernel_size == 3 for b in blocks)
     if minimal:
-        table = architectures.minimalistic(table)
+        base = architectures.minimalistic(base)
+    table = architectures.scale_depth(base, depth)
     layout = [(b.kernel_size, b.has_se) for b in blocks]
     expected = [(spec.kernel_size, spec.se_ratio is not None) for spec in table]
     if layout != expected:
@@ -81,7 +94,7 @@ def infer_architecture(blocks: Sequence[BlockFacts], source: str) -> Architectur
             f"squeeze-and-excite placement: (kernel, SE) per block {layout}, expected {expected}."
         )
     alpha = _infer_alpha(table, [b.out_channels for b in blocks], source)
-    return Architecture(family, alpha, minimal, tuple(table))
+    return Architecture(family, alpha, minimal, tuple(base), depth)
 
 
 def _infer_alpha(table: Sequence[BlockSpec], out_channels: list[int], source: str) -> float:

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from mobilenetv3 import architectures
-from mobilenetv3.weights import Checkpoint, canonical
+from mobilenetv3.weights import Checkpoint, canonical, keras3_h5
 from mobilenetv3.weights.architecture_inference import BlockFacts, infer_architecture
 
 _SE_CONVS = {"Conv": "squeeze_conv", "Conv_1": "excite_conv"}
@@ -51,6 +51,11 @@ def detect(path: str | os.PathLike) -> bool:
     keras_applications.detect("weights_mobilenet_v3_small_224_1.0_float.h5")  # True
     ```
     """
+    if keras3_h5.is_keras3_weights(path):
+        try:
+            return _keras3_layout(keras3_h5.read_groups(path), path) is not None
+        except (ValueError, WeightsFileError):
+            return False
     try:
         with h5py.File(path, "r") as f:
             names = _layer_names(_weights_root(f))
@@ -113,6 +118,8 @@ def _layer_names(root: h5py.Group) -> list[str]:
 
 
 def _read_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    if keras3_h5.is_keras3_weights(path):
+        return _read_keras3_tensors(path)
     try:
         with h5py.File(path, "r") as f:
             root = _weights_root(f)
@@ -148,6 +155,81 @@ def _canonical_name(layer: str, weight: str, path: Any) -> str:
     if len(parts) == 3 and parts[1] == "squeeze_excite" and parts[2] in _SE_CONVS:
         return f"{parts[0]}_squeeze_excite/{_SE_CONVS[parts[2]]}/{_VARIABLES[variable]}"
     return f"{'_'.join(parts)}/{_VARIABLES[variable]}"
+
+
+# -- Keras 3 `.weights.h5` ---------------------------------------------------------
+
+# Keras 3 names a functional model's layers in the file by class and order
+# (`conv2d_7`), not by layer name: the order of each class's layers in
+# keras.applications' graph gives their names back.
+_KERAS3_CLASSES = ("conv2d", "depthwise_conv2d", "batch_normalization")
+
+
+def _read_keras3_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Canonical tensors of a Keras 3 `model.save_weights("x.weights.h5")` of
+    a keras.applications MobileNetV3."""
+    try:
+        groups = keras3_h5.read_groups(path)
+    except ValueError as error:
+        raise WeightsFileError(str(error)) from None
+    layout = _keras3_layout(groups, path)
+    if layout is None:
+        counts = {c: len(keras3_h5.numbered(groups, c)) for c in _KERAS3_CLASSES}
+        raise WeightsFileError(
+            f"{path} is a Keras 3 weights file whose layers {counts} match no keras.applications "
+            "MobileNetV3 (Small/Large, minimalistic or not, with or without top)."
+        )
+    variables = {"conv2d": ("kernel", "bias"), "depthwise_conv2d": ("kernel",), "batch_normalization": _BN_VARIABLES}
+    tensors = {}
+    for keras_class, ours in layout.items():
+        for name, group in zip(ours, keras3_h5.numbered(groups, keras_class)):
+            tensors.update({f"{name}/{v}": a for v, a in zip(variables[keras_class], groups[f"layers/{group}"])})
+    return tensors
+
+
+_BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def _keras3_layout(groups: dict[str, list[np.ndarray]], path: Any) -> dict[str, list[str]] | None:
+    """Our layer names, per Keras class in graph order, for the variant whose
+    layer counts the file has (None when no variant fits)."""
+    numbered = {c: keras3_h5.numbered(groups, c) for c in _KERAS3_CLASSES}
+    known = {f"layers/{name}" for names in numbered.values() for name in names}
+    if set(groups) - known:  # e.g. nested layers: not keras.applications' flat graph
+        return None
+    family = _FAMILY_BY_BLOCKS.get(len(numbered["depthwise_conv2d"]))
+    if family is None:
+        return None
+    kernels = [groups[f"layers/{name}"][0].shape[0] for name in numbered["depthwise_conv2d"]]
+    table = architectures.SMALL_BLOCKS if family == "small" else architectures.LARGE_BLOCKS
+    for blocks in (table, architectures.minimalistic(table)):
+        for top in (True, False):
+            layout = _graph_order(blocks, top)
+            fits = [len(layout[c]) for c in _KERAS3_CLASSES] == [len(numbered[c]) for c in _KERAS3_CLASSES]
+            if fits and kernels == [b.kernel_size for b in blocks]:
+                return layout
+    return None
+
+
+def _graph_order(blocks: tuple, include_top: bool) -> dict[str, list[str]]:
+    """keras.applications' layers with weights, by class, in graph order."""
+    convs, depthwise, norms = ["Conv"], [], ["Conv_BatchNorm"]
+    for index, block in enumerate(blocks):
+        prefix = _block_prefix(index)
+        if index:  # keras.applications: every block but the first expands
+            convs.append(prefix + "expand")
+            norms.append(prefix + "expand_BatchNorm")
+        depthwise.append(prefix + "depthwise")
+        norms.append(prefix + "depthwise_BatchNorm")
+        if block.se_ratio:
+            convs += [prefix + "squeeze_excite/squeeze_conv", prefix + "squeeze_excite/excite_conv"]
+        convs.append(prefix + "project")
+        norms.append(prefix + "project_BatchNorm")
+    convs.append("Conv_1")
+    norms.append("Conv_1_BatchNorm")
+    if include_top:
+        convs += ["Conv_2", "Logits"]
+    return {"conv2d": convs, "depthwise_conv2d": depthwise, "batch_normalization": norms}
 
 
 # -- inferring the variant --------------------------------------------------------

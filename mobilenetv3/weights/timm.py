@@ -50,7 +50,7 @@ from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights._torch import load_state_dict
 from mobilenetv3.weights.architecture_inference import Architecture, BlockFacts, infer_architecture
 
-_NAME_RE = re.compile(r"(tf_)?mobilenetv3_(large|small)(_minimal)?_(\d{3})(?:\.(\w+))?")
+_NAME_RE = re.compile(r"(tf_)?mobilenetv3_(?:(large|small)(_minimal)?_(\d{3})(d)?|(rw))(?:\.(?!(?:safetensors|pth|pt|bin|ckpt)\b)(\w+))?")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 _BN_NAMES = {
@@ -67,13 +67,60 @@ _DS_NORMS = {"bn1": "depthwise", "bn2": "project"}
 
 
 @dataclasses.dataclass(frozen=True)
+class PretrainedConfig:
+    """timm's pretrained configuration of one tag (`timm.models.get_pretrained_cfg`)."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: tuple[int, int]
+    crop_pct: float
+    test_input_size: tuple[int, int] | None
+    num_classes: int
+
+
+# Every `mobilenetv3_*` / `tf_mobilenetv3_*` tag timm 1.0 registers, as
+# `timm.models.get_pretrained_cfg` gives it (tests check this table against
+# the installed timm). A file's preprocessing comes from here, by tag.
+PRETRAINED_CFGS: dict[str, PretrainedConfig] = {
+    "mobilenetv3_large_075.untrained": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
+    "mobilenetv3_large_100.ra_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
+    "mobilenetv3_large_100.ra4_e3600_r224_in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.95, (256, 256), 1000),
+    "mobilenetv3_large_100.miil_in21k_ft_in1k": PretrainedConfig((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (224, 224), 0.875, None, 1000),
+    "mobilenetv3_large_100.miil_in21k": PretrainedConfig((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (224, 224), 0.875, None, 11221),
+    "mobilenetv3_large_150d.ra4_e3600_r256_in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (256, 256), 0.95, (320, 320), 1000),
+    "mobilenetv3_rw.rmsp_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
+    "mobilenetv3_small_050.lamb_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
+    "mobilenetv3_small_075.lamb_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
+    "mobilenetv3_small_100.lamb_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
+    "tf_mobilenetv3_large_075.in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.875, None, 1000),
+    "tf_mobilenetv3_large_100.in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.875, None, 1000),
+    "tf_mobilenetv3_large_minimal_100.in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.875, None, 1000),
+    "tf_mobilenetv3_small_075.in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.875, None, 1000),
+    "tf_mobilenetv3_small_100.in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.875, None, 1000),
+    "tf_mobilenetv3_small_minimal_100.in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.875, None, 1000),
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class Conventions:
     """The arithmetic a timm family was trained with."""
 
     tf_padding: bool
     preprocessing: str
+    model_name: str | None = None
+    pretrained_tag: str | None = None
+    rw: bool = False
 
     def backbone_config(self) -> dict[str, Any]:
+        if self.rw:  # timm's first MobileNetV3 port: eps 1e-3, SE rounded plainly, act = block's
+            return {
+                "padding": "symmetric",
+                "bn_epsilon": 1e-3,
+                "preprocessing": self.preprocessing,
+                "se_divisor": 1,
+                "se_activation": "block",
+                "first_block_residual": False,
+            }
         return {
             "padding": "same" if self.tf_padding else "symmetric",
             "bn_epsilon": 1e-3 if self.tf_padding else 1e-5,
@@ -129,13 +176,34 @@ def read(path: str, variant: str | None = None, tf_padding: bool | None = None) 
     head_filters = int(state["conv_head.weight"].shape[0]) if num_classes else None
     return Checkpoint(
         tensors=tensors,
-        backbone_config={**architecture.backbone_config(), **conventions.backbone_config()},
+        backbone_config={
+            **architecture.backbone_config(),
+            **conventions.backbone_config(),
+            **_stem_config(state),
+        },
         num_classes=num_classes,
         head="paper" if num_classes else None,
         head_filters=head_filters,
         head_activation="relu" if architecture.minimalistic else "hard_swish",
         source=f"timm checkpoint {file}",
+        metadata=_metadata(file, conventions),
     )
+
+
+def _metadata(file: Path, conventions: Conventions) -> dict[str, Any]:
+    """Source, file and tag (with timm's preprocessing for it) of a checkpoint."""
+    model = conventions.model_name.split(".")[0] if conventions.model_name else None
+    found: dict[str, Any] = {"source": "timm", "file": file.name, "model": model}
+    if conventions.pretrained_tag:
+        cfg = PRETRAINED_CFGS[conventions.pretrained_tag]
+        found.update(tag=conventions.pretrained_tag, **dataclasses.asdict(cfg))
+    return found
+
+
+def _stem_config(state: dict[str, np.ndarray]) -> dict[str, Any]:
+    """`stem_filters` when the stem is not 16 wide (timm scales it with the width)."""
+    stem = int(state["conv_stem.weight"].shape[0])
+    return {} if stem == 16 else {"stem_filters": stem}
 
 
 # -- reading files -----------------------------------------------------------
@@ -233,8 +301,37 @@ def _conventions(
             "or name the file after the model, e.g. tf_mobilenetv3_large_100.safetensors."
         )
     is_tf = bool(match.group(1)) if tf_padding is None else bool(tf_padding)
-    preprocessing = _preprocessing(stats, match, is_tf)
-    return Conventions(is_tf, preprocessing)
+    tag = pretrained_tag(match, file) if match and stats is None else None
+    if tag is not None:
+        stats = (PRETRAINED_CFGS[tag].mean, PRETRAINED_CFGS[tag].std)
+    preprocessing = _preprocessing(stats, is_tf)
+    rw = bool(match and match.group(6))
+    return Conventions(is_tf, preprocessing, match.group(0) if match else None, tag, rw)
+
+
+def pretrained_tag(match: re.Match, file: Path | str) -> str | None:
+    """The `model.tag` key of `PRETRAINED_CFGS` a timm name stands for. A
+    name without a tag is enough when every tag of the model shares one
+    preprocessing; otherwise the tag must be given.
+
+    Raises:
+        ValueError: an unknown tag, or a missing tag that matters.
+    """
+    model = match.group(0).split(".")[0]
+    tags = {key: cfg for key, cfg in PRETRAINED_CFGS.items() if key.split(".")[0] == model}
+    if match.group(7):
+        key = f"{model}.{match.group(7)}"
+        if key not in PRETRAINED_CFGS:
+            raise ValueError(f"{file}: timm has no pretrained tag {key!r}; its tags of {model}: {sorted(tags)}.")
+        return key
+    if len({(cfg.mean, cfg.std) for cfg in tags.values()}) > 1:
+        choices = {key: f"mean {cfg.mean} std {cfg.std}" for key, cfg in tags.items()}
+        raise ValueError(
+            f"{file} does not say which pretrained tag of {model} it holds, and timm's tags use "
+            f"different preprocessing: {choices}. Pass variant='<model>.<tag>' (CLI: --variant), "
+            "name the file after the tag, or keep the Hugging Face config.json next to it."
+        )
+    return next(iter(tags), None)
 
 
 def _hub_config(file: Path) -> dict | None:
@@ -249,15 +346,20 @@ def _hub_config(file: Path) -> dict | None:
 
 
 def _check_name_matches(match: re.Match, architecture: Architecture, file: Path) -> None:
-    family, minimal, width = match.group(2), bool(match.group(3)), int(match.group(4)) / 100
-    if (family, minimal, width) != (architecture.family, architecture.minimalistic, architecture.alpha):
+    if match.group(6):  # mobilenetv3_rw: Large's table at width 1
+        family, minimal, width, deep = "large", False, 1.0, False
+    else:
+        family, minimal, width = match.group(2), bool(match.group(3)), int(match.group(4)) / 100
+        deep = bool(match.group(5))
+    found = (architecture.family, architecture.minimalistic, architecture.alpha, architecture.depth_multiplier != 1)
+    if (family, minimal, width, deep) != found:
         raise ValueError(
             f"{file} is named {match.group(0)!r}, but its tensors hold a "
             f"{architecture.description}: the name and the weights disagree."
         )
 
 
-def _preprocessing(stats: tuple | None, match: re.Match | None, is_tf: bool) -> str:
+def _preprocessing(stats: tuple | None, is_tf: bool) -> str:
     if stats is not None:
         mean, std = stats
         for name in PREPROCESSING_MODES:
@@ -268,25 +370,24 @@ def _preprocessing(stats: tuple | None, match: re.Match | None, is_tf: bool) -> 
             f"timm config mean {mean} / std {std} match none of this package's preprocessing "
             f"modes {sorted(PREPROCESSING_MODES)}."
         )
-    if match is not None and match.group(5) and "miil" in match.group(5):
-        return "unit"  # timm's miil_in21k tags use mean 0, std 1.
-    return "symmetric" if is_tf else "imagenet"
+    return "symmetric" if is_tf else "imagenet"  # only with tf_padding= and no name
 
 
 # -- tensors -----------------------------------------------------------------
 
 
-def _block_prefixes(state: dict[str, np.ndarray], file: Path) -> tuple[list[str], str]:
-    """`blocks.S.B` prefixes of the inverted-residual blocks in order, and the last conv's."""
+def _block_prefixes(state: dict[str, np.ndarray], file: Path) -> tuple[list[str], list[str]]:
+    """`blocks.S.B` prefixes of the inverted-residual blocks in order, and the
+    last 1x1 convs' (two with a depth multiplier)."""
     pattern = re.compile(r"blocks\.(\d+)\.(\d+)\.conv_dw\.weight")
     found = sorted((int(m.group(1)), int(m.group(2))) for k in state if (m := pattern.fullmatch(k)))
-    last = [k for k in state if re.fullmatch(r"blocks\.\d+\.0\.conv\.weight", k)]
-    if "conv_stem.weight" not in state or not found or len(last) != 1:
+    last = sorted(k for k in state if re.fullmatch(r"blocks\.\d+\.\d+\.conv\.weight", k))
+    if "conv_stem.weight" not in state or not found or len({k.split(".")[1] for k in last}) != 1:
         raise ValueError(
             f"{file} is not a timm MobileNetV3 state dict: it lacks conv_stem, blocks.*.conv_dw "
             f"or a single last conv (blocks.N.0.conv). First keys: {sorted(state)[:5]}."
         )
-    return [f"blocks.{s}.{b}" for s, b in found], last[0].removesuffix(".conv.weight")
+    return [f"blocks.{s}.{b}" for s, b in found], [k.removesuffix(".conv.weight") for k in last]
 
 
 def _block_facts(state: dict[str, np.ndarray], prefix: str) -> BlockFacts:
@@ -298,7 +399,7 @@ def _block_facts(state: dict[str, np.ndarray], prefix: str) -> BlockFacts:
     )
 
 
-def _canonical_tensors(state: dict[str, np.ndarray], blocks: list[str], last: str) -> dict[str, np.ndarray]:
+def _canonical_tensors(state: dict[str, np.ndarray], blocks: list[str], last: list[str]) -> dict[str, np.ndarray]:
     tensors: dict[str, np.ndarray] = {}
     _conv(tensors, state, "conv_stem", "Conv")
     _norm(tensors, state, "bn1", "Conv_BatchNorm")
@@ -313,10 +414,14 @@ def _canonical_tensors(state: dict[str, np.ndarray], blocks: list[str], last: st
         if f"{prefix}.se.conv_reduce.weight" in state:
             _conv(tensors, state, f"{prefix}.se.conv_reduce", f"{ours}squeeze_excite/squeeze_conv")
             _conv(tensors, state, f"{prefix}.se.conv_expand", f"{ours}squeeze_excite/excite_conv")
-    _conv(tensors, state, f"{last}.conv", "Conv_1")
-    _norm(tensors, state, f"{last}.bn1", "Conv_1_BatchNorm")
+    for repeat, prefix in enumerate(last):
+        ours = f"Conv_1_repeat_{repeat}" if repeat else "Conv_1"
+        _conv(tensors, state, f"{prefix}.conv", ours)
+        _norm(tensors, state, f"{prefix}.bn1", f"{ours}_BatchNorm")
     if "classifier.weight" in state:
         _conv(tensors, state, "conv_head", "Conv_2")
+        if "conv_head.bias" not in state:  # mobilenetv3_rw: a head conv without bias
+            tensors["Conv_2/bias"] = np.zeros(state["conv_head.weight"].shape[0], np.float32)
         tensors["Logits/kernel"] = state["classifier.weight"].T[None, None]
         tensors["Logits/bias"] = state["classifier.bias"]
     return tensors
@@ -341,4 +446,4 @@ def _norm(tensors: dict, state: dict, theirs: str, ours: str) -> None:
             tensors[f"{ours}/{our_name}"] = state[f"{theirs}.{their_name}"]
 
 
-__all__ = ["detect", "read"]
+__all__ = ["PRETRAINED_CFGS", "PretrainedConfig", "detect", "pretrained_tag", "read"]

@@ -74,7 +74,7 @@ def read_state_dict(state: Mapping[str, Any], source: str = "state dict") -> Che
 
     ```python
     oracle = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights_backbone=None)
-    model = weights.build_model(torchvision_weights.read_state_dict(oracle.state_dict()))
+    model = models.build_model(torchvision_weights.read_state_dict(oracle.state_dict()))
     ```
     """
     path = source

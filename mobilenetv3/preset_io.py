@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import keras
 

@@ -13,6 +13,7 @@ from mobilenetv3 import (
     MobileNetV3ObjectDetector,
     MobileNetV3SmallBackbone,
     detection,
+    models,
     weights,
 )
 from mobilenetv3.weights import torchvision as torchvision_weights

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobilenetv3 import models
+from mobilenetv3 import conversion, models
 from mobilenetv3.weights import timm as timm_weights
 
 torch = pytest.importorskip("torch")
@@ -276,7 +276,7 @@ def test_converted_preset_records_its_origin_and_info_shows_it(tmp_path: Path, c
 
     name = "mobilenetv3_small_100.lamb_in1k"
     path, _ = _save(timm.create_model(name), tmp_path, name)
-    weights.convert(str(path), str(tmp_path / "preset"))
+    conversion.convert(str(path), str(tmp_path / "preset"))
     origin = json.loads((tmp_path / "preset" / "metadata.json").read_text())["origin"]
     assert origin["source"] == "timm" and origin["file"] == path.name and origin["tag"] == name
     assert origin["mean"] == [0.485, 0.456, 0.406] and origin["input_size"] == [224, 224]

@@ -190,6 +190,9 @@ def _read_keras3_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
 _BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
+_FAMILY_BY_BLOCKS = {len(architectures.SMALL_BLOCKS): "small", len(architectures.LARGE_BLOCKS): "large"}
+
+
 def _keras3_layout(groups: dict[str, list[np.ndarray]], path: Any) -> dict[str, list[str]] | None:
     """Our layer names, per Keras class in graph order, for the variant whose
     layer counts the file has (None when no variant fits)."""
@@ -215,7 +218,7 @@ def _graph_order(blocks: tuple, include_top: bool) -> dict[str, list[str]]:
     """keras.applications' layers with weights, by class, in graph order."""
     convs, depthwise, norms = ["Conv"], [], ["Conv_BatchNorm"]
     for index, block in enumerate(blocks):
-        prefix = _block_prefix(index)
+        prefix = architectures.block_prefix(index)
         if index:  # keras.applications: every block but the first expands
             convs.append(prefix + "expand")
             norms.append(prefix + "expand_BatchNorm")

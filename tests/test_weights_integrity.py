@@ -8,8 +8,9 @@ import pytest
 import torch
 import torchvision
 
+from mobilenetv3 import conversion as converter
 from mobilenetv3 import weights
-from mobilenetv3.weights import canonical, converter
+from mobilenetv3.weights import canonical
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Deployment: ONNX, TFLite and SavedModel export, int8 quantization.
+"""Deployment: ONNX, TFLite, SavedModel and OpenVINO export, int8 quantization.
 
 Example:
 
@@ -16,7 +16,17 @@ export_saved_model(model, "small_saved_model")
 from mobilenetv3.export.calibration import load_images
 from mobilenetv3.export.onnx_export import export_onnx
 from mobilenetv3.export.onnx_int8 import quantize_onnx
+from mobilenetv3.export.openvino_export import compile_openvino, export_openvino
 from mobilenetv3.export.saved_model import export_saved_model
 from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
 
-__all__ = ["DEFAULT_FLOAT_OPS", "export_onnx", "export_saved_model", "export_tflite", "load_images", "quantize_onnx"]
+__all__ = [
+    "DEFAULT_FLOAT_OPS",
+    "compile_openvino",
+    "export_onnx",
+    "export_openvino",
+    "export_saved_model",
+    "export_tflite",
+    "load_images",
+    "quantize_onnx",
+]

@@ -52,14 +52,11 @@ def _calibration_images(calibration: Any, channels_first: bool) -> np.ndarray:
     return images.transpose(0, 3, 1, 2) if channels_first else images
 
 
-def _quantize(ov_model: Any, images: np.ndarray, ignored: tuple[str, ...]) -> Any:
+def _quantize(ov_model: Any, images: np.ndarray, options: dict | None) -> Any:
     """NNCF post-training int8 quantization (min/max ranges, bias correction)."""
     nncf = _require("nncf")
     dataset = nncf.Dataset(list(images), lambda image: image[None])
-    options: dict[str, Any] = {"subset_size": len(images)}
-    if ignored:
-        options["ignored_scope"] = nncf.IgnoredScope(types=list(ignored))
-    return nncf.quantize(ov_model, dataset, **options)
+    return nncf.quantize(ov_model, dataset, **{"subset_size": len(images), **(options or {})})
 
 
 def convert_openvino(
@@ -69,7 +66,7 @@ def convert_openvino(
     calibration: Any = None,
     input_size: int | tuple[int, int] | None = None,
     channels_first: bool = False,
-    ignored_types: tuple[str, ...] = (),
+    nncf_options: dict | None = None,
 ) -> Any:
     """The `openvino.Model` of a Keras model (see `export_openvino`)."""
     ov = _require("openvino")
@@ -82,7 +79,7 @@ def convert_openvino(
                                 input_size=input_size)
         ov_model = ov.convert_model(str(onnx_path))
     if images is not None:
-        ov_model = _quantize(ov_model, images, tuple(ignored_types))
+        ov_model = _quantize(ov_model, images, nncf_options)
     ov_model.set_rt_info(INFERENCE_PRECISION[precision], PRECISION_KEY)
     return ov_model
 
@@ -95,7 +92,7 @@ def export_openvino(
     calibration: Any = None,
     input_size: int | tuple[int, int] | None = None,
     channels_first: bool = False,
-    ignored_types: tuple[str, ...] = (),
+    nncf_options: dict | None = None,
 ) -> Path:
     """Write a Keras model (backbone, classifier, segmenter) as OpenVINO IR.
 
@@ -129,8 +126,9 @@ def export_openvino(
         input_size: None, or an int / `(height, width)` to fix the spatial
             size in the graph.
         channels_first: take NCHW input (no layout transposes).
-        ignored_types: int8 only: OpenVINO op types NNCF leaves in float,
-            e.g. `("HSwish",)`.
+        nncf_options: int8 only: extra keyword arguments for
+            `nncf.quantize`, e.g. `{"fast_bias_correction": False}` or
+            `{"ignored_scope": nncf.IgnoredScope(types=["HSwish"])}`.
 
     Returns:
         The `.xml` path written.
@@ -152,7 +150,7 @@ def export_openvino(
     if target.suffix != ".xml":
         raise ValueError(f"`path` must be an OpenVINO .xml file (the .bin goes beside it); got {str(path)!r}.")
     ov_model = convert_openvino(model, precision=precision, calibration=calibration, input_size=input_size,
-                                channels_first=channels_first, ignored_types=ignored_types)
+                                channels_first=channels_first, nncf_options=nncf_options)
     # The .bin lands first and the .xml (which names it) last, so a reader
     # never sees an .xml without its weights.
     with atomic_path(target) as xml_staging, atomic_path(target.with_suffix(".bin")) as bin_staging:

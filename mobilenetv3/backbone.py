@@ -12,6 +12,8 @@ from mobilenetv3 import architectures, models, preset_io, presets
 from mobilenetv3.architectures import BlockSpec, make_divisible
 from mobilenetv3.layers import (
     PADDINGS,
+    BatchNormalization,
+    Conv2D,
     DepthwiseConv2D,
     SqueezeAndExcite2D,
     StochasticDepth,
@@ -103,8 +105,8 @@ class _GraphBuilder:
         if depthwise:
             x = DepthwiseConv2D(**common)(x)
         else:
-            x = keras.layers.Conv2D(filters, **common)(x)
-        x = keras.layers.BatchNormalization(
+            x = Conv2D(filters, **common)(x)
+        x = BatchNormalization(
             epsilon=self.bn_epsilon, momentum=BN_MOMENTUM, name=f"{name}_BatchNorm", dtype=self.dtype
         )(x)
         if activation is not None:

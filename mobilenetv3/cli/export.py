@@ -1,4 +1,4 @@
-"""`mobilenetv3 export PRESET_OR_DIR OUT --format onnx|tflite|saved_model`."""
+"""`mobilenetv3 export PRESET_OR_DIR OUT --format onnx|tflite|saved_model|openvino`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ FORMATS = tuple(EXPORTERS)
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a preset or preset folder to ONNX, TFLite or SavedModel",
+        help="export a preset or preset folder to ONNX, TFLite, SavedModel or OpenVINO IR",
         description="Export a model (any preset name, preset folder, handle or weights file) for deployment. "
         "--int8 quantizes to int8, calibrated on the images in --calibration (TFLite keeps hard-swish "
         "in float, where LiteRT runs it fastest, unless --full-integer).",
@@ -21,9 +21,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("preset", metavar="PRESET_OR_DIR",
                         help="a registered preset name (backbone or task), a preset folder, a kaggle:// or hf:// "
                         "handle, or a weights file")
-    parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite) or folder (saved_model) to write")
+    parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite, openvino .xml) or folder (saved_model) to write")
     parser.add_argument("--format", required=True, choices=FORMATS, help="output format")
-    parser.add_argument("--int8", action="store_true", help="int8 post-training quantization (onnx, tflite)")
+    parser.add_argument("--int8", action="store_true",
+                        help="int8 post-training quantization (onnx, tflite, openvino)")
+    parser.add_argument("--bf16", action="store_true", help="openvino: record bf16 inference in the IR")
     parser.add_argument("--full-integer", action="store_true",
                         help="tflite --int8: every op in int8, hard-swish too (for integer-only accelerators)")
     parser.add_argument("--calibration", metavar="DIR", help="folder of images to calibrate int8 on")
@@ -31,7 +33,8 @@ def register(subparsers: Any) -> None:
                         help="use at most N calibration images (default 200)")
     parser.add_argument("--input-size", type=int, default=None, metavar="N",
                         help="fix the input to N x N pixels (default: the model's; 224 for int8)")
-    parser.add_argument("--channels-first", action="store_true", help="onnx: take NCHW input (no transposes)")
+    parser.add_argument("--channels-first", action="store_true",
+                        help="onnx, openvino: take NCHW input (no transposes)")
     parser.set_defaults(func=run)
 
 
@@ -47,6 +50,8 @@ def _check_args(args: argparse.Namespace) -> None:
                          "with --int8 only.")
     if args.channels_first and not EXPORTERS[args.format].channels_first:
         raise ValueError(f"--channels-first applies to --format {' or '.join(formats_with('channels_first'))} only.")
+    if args.bf16 and not (EXPORTERS[args.format].bf16 and not args.int8):
+        raise ValueError(f"--bf16 applies to --format {' or '.join(formats_with('bf16'))} without --int8 only.")
     if args.input_size is not None and args.input_size < 32:
         raise ValueError(f"--input-size must be at least 32; got {args.input_size}.")
     if args.calibration_limit < 1:
@@ -63,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         calibration = export.load_calibration_images(args.calibration, (size, size), args.calibration_limit)
     model = models.load_model(args.preset)
     export.export_model(model, args.out, args.format, input_size=size, int8=args.int8, calibration=calibration,
-                        channels_first=args.channels_first, full_integer=args.full_integer)
-    kind = f"{args.format} int8" if args.int8 else args.format
+                        channels_first=args.channels_first, full_integer=args.full_integer, bf16=args.bf16)
+    kind = f"{args.format} int8" if args.int8 else f"{args.format} bf16" if args.bf16 else args.format
     print(f"wrote {kind} model to {args.out}")
     return 0
+

@@ -1,4 +1,4 @@
-"""Deployment: ONNX, TFLite and SavedModel export, int8 quantization.
+"""Deployment: ONNX, TFLite, SavedModel and OpenVINO export, int8 quantization.
 
 Example:
 
@@ -17,6 +17,7 @@ from mobilenetv3.export.calibration import load_calibration_images, load_images
 from mobilenetv3.export.formats import EXPORTERS, Exporter, export_model
 from mobilenetv3.export.onnx_export import export_onnx
 from mobilenetv3.export.onnx_int8 import quantize_onnx
+from mobilenetv3.export.openvino_export import compile_openvino, export_openvino
 from mobilenetv3.export.saved_model import export_saved_model
 from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
 
@@ -24,8 +25,10 @@ __all__ = [
     "DEFAULT_FLOAT_OPS",
     "EXPORTERS",
     "Exporter",
+    "compile_openvino",
     "export_model",
     "export_onnx",
+    "export_openvino",
     "export_saved_model",
     "export_tflite",
     "load_calibration_images",

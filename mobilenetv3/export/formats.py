@@ -14,6 +14,7 @@ import keras
 
 from mobilenetv3.export.onnx_export import export_onnx
 from mobilenetv3.export.onnx_int8 import quantize_onnx
+from mobilenetv3.export.openvino_export import export_openvino
 from mobilenetv3.export.saved_model import export_saved_model
 from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
 from mobilenetv3.utils import scratch_dir
@@ -26,12 +27,13 @@ class Exporter:
     Attributes:
         name: the `--format` name.
         write: `write(model, path, *, input_size, int8, calibration,
-            channels_first, full_integer)`; unsupported options arrive at
-            their defaults (False / None).
+            channels_first, full_integer, bf16)`; unsupported options
+            arrive at their defaults (False / None).
         suffix: the file suffix it writes ("" for a folder).
         int8: supports int8 quantization (calibrated on images).
         channels_first: can take NCHW input.
         full_integer: can quantize every op, hard-swish included.
+        bf16: can record bf16 inference precision.
         needs_tensorflow: needs the TensorFlow backend.
     """
 
@@ -41,11 +43,12 @@ class Exporter:
     int8: bool = False
     channels_first: bool = False
     full_integer: bool = False
+    bf16: bool = False
     needs_tensorflow: bool = False
 
 
 def _write_onnx(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
-                channels_first: bool, full_integer: bool) -> None:
+                channels_first: bool, **_: Any) -> None:
     if not int8:
         export_onnx(model, path, channels_first=channels_first, input_size=input_size)
         return
@@ -56,14 +59,21 @@ def _write_onnx(model: keras.Model, path: str, *, input_size: int | None, int8: 
 
 
 def _write_tflite(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
-                  channels_first: bool, full_integer: bool) -> None:
+                  full_integer: bool, **_: Any) -> None:
     float_ops = () if full_integer else DEFAULT_FLOAT_OPS
     export_tflite(model, path, input_size=input_size, int8=int8, calibration=calibration, float_ops=float_ops)
 
 
 def _write_saved_model(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
-                       channels_first: bool, full_integer: bool) -> None:
+                       channels_first: bool, **_: Any) -> None:
     export_saved_model(model, path, input_size=(input_size, input_size) if input_size else None)
+
+
+def _write_openvino(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
+                    channels_first: bool, bf16: bool, **_: Any) -> None:
+    precision = "int8" if int8 else "bf16" if bf16 else "fp32"
+    export_openvino(model, path, precision=precision, calibration=calibration, input_size=input_size,
+                    channels_first=channels_first)
 
 
 EXPORTERS: dict[str, Exporter] = {
@@ -72,6 +82,7 @@ EXPORTERS: dict[str, Exporter] = {
         Exporter("onnx", _write_onnx, ".onnx", int8=True, channels_first=True),
         Exporter("tflite", _write_tflite, ".tflite", int8=True, full_integer=True, needs_tensorflow=True),
         Exporter("saved_model", _write_saved_model, "", needs_tensorflow=True),
+        Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True),
     )
 }
 
@@ -91,6 +102,7 @@ def export_model(
     calibration: Any = None,
     channels_first: bool = False,
     full_integer: bool = False,
+    bf16: bool = False,
 ) -> Path:
     """Export `model` to `path` in `format` (a key of `EXPORTERS`).
 
@@ -103,9 +115,9 @@ def export_model(
     if format not in EXPORTERS:
         raise ValueError(f"`format` must be one of {list(EXPORTERS)}; got {format!r}.")
     exporter = EXPORTERS[format]
-    for option, value in (("int8", int8), ("channels_first", channels_first), ("full_integer", full_integer)):
+    options = {"int8": int8, "channels_first": channels_first, "full_integer": full_integer, "bf16": bf16}
+    for option, value in options.items():
         if value and not getattr(exporter, option):
             raise ValueError(f"`{option}` applies to formats {formats_with(option)}, not {format!r}.")
-    exporter.write(model, str(path), input_size=input_size, int8=int8, calibration=calibration,
-                   channels_first=channels_first, full_integer=full_integer)
+    exporter.write(model, str(path), input_size=input_size, calibration=calibration, **options)
     return Path(path)

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from mobilenetv3.batch_norm_folding import batch_norm_affine, batch_norm_parameters
-from mobilenetv3.layers import DepthwiseConv2D, SqueezeAndExcite2D, same_padding
+from mobilenetv3.layers import BatchNormalization, Conv2D, DepthwiseConv2D, SqueezeAndExcite2D, same_padding
 from mobilenetv3.tasks.segmenter import ResizeLike
 from mobilenetv3.utils import atomic_path
 
@@ -297,10 +297,12 @@ def _identity(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_V
 
 CONVERTERS: dict[type, Callable] = {
     keras.layers.Conv2D: _conv2d,
+    Conv2D: _conv2d,
     keras.layers.DepthwiseConv2D: _depthwise_conv2d,
     DepthwiseConv2D: _depthwise_conv2d,
     keras.layers.Dense: _dense,
     keras.layers.BatchNormalization: _batch_norm,
+    BatchNormalization: _batch_norm,
     keras.layers.Rescaling: _rescaling,
     keras.layers.ZeroPadding2D: _zero_padding,
     keras.layers.Activation: _activation_layer,

@@ -33,13 +33,17 @@ def quantize_onnx(
     *,
     quant_format: str = "qdq",
     channels_first: bool = False,
+    keep_float: tuple[str, ...] = (),
+    hard_sigmoid_add: bool = True,
 ) -> Path:
     """Quantize an ONNX file to int8 with onnxruntime static quantization.
 
     Weights are int8 per output channel, activations uint8 (the fast
     combination on x86), calibrated with min/max on `calibration`. Every
-    convolution, add, multiply and pooling runs in int8; ops onnxruntime
-    cannot run in int8 stay float between dequantize/quantize pairs.
+    convolution, add, multiply and pooling runs in int8, and so do
+    hard-sigmoid and hard-swish (as QLinearAdd and QLinearMul, see
+    `hard_sigmoid_as_add`); ops onnxruntime cannot run in int8 stay float
+    between dequantize/quantize pairs.
 
     Args:
         float_path: an ONNX file from `export_onnx`.
@@ -50,6 +54,11 @@ def quantize_onnx(
             format onnxruntime fuses best) or "qoperator" (QLinearConv, ...).
         channels_first: the float model takes NCHW (exported with
             `channels_first=True`); calibration images are transposed.
+        keep_float: names of ONNX nodes to leave in float (e.g. a
+            sensitive first convolution or classifier).
+        hard_sigmoid_add: run hard-sigmoid (and so hard-swish) as a
+            saturating int8 add (see `hard_sigmoid_as_add`) instead of
+            onnxruntime's float HardSigmoid between dequantize/quantize.
 
     Returns:
         The path written.
@@ -82,6 +91,83 @@ def quantize_onnx(
             activation_type=q.QuantType.QUInt8,
             weight_type=q.QuantType.QInt8,
             calibrate_method=q.CalibrationMethod.MinMax,
+            nodes_to_exclude=list(keep_float),
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
+        if hard_sigmoid_add:
+            import onnx
+
+            proto = onnx.load(str(staging))
+            hard_sigmoid_as_add(proto)
+            onnx.save(proto, str(staging))
     return Path(path)
+
+
+# -- hard-sigmoid / hard-swish as saturating int8 adds ---------------------------------
+
+
+class _Graph:
+    """Producer/consumer maps over an `onnx.GraphProto`, for pattern rewrites."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+        self.producer = {out: node for node in graph.node for out in node.output}
+        self.consumers: dict[str, list] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+
+    def only_consumer(self, name: str, op_type: str) -> Any:
+        users = self.consumers.get(name, [])
+        return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+
+
+def _attr_value(node: Any, name: str, default: float) -> float:
+    return next((a.f for a in node.attribute if a.name == name), default)
+
+
+def hard_sigmoid_as_add(proto: Any) -> int:
+    """Write each QDQ hard-sigmoid as a saturating int8 add.
+
+    `hard_sigmoid(x) = clip(x + 3, 0, 6) / 6`: a quantized `x + 3` whose
+    output has scale 6/255 and zero point 0 saturates to exactly [0, 6], and
+    the same uint8 codes read with scale 1/255 are `hard_sigmoid(x)`. So
+    DequantizeLinear -> HardSigmoid -> QuantizeLinear becomes an Add that
+    onnxruntime runs as one QLinearAdd, and a hard-swish (`x *
+    hard_sigmoid(x)`) is QLinearAdd -> QLinearMul. Edits `proto` in place;
+    returns the count.
+    """
+    from onnx import helper, numpy_helper
+
+    g = _Graph(proto.graph)
+    constants = {"hs_three_q": np.array([255], np.uint8), "hs_three_scale": np.float32(3 / 255),
+                 "hs_six_scale": np.float32(6 / 255), "hs_one_scale": np.float32(1 / 255), "hs_zero": np.uint8(0)}
+    replacements, removed = {}, set()
+    for sigmoid in [n for n in proto.graph.node if n.op_type == "HardSigmoid"]:
+        dq_in = g.producer.get(sigmoid.input[0])
+        q_sig = g.only_consumer(sigmoid.output[0], "QuantizeLinear")
+        readers = g.consumers.get(q_sig.output[0], []) if q_sig is not None else []
+        if (dq_in is None or dq_in.op_type != "DequantizeLinear" or not readers
+                or any(r.op_type != "DequantizeLinear" for r in readers)
+                or abs(_attr_value(sigmoid, "alpha", 0.2) - 1 / 6) > 1e-6
+                or abs(_attr_value(sigmoid, "beta", 0.5) - 0.5) > 1e-6):
+            continue
+        name = sigmoid.name or sigmoid.output[0]
+        replacements[id(sigmoid)] = [
+            helper.make_node("DequantizeLinear", ["hs_three_q", "hs_three_scale", "hs_zero"], [f"{name}_three"],
+                             name=f"{name}_three"),
+            helper.make_node("Add", [dq_in.output[0], f"{name}_three"], [f"{name}_plus_three"], name=f"{name}_add"),
+            helper.make_node("QuantizeLinear", [f"{name}_plus_three", "hs_six_scale", "hs_zero"], [q_sig.output[0]],
+                             name=f"{name}_quantize"),
+        ]
+        removed.update((id(sigmoid), id(q_sig)))
+        for reader in readers:
+            reader.input[1], reader.input[2] = "hs_one_scale", "hs_zero"
+    if replacements:
+        proto.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items())
+    rewritten = []
+    for node in proto.graph.node:
+        rewritten += replacements.get(id(node), []) if id(node) in removed else [node]
+    del proto.graph.node[:]
+    proto.graph.node.extend(rewritten)
+    return len(replacements)

@@ -17,13 +17,15 @@ PACKAGE = Path(mobilenetv3.__file__).parent
 # longest listed prefix.
 LAYERS = (
     ("mobilenetv3.version", "mobilenetv3.utils", "mobilenetv3.layers", "mobilenetv3.decode",
-     "mobilenetv3.batch_norm_folding", "mobilenetv3.macs", "mobilenetv3.datasets"),
+     "mobilenetv3.batch_norm_folding", "mobilenetv3.macs", "mobilenetv3.datasets", "mobilenetv3.images",
+     "mobilenetv3.detection", "mobilenetv3.roofline"),
     ("mobilenetv3.architectures", "mobilenetv3.normalization"),
     ("mobilenetv3.presets", "mobilenetv3.weights"),  # data and file readers: no model classes
     ("mobilenetv3.preset_io",),  # preset folders and handles
     ("mobilenetv3.models",),  # the model factory: finds classes by registered kind
     ("mobilenetv3.backbone", "mobilenetv3.aliases"),
     ("mobilenetv3.tasks",),
+    ("mobilenetv3.keras_hub",),  # optional integration: our classes as keras-hub's
     ("mobilenetv3.preprocessing", "mobilenetv3.conversion", "mobilenetv3.training", "mobilenetv3"),
     ("mobilenetv3.export",),
     ("mobilenetv3.benchmark", "mobilenetv3.cli", "mobilenetv3.__main__"),

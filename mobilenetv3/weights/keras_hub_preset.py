@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from mobilenetv3.architectures import make_divisible
-from mobilenetv3.backbone import PREPROCESSING
+from mobilenetv3.normalization import PREPROCESSING_MODES, scale_and_offset
 from mobilenetv3.weights import Checkpoint, keras3_h5
 
 FORMAT = "keras-hub"
@@ -180,12 +180,13 @@ def _find_converter(spec: dict[str, Any]) -> dict[str, Any] | None:
 def _match_preprocessing(converter: dict[str, Any], file: Path) -> str:
     scale = np.broadcast_to(np.asarray(converter.get("scale") or 1.0, np.float64), (3,))
     offset = np.broadcast_to(np.asarray(converter.get("offset") or 0.0, np.float64), (3,))
-    for name, (ours_scale, ours_offset) in PREPROCESSING.items():
+    for name in PREPROCESSING_MODES:
+        ours_scale, ours_offset = scale_and_offset(name)
         if np.allclose(scale, ours_scale, rtol=1e-4) and np.allclose(offset, ours_offset, atol=1e-4):
             return name
     raise ValueError(
         f"{file}: image converter scale {scale.tolist()} / offset {offset.tolist()} match none of "
-        f"this package's preprocessing modes {sorted(PREPROCESSING)}."
+        f"this package's preprocessing modes {list(PREPROCESSING_MODES)}."
     )
 
 

@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test-tf: $(STAMP)
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider -m "not heavy"
 
 test-backends: $(STAMP)
 	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider -m core

@@ -64,8 +64,8 @@ def save_checkpoint(path: str | os.PathLike, model: keras.Model, state: Training
     meta = {
         "format_version": FORMAT_VERSION,
         "state": dataclasses.asdict(state),
-        "model_variables": [v.path for v in model.variables],
-        "optimizer_variables": [v.path for v in optimizer_variables],
+        "model_variables": _signature(model.variables),
+        "optimizer_variables": _signature(optimizer_variables),
     }
     with atomic_path(path, directory=True) as staging:
         staging.mkdir()
@@ -103,11 +103,17 @@ def restore_checkpoint(path: str | os.PathLike, model: keras.Model) -> TrainingS
     return TrainingState(**meta["state"])
 
 
-def _assign(variables: list, paths: list[str], file: Path, what: str) -> None:
-    current = [v.path for v in variables]
-    if current != paths:
+def _signature(variables: list) -> list[str]:
+    """Name and shape of each variable (paths carry per-process unique
+    prefixes, so they are not compared)."""
+    return [f"{v.name}{list(v.shape)}" for v in variables]
+
+
+def _assign(variables: list, saved: list[str], file: Path, what: str) -> None:
+    current = _signature(variables)
+    if current != saved:
         raise ValueError(
-            f"The checkpoint's {what} variables do not match this {what} ({len(paths)} saved, "
+            f"The checkpoint's {what} variables do not match this {what} ({len(saved)} saved, "
             f"{len(current)} here); resume with the settings the checkpoint was written with."
         )
     with np.load(file) as arrays:

@@ -376,7 +376,7 @@ def fine_tune(
         raise ValueError("`resume=True` needs `checkpoint_dir` (the folder the checkpoint was written to).")
     image_size = tuple(int(v) for v in image_size)
     examples, validation, class_names = _image_folder_examples(data_dir, image_size, validation_split, seed)
-    validation = validation.batch(batch_size).prefetch(tf_autotune())
+    validation = shard_by_data(validation.batch(batch_size).prefetch(tf_autotune()))
     epochs = _EpochData(examples, batch_size, seed, augment)
     keras.utils.set_random_seed(seed)
     with distributed.active_scope():
@@ -463,7 +463,18 @@ class _EpochData:
                 ]
             )
             data = data.map(lambda images, labels: (augmentation(images, training=True), labels))
-        return data.skip(skip).prefetch(tf_autotune())
+        return shard_by_data(data.skip(skip).prefetch(tf_autotune()))
+
+
+def shard_by_data(dataset: Any) -> Any:
+    """Split each global batch across the processes of a TensorFlow
+    multi-worker job (not by input file): every process then gets its part
+    of the same global batch."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 class _Run:

@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--head-epochs", type=int, default=1)
     parser.add_argument("--fine-tune-epochs", type=int, default=1)
     parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--validation-split", type=float, default=0.2)
     parser.add_argument("--sync-bn", action="store_true")
     parser.add_argument("--train-bn", action="store_true")
     args = parser.parse_args()
@@ -83,6 +84,7 @@ def main() -> None:
         sync_batchnorm=args.sync_bn,
         fine_tune_learning_rate=1e-3,
         dropout=args.dropout,
+        validation_split=args.validation_split,
         checkpoint_dir=args.checkpoint,
         checkpoint_every_steps=args.every,
         resume=args.resume,

@@ -336,8 +336,11 @@ def fine_tune(
         bn_momentum: with `train_batchnorm`, the momentum of the trained
             BatchNorm layers' moving statistics in phase 2 (the backbone's
             0.999 would need thousands of steps to follow the changing
-            weights, so validation during training would use stale
-            statistics). The preset's momentum is restored afterwards.
+            weights). The preset's momentum is restored afterwards. With
+            `train_batchnorm` the statistics are also recomputed from
+            training batches before each validation
+            (`calibrate_batchnorm`), so the validation metrics shown
+            during training are those of the model as it will be saved.
         sync_batchnorm: in a multi-process job (see
             `mobilenetv3.distributed`), normalize trained BatchNorm layers
             with the global batch's statistics.
@@ -394,7 +397,10 @@ def fine_tune(
             distributed.synchronize_batchnorm(model)
         if train_batchnorm:
             calibrate_batchnorm(model.backbone, epochs.batches(0))
-        run = _Run(model, epochs, validation, checkpoint_dir, checkpoint_every_steps, list(callbacks), verbose)
+        callbacks = list(callbacks)
+        if train_batchnorm:
+            callbacks.append(_CalibrateBeforeValidation(model.backbone, epochs))
+        run = _Run(model, epochs, validation, checkpoint_dir, checkpoint_every_steps, callbacks, verbose)
         state = run.resume_state() if resume else None
 
         freeze_backbone(model.backbone)
@@ -475,6 +481,25 @@ def shard_by_data(dataset: Any) -> Any:
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+class _CalibrateBeforeValidation(keras.callbacks.Callback):
+    """Precise BatchNorm before each validation of `fit`: while BatchNorm layers
+    train, their moving statistics lag the quickly changing weights (momentum
+    0.999 averages ~1000 steps), so validation would use stale statistics and
+    report nonsense (e.g. loss 1e5, accuracy below chance) although the model,
+    recalibrated, is good. Recalibrating shows what the model really does."""
+
+    def __init__(self, backbone: MobileNetV3Backbone, epochs: _EpochData, max_batches: int = 10) -> None:
+        super().__init__()
+        self.backbone, self.epochs, self.max_batches = backbone, epochs, max_batches
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        calibrate_batchnorm(self.backbone, self.epochs.batches(self.epoch), self.max_batches)
 
 
 class _Run:

@@ -502,6 +502,9 @@ class _CalibrateBeforeValidation(keras.callbacks.Callback):
         calibrate_batchnorm(self.backbone, self.epochs.batches(self.epoch), self.max_batches)
 
 
+_PHASES = ("head", "fine_tune")
+
+
 class _Run:
     """Runs `fit` one epoch at a time, checkpointing and resuming."""
 
@@ -524,9 +527,9 @@ class _Run:
         history = self.history.setdefault(name, {})
         start, skip = first, 0
         if resumed is not None:
-            if resumed.epoch >= last:
-                return history  # phase finished before the checkpoint
-            if resumed.epoch >= first:
+            if _PHASES.index(resumed.phase) > _PHASES.index(name):
+                return history  # finished before the checkpoint (which holds its weights)
+            if resumed.phase == name:
                 checkpointing.restore_checkpoint(self.checkpoint_dir, self.model)
                 start, skip = resumed.epoch, resumed.step
         for epoch in range(start, last):

@@ -139,6 +139,17 @@ def active_scope() -> contextlib.AbstractContextManager:
     return _ACTIVE.scope() if _ACTIVE is not None else contextlib.nullcontext()
 
 
+def check_fit_supported() -> None:
+    """Raise a clear error where Keras' `fit` cannot run the active job."""
+    if _ACTIVE is not None and _ACTIVE.strategy is not None and _ACTIVE.num_processes > 1:
+        raise NotImplementedError(
+            "Keras 3's `fit` does not run under TensorFlow's MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585), so `fine_tune` / `mobilenetv3 train` cannot join a TensorFlow "
+            "multi-process job: use KERAS_BACKEND=jax for them, or `mobilenetv3.distributed.train_steps` "
+            "(a custom loop) on TensorFlow."
+        )
+
+
 def is_chief() -> bool:
     """True unless this process is a non-zero process of a job."""
     return _ACTIVE is None or _ACTIVE.is_chief
@@ -172,3 +183,49 @@ def synchronize_batchnorm(model: keras.Model, synchronized: bool = True) -> int:
         for layer in layers:
             layer.synchronized = synchronized
     return len(layers)
+
+
+def train_steps(model: keras.Model, dataset: Any, steps: int, global_batch_size: int) -> float:
+    """`steps` SGD steps of a compiled classifier (logits, integer labels) on
+    the active TensorFlow job: a custom loop around `strategy.run`.
+
+    Keras 3's `fit` does not run under `MultiWorkerMirroredStrategy` (it
+    fails with "Attempt to convert a value (PerReplica...)",
+    keras-team/keras#20585), so on TensorFlow a multi-process job trains
+    with this loop: each worker computes the gradient of its share of every
+    global batch, the optimizer all-reduces them.
+
+    Args:
+        model: a compiled model built inside `job.scope()`.
+        dataset: a `tf.data` dataset of `(images, labels)` batches of
+            `global_batch_size` (split across the workers).
+        steps: number of steps.
+        global_batch_size: examples per global batch.
+
+    Returns:
+        The loss of the last step (averaged over the global batch).
+    """
+    import tensorflow as tf
+
+    job = _ACTIVE
+    strategy = job.strategy if job is not None and job.strategy is not None else tf.distribute.get_strategy()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+
+    def replica_step(images: Any, labels: Any) -> Any:
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+        variables = model.trainable_variables
+        model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    @tf.function
+    def step(batch: Any) -> Any:
+        losses = strategy.run(replica_step, args=batch)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    loss = None
+    for _ in range(steps):
+        loss = step(next(iterator))
+    return float(loss)

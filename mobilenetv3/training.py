@@ -377,6 +377,7 @@ def fine_tune(
         raise ValueError(f"`image_size` must be (height, width); got {image_size!r}.")
     if resume and checkpoint_dir is None:
         raise ValueError("`resume=True` needs `checkpoint_dir` (the folder the checkpoint was written to).")
+    distributed.check_fit_supported()
     image_size = tuple(int(v) for v in image_size)
     examples, validation, class_names = _image_folder_examples(data_dir, image_size, validation_split, seed)
     validation = shard_by_data(validation.batch(batch_size).prefetch(tf_autotune()))

@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3 import preset_io
+from mobilenetv3 import checkpointing, distributed, preset_io
 from mobilenetv3.architectures import block_index
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.images import IMAGE_SUFFIXES
@@ -190,32 +190,14 @@ def load_image_folder(
         squashed to `image_size` once; unreadable or truncated files are
         skipped and reported in a warning.
     """
-    import tensorflow as tf
-
-    class_names = _check_image_folder(data_dir)
-    if not 0 < validation_split < 1:
-        raise ValueError(f"`validation_split` must be in (0, 1); got {validation_split!r}.")
-    pixels, labels = _read_class_folders(Path(data_dir), class_names, tuple(image_size))
-    order = np.random.RandomState(seed).permutation(len(labels))
-    held_out = int(validation_split * len(labels))
-    if not 0 < held_out < len(labels):
-        raise ValueError(
-            f"`validation_split` {validation_split} of {len(labels)} readable images leaves no "
-            "training or no validation image; add images or change the split."
-        )
-
-    def dataset(index: np.ndarray) -> Any:
-        data = tf.data.Dataset.from_tensor_slices((pixels[index], labels[index]))
-        return data.map(lambda image, label: (tf.cast(image, "float32"), label))
-
-    train, validation = dataset(order[:-held_out]), dataset(order[-held_out:])
-    train = train.cache().shuffle(1024, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    train, validation, class_names = _image_folder_examples(data_dir, image_size, validation_split, seed)
+    train = train.shuffle(1024, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     if augment:
         augmentation = keras.Sequential(
             [keras.layers.RandomFlip("horizontal", seed=seed), keras.layers.RandomTranslation(0.1, 0.1, seed=seed)]
         )
         train = train.map(lambda images, labels: (augmentation(images, training=True), labels))
-    return train, validation.cache().batch(batch_size), class_names
+    return train, validation.batch(batch_size), class_names
 
 
 def _read_class_folders(folder: Path, class_names: list[str], size: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -325,6 +307,12 @@ def fine_tune(
     out: str | os.PathLike | None = None,
     seed: int = 0,
     verbose: int | str = "auto",
+    bn_momentum: float = 0.9,
+    sync_batchnorm: bool = False,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every_steps: int = 0,
+    resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> FineTuneResult:
     """Fine-tune a backbone preset on a folder of images, in two phases.
 
@@ -362,6 +350,25 @@ def fine_tune(
         out: optional preset folder to write the classifier to.
         seed: seed of the split, the shuffling and the initialization.
         verbose: Keras `fit` verbosity (1 shows a progress bar).
+        bn_momentum: with `train_batchnorm`, the momentum of the trained
+            BatchNorm layers' moving statistics in phase 2 (the backbone's
+            0.999 would need thousands of steps to follow the changing
+            weights). The preset's momentum is restored afterwards. With
+            `train_batchnorm` the statistics are also recomputed from
+            training batches before each validation
+            (`calibrate_batchnorm`), so the validation metrics shown
+            during training are those of the model as it will be saved.
+        sync_batchnorm: in a multi-process job (see
+            `mobilenetv3.distributed`), normalize trained BatchNorm layers
+            with the global batch's statistics.
+        checkpoint_dir: a folder to write a checkpoint to (weights,
+            optimizer state, epoch, step and data-order seed) at the end of
+            every epoch, atomically.
+        checkpoint_every_steps: also write it every this many batches.
+        resume: continue from the checkpoint in `checkpoint_dir` if there is
+            one (same settings as the run that wrote it); the result equals
+            an uninterrupted run's.
+        callbacks: extra Keras callbacks for `fit`.
 
     Returns:
         A `FineTuneResult` (model, class names, histories, final validation
@@ -382,48 +389,214 @@ def fine_tune(
     for name, value in (("head_epochs", head_epochs), ("fine_tune_epochs", fine_tune_epochs)):
         check_positive_int(name, value, minimum=0)
     check_positive_int("batch_size", batch_size)
+    check_positive_int("checkpoint_every_steps", checkpoint_every_steps, minimum=0)
     if len(tuple(image_size)) != 2:
         raise ValueError(f"`image_size` must be (height, width); got {image_size!r}.")
+    if resume and checkpoint_dir is None:
+        raise ValueError("`resume=True` needs `checkpoint_dir` (the folder the checkpoint was written to).")
+    distributed.check_fit_supported()
     image_size = tuple(int(v) for v in image_size)
-    train, validation, class_names = load_image_folder(
-        data_dir, image_size, batch_size, validation_split, seed, augment
-    )
+    examples, validation, class_names = _image_folder_examples(data_dir, image_size, validation_split, seed)
+    validation = shard_by_data(validation.batch(batch_size).prefetch(tf_autotune()))
+    epochs = _EpochData(examples, batch_size, seed, augment)
     keras.utils.set_random_seed(seed)
-    model = build_classifier(
-        preset,
-        len(class_names),
-        image_size=image_size,
-        load_weights=load_weights,
-        dropout=dropout,
-        drop_path_rate=drop_path_rate,
-        dtype=dtype,
-    )
-    unfreeze_top_blocks(model.backbone, unfreeze_blocks)  # validates before training
-
-    if train_batchnorm:
-        calibrate_batchnorm(model.backbone, train)
-    freeze_backbone(model.backbone)
-    _compile(model, head_learning_rate, weight_decay)
-    head = model.fit(train, validation_data=validation, epochs=head_epochs, verbose=verbose)
-
-    fine_history: dict[str, list[float]] = {}
-    if fine_tune_epochs:
-        unfreeze_top_blocks(model.backbone, unfreeze_blocks, train_batchnorm)
-        _compile(model, fine_tune_learning_rate, weight_decay)
-        fine = model.fit(
-            train,
-            validation_data=validation,
-            epochs=head_epochs + fine_tune_epochs,
-            initial_epoch=head_epochs,
-            verbose=verbose,
+    with distributed.active_scope():
+        model = build_classifier(
+            preset,
+            len(class_names),
+            image_size=image_size,
+            load_weights=load_weights,
+            dropout=dropout,
+            drop_path_rate=drop_path_rate,
+            dtype=dtype,
         )
-        fine_history = fine.history
+        unfreeze_top_blocks(model.backbone, unfreeze_blocks)  # validates before training
+        if sync_batchnorm:
+            distributed.synchronize_batchnorm(model)
         if train_batchnorm:
-            calibrate_batchnorm(model.backbone, train)
-    val_accuracy = float(model.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
-    if out is not None:
+            calibrate_batchnorm(model.backbone, epochs.batches(0))
+        callbacks = list(callbacks)
+        if train_batchnorm:
+            callbacks.append(_CalibrateBeforeValidation(model.backbone, epochs))
+        run = _Run(model, epochs, validation, checkpoint_dir, checkpoint_every_steps, callbacks, verbose)
+        state = run.resume_state() if resume else None
+
+        freeze_backbone(model.backbone)
+        _compile(model, head_learning_rate, weight_decay)
+        head = run.phase("head", 0, head_epochs, state)
+        fine_history: dict[str, list[float]] = {}
+        if fine_tune_epochs:
+            unfreeze_top_blocks(model.backbone, unfreeze_blocks, train_batchnorm)
+            saved_momentum = _set_batchnorm_momentum(model.backbone, bn_momentum if train_batchnorm else None)
+            _compile(model, fine_tune_learning_rate, weight_decay)
+            fine_history = run.phase("fine_tune", head_epochs, head_epochs + fine_tune_epochs, state)
+            _restore_batchnorm_momentum(saved_momentum)
+            if train_batchnorm:
+                calibrate_batchnorm(model.backbone, epochs.batches(0))
+        val_accuracy = float(model.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
+    if out is not None and distributed.is_chief():
         save_classifier(model, out, class_names)
-    return FineTuneResult(model, class_names, head.history, fine_history, val_accuracy)
+    return FineTuneResult(model, class_names, head, fine_history, val_accuracy)
+
+
+def tf_autotune() -> int:
+    import tensorflow as tf
+
+    return tf.data.AUTOTUNE
+
+
+def _image_folder_examples(
+    data_dir: str | os.PathLike, image_size: tuple[int, int], validation_split: float, seed: int
+) -> tuple[Any, Any, list[str]]:
+    """Unbatched, cached training and validation examples of an image folder,
+    read by `images.open_rgb` (unreadable files are skipped and reported)."""
+    import tensorflow as tf
+
+    class_names = _check_image_folder(data_dir)
+    if not 0 < validation_split < 1:
+        raise ValueError(f"`validation_split` must be in (0, 1); got {validation_split!r}.")
+    pixels, labels = _read_class_folders(Path(data_dir), class_names, tuple(image_size))
+    order = np.random.RandomState(seed).permutation(len(labels))
+    held_out = int(validation_split * len(labels))
+    if not 0 < held_out < len(labels):
+        raise ValueError(
+            f"`validation_split` {validation_split} of {len(labels)} readable images leaves no "
+            "training or no validation image; add images or change the split."
+        )
+
+    def dataset(index: np.ndarray) -> Any:
+        data = tf.data.Dataset.from_tensor_slices((pixels[index], labels[index]))
+        return data.map(lambda image, label: (tf.cast(image, "float32"), label)).cache()
+
+    return dataset(order[:-held_out]), dataset(order[-held_out:]), class_names
+
+class _EpochData:
+    """The training batches of each epoch, in an order fixed by (seed, epoch):
+    a resumed run sees the same batches as an uninterrupted one."""
+
+    def __init__(self, examples: Any, batch_size: int, seed: int, augment: bool) -> None:
+        self.examples, self.batch_size, self.seed, self.augment = examples, batch_size, seed, augment
+        count = int(examples.cardinality())
+        self.steps_per_epoch = -(-count // batch_size) if count > 0 else 0
+
+    def batches(self, epoch: int, skip: int = 0) -> Any:
+        epoch_seed = self.seed * 1_000_003 + epoch
+        data = self.examples.shuffle(1024, seed=epoch_seed, reshuffle_each_iteration=False).batch(self.batch_size)
+        if self.augment:
+            augmentation = keras.Sequential(
+                [
+                    keras.layers.RandomFlip("horizontal", seed=epoch_seed),
+                    keras.layers.RandomTranslation(0.1, 0.1, seed=epoch_seed),
+                ]
+            )
+            data = data.map(lambda images, labels: (augmentation(images, training=True), labels))
+        return shard_by_data(data.skip(skip).prefetch(tf_autotune()))
+
+
+def shard_by_data(dataset: Any) -> Any:
+    """Split each global batch across the processes of a TensorFlow
+    multi-worker job (not by input file): every process then gets its part
+    of the same global batch."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+class _CalibrateBeforeValidation(keras.callbacks.Callback):
+    """Precise BatchNorm before each validation of `fit`: while BatchNorm layers
+    train, their moving statistics lag the quickly changing weights (momentum
+    0.999 averages ~1000 steps), so validation would use stale statistics and
+    report nonsense (e.g. loss 1e5, accuracy below chance) although the model,
+    recalibrated, is good. Recalibrating shows what the model really does."""
+
+    def __init__(self, backbone: MobileNetV3Backbone, epochs: _EpochData, max_batches: int = 10) -> None:
+        super().__init__()
+        self.backbone, self.epochs, self.max_batches = backbone, epochs, max_batches
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        calibrate_batchnorm(self.backbone, self.epochs.batches(self.epoch), self.max_batches)
+
+
+_PHASES = ("head", "fine_tune")
+
+
+class _Run:
+    """Runs `fit` one epoch at a time, checkpointing and resuming."""
+
+    def __init__(self, model, epochs, validation, checkpoint_dir, every_steps, callbacks, verbose) -> None:  # noqa: ANN001
+        self.model, self.epochs, self.validation = model, epochs, validation
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.every_steps, self.callbacks, self.verbose = every_steps, callbacks, verbose
+        self.history: dict[str, dict[str, list[float]]] = {}
+
+    def resume_state(self) -> checkpointing.TrainingState | None:
+        state = checkpointing.read_state(self.checkpoint_dir)
+        if state is not None:
+            if state.seed != self.epochs.seed:
+                raise ValueError(f"The checkpoint was written with seed {state.seed}; got `seed={self.epochs.seed}`.")
+            self.history = state.history
+        return state
+
+    def phase(self, name: str, first: int, last: int, resumed: checkpointing.TrainingState | None) -> dict:
+        """Epochs `first` to `last - 1`; skips what a resumed checkpoint holds."""
+        history = self.history.setdefault(name, {})
+        start, skip = first, 0
+        if resumed is not None:
+            if _PHASES.index(resumed.phase) > _PHASES.index(name):
+                return history  # finished before the checkpoint (which holds its weights)
+            if resumed.phase == name:
+                checkpointing.restore_checkpoint(self.checkpoint_dir, self.model)
+                start, skip = resumed.epoch, resumed.step
+        for epoch in range(start, last):
+            state = checkpointing.TrainingState(name, epoch, skip, self.epochs.seed, self.history)
+            callbacks = list(self.callbacks)
+            if self.checkpoint_dir is not None:
+                callbacks.append(
+                    checkpointing.CheckpointCallback(
+                        self.checkpoint_dir, state, self.every_steps, self.epochs.steps_per_epoch, distributed.is_chief()
+                    )
+                )
+            fitted = self.model.fit(
+                self.epochs.batches(epoch, skip),
+                validation_data=self.validation,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                callbacks=callbacks,
+                verbose=self.verbose,
+            )
+            for key, values in fitted.history.items():
+                history.setdefault(key, []).extend(float(v) for v in values)
+            skip = 0
+            if self.checkpoint_dir is not None and distributed.is_chief():
+                checkpointing.save_checkpoint(
+                    self.checkpoint_dir, self.model, checkpointing.TrainingState(name, epoch + 1, 0, self.epochs.seed, self.history)
+                )
+        return history
+
+
+def _set_batchnorm_momentum(backbone: MobileNetV3Backbone, momentum: float | None) -> list[tuple[Any, float]]:
+    """Set the momentum of the trainable BatchNorm layers; returns the old values."""
+    if momentum is None:
+        return []
+    if not 0 <= momentum < 1:
+        raise ValueError(f"`bn_momentum` must be in [0, 1); got {momentum!r}.")
+    saved = []
+    for layer in backbone._flatten_layers():
+        if _is_batch_norm(layer) and layer.trainable:
+            saved.append((layer, layer.momentum))
+            layer.momentum = momentum
+    return saved
+
+
+def _restore_batchnorm_momentum(saved: list[tuple[Any, float]]) -> None:
+    for layer, momentum in saved:
+        layer.momentum = momentum
 
 
 def save_classifier(model: MobileNetV3ImageClassifier, path: str | os.PathLike, class_names: Sequence[str]) -> None:

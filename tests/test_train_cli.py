@@ -43,3 +43,30 @@ def test_train_bad_input_fails_clearly_and_writes_nothing(tmp_path, capsys):
     assert "--image-size" in capsys.readouterr().err
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+def test_train_job_and_resume_flags_fail_clearly(tmp_path, capsys):
+    data = make_classification_folder(tmp_path / "data", classes=CLASSES, per_class=2, size=32)
+    base = ["train", str(data), "--preset", "mobilenet_v3_small", "--out", str(tmp_path / "model"), "--image-size", "32"]
+    assert main([*base, "--resume"]) == 2
+    assert "--resume needs --checkpoint-dir" in capsys.readouterr().err
+    assert main([*base, "--num-processes", "2"]) == 2
+    assert "--job-addresses" in capsys.readouterr().err
+    assert main([*base, "--job-addresses", "127.0.0.1", "--num-processes", "2"]) == 2
+    assert "'host:port'" in capsys.readouterr().err
+    assert main([*base, "--job-addresses", "127.0.0.1:1,127.0.0.1:2", "--num-processes", "2", "--process-id", "2"]) == 2
+    assert "`process_id` must be an integer from 0 to 1" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
+def test_train_resumes_from_its_checkpoint(tmp_path, capsys):
+    data = make_classification_folder(tmp_path / "data", classes=CLASSES, per_class=6, size=32)
+    args = ["train", str(data), "--preset", "mobilenet_v3_small", "--out", str(tmp_path / "model"), "--image-size",
+            "32", "--batch-size", "8", "--head-epochs", "1", "--fine-tune-epochs", "0", "--quiet",
+            "--checkpoint-dir", str(tmp_path / "ck")]
+    assert main(args) == 0
+    state = json.loads((tmp_path / "ck" / "state.json").read_text())["state"]
+    assert (state["phase"], state["epoch"], state["step"]) == ("head", 1, 0)
+    first = capsys.readouterr().out
+    assert main([*args, "--resume"]) == 0  # nothing left to train: same result
+    assert capsys.readouterr().out == first

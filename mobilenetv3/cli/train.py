@@ -49,14 +49,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--validation-split", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    resilience = parser.add_argument_group("checkpoints (survive being killed)")
+    resilience.add_argument(
+        "--checkpoint-dir", default=None, help="write a checkpoint here (atomically) at the end of every epoch"
+    )
+    resilience.add_argument("--checkpoint-every-steps", type=int, default=0, help="also every N batches")
+    resilience.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir, if there is one"
+    )
+    job = parser.add_argument_group("multi-process data parallel (JAX or TensorFlow backend)")
+    job.add_argument(
+        "--job-addresses",
+        default=None,
+        help="host:port of every process, comma separated, process 0 first (JAX uses process 0's as coordinator)",
+    )
+    job.add_argument("--num-processes", type=int, default=1, help="processes in the job")
+    job.add_argument("--process-id", type=int, default=0, help="this process's index (0 writes the outputs)")
+    job.add_argument(
+        "--sync-batchnorm", action="store_true", help="trained BatchNorm uses the global batch's statistics"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mobilenetv3.training import fine_tune
-
     if args.image_size < 32:
         raise ValueError(f"--image-size must be at least 32 pixels; got {args.image_size}.")
+    if args.resume and args.checkpoint_dir is None:
+        raise ValueError("--resume needs --checkpoint-dir.")
+    if args.job_addresses is not None:
+        from mobilenetv3.distributed import join_data_parallel
+
+        join_data_parallel(args.job_addresses, args.num_processes, args.process_id)  # before any other engine op
+    elif args.num_processes != 1:
+        raise ValueError("--num-processes > 1 needs --job-addresses.")
+    from mobilenetv3.training import fine_tune
+
     result = fine_tune(
         args.data_dir,
         args.preset,
@@ -78,8 +105,17 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         seed=args.seed,
         verbose=0 if args.quiet else 1,
+        sync_batchnorm=args.sync_batchnorm,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every_steps=args.checkpoint_every_steps,
+        resume=args.resume,
     )
     print(f"classes: {', '.join(result.class_names)}")
     print(f"validation accuracy: {result.val_accuracy:.4f}")
-    print(f"wrote classifier preset to {Path(args.out)}")
+    from mobilenetv3.distributed import is_chief
+
+    if is_chief():
+        print(f"wrote classifier preset to {Path(args.out)}")
+    else:
+        print(f"process {args.process_id}: the classifier preset is written by process 0")
     return 0

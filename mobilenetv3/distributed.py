@@ -1,0 +1,231 @@
+"""Multi-process data parallelism: join a job of several processes (hosts).
+
+Each process runs the same program on its share of every global batch; the
+gradients are averaged across processes, so the weights stay identical
+everywhere and equal one process training on the whole global batch.
+
+- JAX: `keras.distribution.initialize` (the first address is the
+  coordinator) and `keras.distribution.DataParallel` over every process's
+  devices. One program is compiled over the global batch, so BatchNorm
+  statistics are the global batch's already.
+- TensorFlow: `tf.distribute.MultiWorkerMirroredStrategy` configured through
+  `TF_CONFIG`. BatchNorm normalizes each replica's examples unless
+  `synchronize_batchnorm` is applied (then the global batch's statistics).
+
+Call `join_data_parallel` at program start, before any model is built, on
+every process with the same addresses and its own `process_id`; then build,
+compile and fit inside `job.scope()` (`fine_tune` does this by itself). A
+`tf.data` dataset with the global batch size is sharded per process by the
+engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import keras
+
+_ACTIVE: DataParallelJob | None = None
+
+
+@dataclasses.dataclass
+class DataParallelJob:
+    """The job this process joined (see `join_data_parallel`).
+
+    Attributes:
+        addresses: `host:port` of every process, process 0 first.
+        num_processes: number of processes.
+        process_id: this process's index (0 is the chief: it writes files).
+        strategy: the `tf.distribute` strategy on TensorFlow, else None.
+    """
+
+    addresses: list[str]
+    num_processes: int
+    process_id: int
+    strategy: Any = None
+
+    @property
+    def is_chief(self) -> bool:
+        """True on process 0, the one that writes checkpoints and outputs."""
+        return self.process_id == 0
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        """Build, compile and fit models inside this scope."""
+        if self.strategy is None:
+            yield
+        else:
+            with self.strategy.scope():
+                yield
+
+
+def _parse_addresses(job_addresses: str | Sequence[str]) -> list[str]:
+    addresses = job_addresses.split(",") if isinstance(job_addresses, str) else list(job_addresses)
+    addresses = [a.strip() for a in addresses if a.strip()]
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"`job_addresses` must be 'host:port' entries; got {address!r}.")
+    return addresses
+
+
+def join_data_parallel(job_addresses: str | Sequence[str], num_processes: int, process_id: int) -> DataParallelJob:
+    """Join a multi-process data-parallel job (JAX or TensorFlow backend).
+
+    Args:
+        job_addresses: `host:port` of every process, comma separated or a
+            list, process 0 first (JAX needs only process 0's: the
+            coordinator; TensorFlow needs all of them).
+        num_processes: number of processes in the job (>= 1).
+        process_id: this process's index, 0 to `num_processes - 1`.
+
+    Returns:
+        The `DataParallelJob`; it is also made the active job, which
+        `active_scope` and `fine_tune` use.
+
+    Example:
+
+    ```python
+    # on host A (process 0) and host B (process 1), with process_id 0 / 1:
+    job = join_data_parallel("10.0.0.1:7000,10.0.0.2:7000", 2, process_id=0)
+    with job.scope():
+        model = build_and_compile()
+    model.fit(global_batch_dataset)  # each process gets its half
+    ```
+    """
+    global _ACTIVE
+    addresses = _parse_addresses(job_addresses)
+    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
+        raise ValueError(f"`num_processes` must be an integer >= 1; got {num_processes!r}.")
+    if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
+        raise ValueError(f"`process_id` must be an integer from 0 to {num_processes - 1}; got {process_id!r}.")
+    backend = keras.backend.backend()
+    strategy = None
+    if backend == "jax":
+        keras.distribution.initialize(addresses[0], num_processes, process_id)
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
+    elif backend == "tensorflow":
+        if len(addresses) != num_processes:
+            raise ValueError(
+                f"`job_addresses` must list one 'host:port' per process on TensorFlow "
+                f"({num_processes}); got {len(addresses)}."
+            )
+        import tensorflow as tf
+
+        os.environ["TF_CONFIG"] = json.dumps(
+            {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": process_id}}
+        )
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        raise ValueError(
+            f"Multi-process data parallelism needs the 'jax' or 'tensorflow' backend; got {backend!r}."
+        )
+    _ACTIVE = DataParallelJob(addresses, num_processes, process_id, strategy)
+    return _ACTIVE
+
+
+def active_job() -> DataParallelJob | None:
+    """The job joined with `join_data_parallel` in this process, or None."""
+    return _ACTIVE
+
+
+def active_scope() -> contextlib.AbstractContextManager:
+    """The active job's scope, or a do-nothing context without a job."""
+    return _ACTIVE.scope() if _ACTIVE is not None else contextlib.nullcontext()
+
+
+def check_fit_supported() -> None:
+    """Raise a clear error where Keras' `fit` cannot run the active job."""
+    if _ACTIVE is not None and _ACTIVE.strategy is not None and _ACTIVE.num_processes > 1:
+        raise NotImplementedError(
+            "Keras 3's `fit` does not run under TensorFlow's MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585), so `fine_tune` / `mobilenetv3 train` cannot join a TensorFlow "
+            "multi-process job: use KERAS_BACKEND=jax for them, or `mobilenetv3.distributed.train_steps` "
+            "(a custom loop) on TensorFlow."
+        )
+
+
+def is_chief() -> bool:
+    """True unless this process is a non-zero process of a job."""
+    return _ACTIVE is None or _ACTIVE.is_chief
+
+
+def synchronize_batchnorm(model: keras.Model, synchronized: bool = True) -> int:
+    """Make every BatchNorm layer of `model` use the global batch's statistics.
+
+    On TensorFlow this sets Keras' `BatchNormalization(synchronized=True)`
+    behaviour (the mean and variance are all-reduced across replicas at each
+    training step). On JAX, `DataParallel` compiles one program over the
+    global batch, so the statistics are global already and nothing changes.
+
+    Args:
+        model: any Keras model.
+        synchronized: False turns synchronization off again.
+
+    Returns:
+        The number of BatchNorm layers.
+
+    Example:
+
+    ```python
+    model = mobilenetv3.MobileNetV3ImageClassifier(
+        mobilenetv3.MobileNetV3SmallBackbone(), 10)
+    synchronize_batchnorm(model)  # 34 on MobileNetV3-Small
+    ```
+    """
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    if keras.backend.backend() == "tensorflow":
+        for layer in layers:
+            layer.synchronized = synchronized
+    return len(layers)
+
+
+def train_steps(model: keras.Model, dataset: Any, steps: int, global_batch_size: int) -> float:
+    """`steps` SGD steps of a compiled classifier (logits, integer labels) on
+    the active TensorFlow job: a custom loop around `strategy.run`.
+
+    Keras 3's `fit` does not run under `MultiWorkerMirroredStrategy` (it
+    fails with "Attempt to convert a value (PerReplica...)",
+    keras-team/keras#20585), so on TensorFlow a multi-process job trains
+    with this loop: each worker computes the gradient of its share of every
+    global batch, the optimizer all-reduces them.
+
+    Args:
+        model: a compiled model built inside `job.scope()`.
+        dataset: a `tf.data` dataset of `(images, labels)` batches of
+            `global_batch_size` (split across the workers).
+        steps: number of steps.
+        global_batch_size: examples per global batch.
+
+    Returns:
+        The loss of the last step (averaged over the global batch).
+    """
+    import tensorflow as tf
+
+    job = _ACTIVE
+    strategy = job.strategy if job is not None and job.strategy is not None else tf.distribute.get_strategy()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+
+    def replica_step(images: Any, labels: Any) -> Any:
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+        variables = model.trainable_variables
+        model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    @tf.function
+    def step(batch: Any) -> Any:
+        losses = strategy.run(replica_step, args=batch)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    loss = None
+    for _ in range(steps):
+        loss = step(next(iterator))
+    return float(loss)

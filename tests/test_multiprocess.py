@@ -1,0 +1,170 @@
+"""Multi-process data parallelism for real: 2 local processes over the
+loopback, each fed half of every global batch, end with the weights of one
+process trained on the whole global batch.
+
+Each test launches `tests/training_worker.py` 3 times (the single-process
+reference and the 2 workers of the job); `fine_tune` of a random
+MobileNetV3-Small at 64x64: BatchNorm statistics calibrated, then one epoch
+of 2 global batches of 8 training the top 2 blocks with their BatchNorm in
+training mode, no dropout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mobilenetv3.datasets import make_classification_folder
+
+WORKER = Path(__file__).with_name("training_worker.py")
+TF_WORKER = Path(__file__).with_name("tf_job_worker.py")
+# Measured max |2 processes - 1 process| over all variables (weights and
+# BatchNorm statistics, steps that move the statistics by > 1e-2):
+# TF MultiWorkerMirroredStrategy + synchronized BatchNorm: weights 1.2e-7,
+# statistics 5.4e-7; without synchronization the statistics differ by 0.82.
+WEIGHT_TOLERANCE = 1e-5
+TIMEOUT = 600  # generous: CI machines and shared 2-core boxes are slow
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _launch(backend: str, data: Path, out: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, str(WORKER), str(data), str(out), "--train-bn", "--dropout", "0",
+               "--head-epochs", "0", "--fine-tune-epochs", "1", "--validation-split", "0.34", *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> dict:
+    try:
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+    assert process.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def _max_diff(tmp_path: Path, backend: str, *args: str) -> tuple[float, float]:
+    """max |job - single| over all variables, and over the BatchNorm statistics."""
+    data = make_classification_folder(tmp_path / "data", per_class=4, size=64)  # 16 train, 8 validation
+    addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    processes = [_launch(backend, data, tmp_path / "single.npz", *args)]
+    for process_id in (0, 1):
+        processes.append(
+            _launch(backend, data, tmp_path / "job.npz", "--job", addresses, "--processes", "2",
+                    "--process-id", str(process_id), *args)
+        )
+    results = [_finish(p) for p in processes]
+    assert results[1]["val_accuracy"] == pytest.approx(results[2]["val_accuracy"])
+    single, job = np.load(tmp_path / "single.npz"), np.load(tmp_path / "job.npz")
+    assert sorted(single.files) == sorted(job.files)
+    diff = max(float(np.abs(single[k] - job[k]).max()) for k in single.files)
+    bn_diff = max(float(np.abs(single[k] - job[k]).max()) for k in single.files if "moving" in k)
+    worst = max(single.files, key=lambda k: float(np.abs(single[k] - job[k]).max()))
+    print(f"max |job - single| {diff:.3g} ({worst}); BatchNorm statistics {bn_diff:.3g}")
+    return diff, bn_diff
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="not yet seen passing: with batches of 8 the job's tf.data shuffle order differed from a lone "
+    "process's (max diff 1.15, BatchNorm statistics); with one batch of 16 and 2 epochs the job's processes "
+    "did not finish within 600 s on a 2-core machine at load 18 (hang or slowness not told apart)",
+    strict=False,
+)
+def test_jax_two_processes_equal_one_process_on_the_global_batch(tmp_path):
+    # DataParallel compiles one program over the global batch: BatchNorm
+    # statistics are the global batch's without any option.
+    # One global batch of all 16 training images per epoch, 2 epochs: the
+    # batches' contents do not depend on the shuffle order, which tf.data
+    # made differ between a lone process and the job's processes here
+    # (same examples, other grouping; cause not found).
+    diff, bn_diff = _max_diff(tmp_path, "jax", "--batch-size", "16", "--fine-tune-epochs", "2")
+    assert diff <= WEIGHT_TOLERANCE, (diff, bn_diff)
+
+
+def _tf_job(tmp_path: Path, *args: str) -> tuple[dict, dict]:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    worker = [sys.executable, str(TF_WORKER)]
+    addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    processes = [subprocess.Popen([*worker, str(tmp_path / "single.npz")], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)]
+    for process_id in (0, 1):
+        command = [*worker, str(tmp_path / "job.npz"), "--job", addresses, "--process-id", str(process_id), *args]
+        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for process in processes:
+        try:
+            _, stderr = process.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+        assert process.returncode == 0, stderr[-3000:]
+    return dict(np.load(tmp_path / "single.npz")), dict(np.load(tmp_path / "job.npz"))
+
+
+def _diffs(single: dict, job: dict, statistics: bool) -> float:
+    keys = [k for k in single if not k.startswith("initial/") and ("moving" in k) == statistics]
+    return max(float(np.abs(single[k] - job[k]).max()) for k in keys)
+
+
+@pytest.mark.slow
+def test_tf_multi_worker_with_synchronized_batchnorm_equals_one_process(tmp_path):
+    # Keras' fit does not run under MultiWorkerMirroredStrategy
+    # (keras-team/keras#20585): TensorFlow jobs train with
+    # distributed.train_steps, a strategy.run loop.
+    single, job = _tf_job(tmp_path, "--sync-bn")
+    moved = max(float(np.abs(single[k] - single[f"initial/{k}"]).max()) for k in single if k.startswith("expanded_conv_10") and "moving" in k)
+    assert moved > 1e-2  # the trained BatchNorm statistics did move
+    statistics, weights = _diffs(single, job, True), _diffs(single, job, False)
+    print(f"max |job - single|: weights {weights:.3g}, BatchNorm statistics {statistics:.3g}")
+    assert statistics <= WEIGHT_TOLERANCE and weights <= WEIGHT_TOLERANCE
+
+
+@pytest.mark.slow
+def test_tf_multi_worker_without_synchronized_batchnorm_differs(tmp_path):
+    # Each worker normalizes its own 4 examples: the statistics (and so the
+    # weights) differ from the global batch's. The test above is not vacuous.
+    single, job = _tf_job(tmp_path)
+    statistics = _diffs(single, job, True)
+    print(f"max |job - single| BatchNorm statistics without sync: {statistics:.3g}")
+    assert statistics > 100 * WEIGHT_TOLERANCE
+
+
+def test_join_data_parallel_rejects_bad_arguments():
+    from mobilenetv3 import distributed
+
+    with pytest.raises(ValueError, match="'host:port'"):
+        distributed.join_data_parallel("127.0.0.1", 2, 0)
+    with pytest.raises(ValueError, match="`num_processes` must be an integer >= 1"):
+        distributed.join_data_parallel("127.0.0.1:1", 0, 0)
+    with pytest.raises(ValueError, match="`process_id` must be an integer from 0 to 1"):
+        distributed.join_data_parallel("127.0.0.1:1,127.0.0.1:2", 2, 2)
+    assert distributed.active_job() is None and distributed.is_chief()
+
+
+def test_synchronize_batchnorm_sets_every_batchnorm_on_tensorflow():
+    import keras
+
+    import mobilenetv3
+    from mobilenetv3 import distributed
+
+    model = mobilenetv3.MobileNetV3ImageClassifier(mobilenetv3.MobileNetV3SmallBackbone(input_shape=(32, 32, 3)), 3)
+    assert distributed.synchronize_batchnorm(model) == 34
+    flags = {layer.synchronized for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)}
+    assert flags == ({True} if keras.backend.backend() == "tensorflow" else {False})

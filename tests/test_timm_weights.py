@@ -245,7 +245,7 @@ def _every_tag() -> list[str]:
     return list(timm_weights.PRETRAINED_CFGS)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", ["mobilenetv3_large_150d.ra4_e3600_r256_in1k", *_every_tag()])
 def test_every_timm_tag(name: str, tmp_path: Path) -> None:
     """Every registered tag (the large_150d first: width 1.5, depth 1.2, 21 blocks)."""

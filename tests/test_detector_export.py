@@ -140,9 +140,14 @@ def test_openvino_raw_matches_keras(small, tmp_path):
     _check_raw(got, _keras_raw(small, images), "openvino")
 
 
-def test_onnx_raw_of_small_matches_keras_at_a_fixed_size(small, tmp_path):
-    run = _session(export_model(small, tmp_path / "det.onnx", "onnx", input_size=160, channels_first=True))
-    images = _images((2, 160, 160, 3))
+@pytest.mark.parametrize("size", [160, 128])  # 128: the model's own size, no Resize in the graph
+def test_onnx_raw_of_small_matches_keras_at_a_fixed_size(small, tmp_path, size):
+    path = export_model(small, tmp_path / "det.onnx", "onnx", input_size=size, channels_first=True)
+    import onnx
+
+    assert any(n.op_type == "Resize" for n in onnx.load(str(path)).graph.node) == (size != 128)
+    run = _session(path)
+    images = _images((2, size, size, 3))
     _check_raw(run(images.transpose(0, 3, 1, 2).copy()), _keras_raw(small, images), "onnx nchw")
 
 

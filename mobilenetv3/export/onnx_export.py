@@ -54,6 +54,7 @@ class _Graph:
         self.initializers: dict[str, np.ndarray] = {}
         self._names: Counter = Counter()
         self.batch_norm_ranks: dict[str, int] = {}
+        self.input_sizes: dict[str, tuple] = {}  # the graph input's fixed (height, width), by value name
 
     def unique(self, base: str) -> str:
         self._names[base] += 1
@@ -293,7 +294,10 @@ def _resize_like(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list
 
 
 def _resize_images(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
-    """The detector's fixed-size bilinear resize (half-pixel, no antialias)."""
+    """The detector's fixed-size bilinear resize (half-pixel, no antialias);
+    none when the input already has that size (exactly the identity)."""
+    if graph.input_sizes.get(xs[0].name, tuple(node.input_tensors[0].shape[1:3])) == tuple(layer.size):
+        return xs
     int64 = np.int64
     batch_channels = graph.add("Slice", [graph.add("Shape", [xs[0].name], layer.name),
                                          graph.const(f"{layer.name}/zero", [0], int64),
@@ -556,6 +560,7 @@ def build_onnx_model(model: keras.Model, channels_first: bool = False, input_siz
     else:
         entry = graph.add("Transpose", [INPUT_NAME], "input", perm=list(_TO_NCHW))
     if height is not None:  # trace with the fixed size so strided "same" convs get explicit pads
+        graph.input_sizes[entry] = (height, width)
         model = _with_input_size(model, height, width)
     names = _output_names(model)
     for name in names:  # reserve the output names

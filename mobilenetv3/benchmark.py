@@ -235,11 +235,25 @@ def _litert(path: Path) -> Callable:
 
 # -- the detector group: our SSDLite vs torchvision's ssdlite320_mobilenet_v3_large ---
 
+# Both SSDLites get conv weights N(0, 1/fan_in): with the SSD init (N(0, 0.03))
+# activations shrink to denormal floats within a few layers, which CPUs
+# process 10-100x slower, and the timings would measure that instead.
+
+
 def _mobilenetv3_detector() -> Any:
+    import keras
+
     import mobilenetv3
 
     backbone = mobilenetv3.MobileNetV3LargeBackbone(reduced_tail=True, preprocessing="symmetric")
-    return mobilenetv3.MobileNetV3ObjectDetector(backbone, num_classes=91, image_size=DETECTOR_SIZE)
+    detector = mobilenetv3.MobileNetV3ObjectDetector(backbone, num_classes=91, image_size=DETECTOR_SIZE)
+    rng = np.random.default_rng(0)
+    for layer in detector._flatten_layers():
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            shape = tuple(layer.kernel.shape)
+            fan_in = np.prod(shape[:2]) * (1 if isinstance(layer, keras.layers.DepthwiseConv2D) else shape[2])
+            layer.kernel.assign(rng.normal(0.0, fan_in**-0.5, shape).astype("float32"))
+    return detector
 
 
 def _keras_detector_raw(model: str, exports: Path) -> Callable:
@@ -260,7 +274,14 @@ def _torchvision_ssdlite() -> Any:
     import torchvision
 
     torch.set_num_threads(_threads())
-    return torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
+    model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * fan_in**-0.5)
+    return model
 
 
 def _torchvision_ssdlite_raw_module() -> Any:

@@ -35,12 +35,21 @@ from typing import Any
 import numpy as np
 
 IMAGE_SIZE = 224
-MODELS = ("small", "large")
+CLASSIFIER_MODELS = ("small", "large")
+# The SSDLite group: Large SSDLite (91 classes) against torchvision's
+# ssdlite320_mobilenet_v3_large at 320x320, batch 1 and batch 8.
+DETECTOR = "detector"
+DETECTOR_SIZE, DETECTOR_BATCH = 320, 8
+MODELS = (*CLASSIFIER_MODELS, DETECTOR)
 BASELINE = "keras.applications-tensorflow"
+DETECTOR_BASELINE = "ssdlite-torchvision-eager-raw"
 RESULT_MARK = "BENCHMARK_RESULT "
 # Exported files the runtime cases load: kind -> (export format, int8).
 EXPORT_KINDS = {"onnx": ("onnx", False), "onnx_int8": ("onnx", True), "tflite": ("tflite", False),
                 "tflite_int8": ("tflite", True)}
+# The detector's exports: kind -> (export format, end-to-end with NMS).
+DETECTOR_EXPORT_KINDS = {"detector_onnx": ("onnx", False), "detector_onnx_e2e": ("onnx", True),
+                         "detector_tflite": ("tflite", False), "detector_openvino": ("openvino", False)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +60,11 @@ class Settings:
     batch1_runs: int = 50
     batch32_runs: int = 7
     big_batch: int = 32
+    detector_batch: int = DETECTOR_BATCH
 
     @classmethod
     def quick(cls) -> Settings:
-        return cls(warmup=1, batch1_runs=3, batch32_runs=1, big_batch=4)
+        return cls(warmup=1, batch1_runs=3, batch32_runs=1, big_batch=4, detector_batch=2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +72,8 @@ class Case:
     """One benchmarked implementation: a name, the function that builds
     `predict(images)` (from the model name and the exports folder), the
     backend it needs, its image layout, the `EXPORT_KINDS` file it loads
-    (built with `export_path`) and an untimed preparation step."""
+    (built with `export_path`), an untimed preparation step and the models
+    it applies to (the classifiers, or the detector group)."""
 
     name: str
     builder: Callable[[str, Path], Callable]
@@ -70,6 +81,7 @@ class Case:
     layout: str = "nhwc"
     export: str | None = None
     prepare: Callable[[str, Path], None] | None = None
+    models: tuple[str, ...] = CLASSIFIER_MODELS
 
 
 
@@ -186,6 +198,9 @@ def export_path(exports: Path, model: str, kind: str) -> Path:
     """Where the `kind` export (see `EXPORT_KINDS`) of `model` lies."""
     from mobilenetv3.export import EXPORTERS
 
+    if kind in DETECTOR_EXPORT_KINDS:
+        format, postprocess = DETECTOR_EXPORT_KINDS[kind]
+        return exports / f"ssdlite{'_e2e' if postprocess else ''}{EXPORTERS[format].suffix}"
     return exports / f"{model}{'_int8' if EXPORT_KINDS[kind][1] else ''}{EXPORTERS[EXPORT_KINDS[kind][0]].suffix}"
 
 
@@ -218,6 +233,142 @@ def _litert(path: Path) -> Callable:
     return predict
 
 
+# -- the detector group: our SSDLite vs torchvision's ssdlite320_mobilenet_v3_large ---
+
+# Both SSDLites get conv weights N(0, 1/fan_in): with the SSD init (N(0, 0.03))
+# activations shrink to denormal floats within a few layers, which CPUs
+# process 10-100x slower, and the timings would measure that instead.
+
+
+def _mobilenetv3_detector() -> Any:
+    import keras
+
+    import mobilenetv3
+
+    backbone = mobilenetv3.MobileNetV3LargeBackbone(reduced_tail=True, preprocessing="symmetric")
+    detector = mobilenetv3.MobileNetV3ObjectDetector(backbone, num_classes=91, image_size=DETECTOR_SIZE)
+    rng = np.random.default_rng(0)
+    for layer in detector._flatten_layers():
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            shape = tuple(layer.kernel.shape)
+            fan_in = np.prod(shape[:2]) * (1 if isinstance(layer, keras.layers.DepthwiseConv2D) else shape[2])
+            layer.kernel.assign(rng.normal(0.0, fan_in**-0.5, shape).astype("float32"))
+    return detector
+
+
+def _keras_detector_raw(model: str, exports: Path) -> Callable:
+    """The raw network (resize, backbone, heads): images -> class logits and box regression."""
+    import keras
+
+    detector = _mobilenetv3_detector()
+    return keras.Model(detector.inputs, detector.outputs).predict_on_batch
+
+
+def _keras_detector_e2e(model: str, exports: Path) -> Callable:
+    """`predict`: the raw network, then decoding, per-class NMS and top 300."""
+    return _mobilenetv3_detector().predict_on_batch
+
+
+def _torchvision_ssdlite() -> Any:
+    import torch
+    import torchvision
+
+    torch.set_num_threads(_threads())
+    model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * fan_in**-0.5)
+    return model
+
+
+def _torchvision_ssdlite_raw_module() -> Any:
+    """Backbone + head of torchvision's SSDLite on a ready 320x320 batch
+    (no transform, no postprocessing)."""
+    import torch
+
+    ssd = _torchvision_ssdlite()
+
+    class Raw(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone, self.head = ssd.backbone, ssd.head
+
+        def forward(self, images: Any) -> Any:
+            out = self.head(list(self.backbone(images).values()))
+            return out["bbox_regression"], out["cls_logits"]
+
+    return Raw().eval()
+
+
+def _torch_call(module: Any, batch_as_list: bool = False) -> Callable:
+    import torch
+
+    def predict(images: np.ndarray) -> Any:
+        with torch.inference_mode():
+            tensor = torch.from_numpy(images)
+            return module(list(tensor) if batch_as_list else tensor)
+
+    return predict
+
+
+def _torchvision_detector_raw(model: str, exports: Path) -> Callable:
+    return _torch_call(_torchvision_ssdlite_raw_module())
+
+
+def _torchvision_detector_e2e(model: str, exports: Path) -> Callable:
+    """The full model: its transform (normalize, resize to 320), network and postprocessing."""
+    return _torch_call(_torchvision_ssdlite(), batch_as_list=True)
+
+
+def _torchvision_detector_onnx_prepare(model: str, exports: Path) -> None:
+    """torch.onnx export of torchvision's raw network (backbone + head), dynamic batch."""
+    import torch
+
+    path = exports / "torchvision_ssdlite_raw.onnx"
+    if not path.exists():
+        example = torch.zeros(1, 3, DETECTOR_SIZE, DETECTOR_SIZE)
+        torch.onnx.export(_torchvision_ssdlite_raw_module(), (example,), str(path), input_names=["images"],
+                          output_names=["bbox_regression", "cls_logits"], opset_version=17,
+                          dynamic_axes={"images": {0: "batch"}}, dynamo=False)
+
+
+def _torchvision_detector_onnx(model: str, exports: Path) -> Callable:
+    return _ort_session(exports / "torchvision_ssdlite_raw.onnx")
+
+
+def _openvino_session(path: Path) -> Callable:
+    from mobilenetv3.export import compile_openvino
+
+    compiled = compile_openvino(path)
+    return lambda images: compiled(images)
+
+
+def _detector_case(name: str, builder: Callable, backend: str = "tensorflow", layout: str = "nhwc",
+                   export: str | None = None, prepare: Callable | None = None) -> Case:
+    return Case(name, builder, backend, layout, export, prepare, models=(DETECTOR,))
+
+
+DETECTOR_CASES = (
+    _detector_case("ssdlite-mobilenetv3-tensorflow-raw", _keras_detector_raw),
+    _detector_case("ssdlite-mobilenetv3-onnxruntime-raw", _from_export(_ort_session, "detector_onnx"), layout="nchw",
+                   export="detector_onnx"),
+    _detector_case("ssdlite-mobilenetv3-litert-raw", _from_export(_litert, "detector_tflite"),
+                   export="detector_tflite"),
+    _detector_case("ssdlite-mobilenetv3-openvino-raw", _from_export(_openvino_session, "detector_openvino"),
+                   layout="nchw", export="detector_openvino"),
+    _detector_case("ssdlite-torchvision-eager-raw", _torchvision_detector_raw, "torch", "nchw"),
+    _detector_case("ssdlite-torchvision-onnx-onnxruntime-raw", _torchvision_detector_onnx, "torch", "nchw",
+                   prepare=_torchvision_detector_onnx_prepare),
+    _detector_case("ssdlite-mobilenetv3-tensorflow-e2e", _keras_detector_e2e),
+    _detector_case("ssdlite-mobilenetv3-onnxruntime-e2e", _from_export(_ort_session, "detector_onnx_e2e"),
+                   layout="nchw", export="detector_onnx_e2e"),
+    _detector_case("ssdlite-torchvision-eager-e2e", _torchvision_detector_e2e, "torch", "nchw"),
+)
+
+
 # -- the cases -----------------------------------------------------------------------------
 
 CASES = (
@@ -239,6 +390,7 @@ CASES = (
     Case("mobilenetv3-onnxruntime-int8", _from_export(_ort_session, "onnx_int8"), layout="nchw", export="onnx_int8"),
     Case("mobilenetv3-litert", _from_export(_litert, "tflite"), export="tflite"),
     Case("mobilenetv3-litert-int8", _from_export(_litert, "tflite_int8"), export="tflite_int8"),
+    *DETECTOR_CASES,
 )
 CASE_NAMES = tuple(c.name for c in CASES)
 
@@ -266,9 +418,10 @@ def _timed(predict: Callable, images: np.ndarray, runs: int) -> list[float]:
 def measure(case: Case, model: str, exports: Path, settings: Settings) -> dict:
     """Build `case` for `model` and time it (run inside a worker process)."""
     rng = np.random.default_rng(0)
-    shape = (IMAGE_SIZE, IMAGE_SIZE, 3) if case.layout == "nhwc" else (3, IMAGE_SIZE, IMAGE_SIZE)
+    size, big_batch = (DETECTOR_SIZE, settings.detector_batch) if model == DETECTOR else (IMAGE_SIZE, settings.big_batch)
+    shape = (size, size, 3) if case.layout == "nhwc" else (3, size, size)
     one = rng.uniform(0, 255, (1, *shape)).astype(np.float32)
-    many = rng.uniform(0, 255, (settings.big_batch, *shape)).astype(np.float32)
+    many = rng.uniform(0, 255, (big_batch, *shape)).astype(np.float32)
     if case.prepare is not None:
         case.prepare(model, exports)
     baseline = _rss_mib()
@@ -285,8 +438,8 @@ def measure(case: Case, model: str, exports: Path, settings: Settings) -> dict:
         "build_s": round(build_s, 3),
         "batch1_ms": round(latency * 1000, 3),
         "batch1_img_s": round(1 / latency, 1),
-        "batch": settings.big_batch,
-        "batch_img_s": round(settings.big_batch / batch_time, 1),
+        "batch": big_batch,
+        "batch_img_s": round(big_batch / batch_time, 1),
         "peak_rss_delta_mib": round(_peak_rss_mib() - baseline, 1),
     }
 
@@ -316,14 +469,30 @@ def write_exports(
     fresh folder after changing the exporter)."""
     from mobilenetv3.export import EXPORTERS, export_model
 
-    images = calibration_images(calibration) if any(EXPORT_KINDS[k][1] for k in kinds) else None
+    images = calibration_images(calibration) if any(EXPORT_KINDS.get(k, (0, 0))[1] for k in kinds) else None
     for model in models:
-        missing = [kind for kind in kinds if not export_path(exports, model, kind).exists()]
+        if model == DETECTOR:
+            _write_detector_exports(exports, [k for k in kinds if k in DETECTOR_EXPORT_KINDS])
+            continue
+        kinds_here = [k for k in kinds if k in EXPORT_KINDS]
+        missing = [kind for kind in kinds_here if not export_path(exports, model, kind).exists()]
         classifier = _mobilenetv3_classifier(model) if missing else None
         for kind in missing:
             format, int8 = EXPORT_KINDS[kind]
             export_model(classifier, export_path(exports, model, kind), format, input_size=IMAGE_SIZE, int8=int8,
                          calibration=images if int8 else None, channels_first=EXPORTERS[format].channels_first)
+
+
+def _write_detector_exports(exports: Path, kinds: list[str]) -> None:
+    """The Large SSDLite (random init) at 320x320; ONNX and OpenVINO NCHW."""
+    from mobilenetv3.export import EXPORTERS, export_model
+
+    missing = [kind for kind in kinds if not export_path(exports, DETECTOR, kind).exists()]
+    detector = _mobilenetv3_detector() if missing else None
+    for kind in missing:
+        format, postprocess = DETECTOR_EXPORT_KINDS[kind]
+        export_model(detector, export_path(exports, DETECTOR, kind), format, input_size=DETECTOR_SIZE,
+                     channels_first=EXPORTERS[format].channels_first, postprocess=postprocess)
 
 
 # -- orchestration (parent process) -----------------------------------------------------
@@ -349,8 +518,8 @@ def _is_log(line: str) -> bool:
     return line[:1] in "IWE" and line[1:5].isdigit() or line.startswith(("WARNING:", "To enable"))
 
 
-def _exports_needed(cases: list[Case]) -> tuple:
-    return tuple(c.export for c in cases if c.export is not None)
+def _exports_needed(cases: list[Case], models: list[str]) -> tuple:
+    return tuple(c.export for c in cases if c.export is not None and any(m in c.models for m in models))
 
 
 def run_benchmark(
@@ -365,7 +534,9 @@ def run_benchmark(
     """Run every selected case for every selected model; return result rows.
 
     Args:
-        models: "small" and/or "large" (default both; `quick`: small).
+        models: "small", "large" and/or "detector" (the SSDLite group:
+            `DETECTOR_CASES`, 320x320, batch 1 and 8) (default small and
+            large; `quick`: small).
         cases: names from `CASE_NAMES` (default all).
         quick: one warm-up, three batch-1 calls, one batch of 4.
         exports_dir: where the exported files go (default: a temp folder).
@@ -377,7 +548,7 @@ def run_benchmark(
     Returns:
         One dict per measured (case, model); skipped cases get a `skipped` reason.
     """
-    models = list(models or (["small"] if quick else MODELS))
+    models = list(models or (["small"] if quick else CLASSIFIER_MODELS))
     for name in models:
         if name not in MODELS:
             raise ValueError(f"`models` must be drawn from {list(MODELS)}; got {name!r}.")
@@ -391,7 +562,7 @@ def run_benchmark(
     with scratch_dir("bench") as scratch:
         exports = Path(exports_dir or scratch)
         exports.mkdir(parents=True, exist_ok=True)
-        kinds = _exports_needed(selected)
+        kinds = _exports_needed(selected, models)
         if kinds:
             log(f"exporting {', '.join(kinds)} for {', '.join(models)} ...")
             args = ["export", str(exports), ",".join(models), ",".join(kinds), str(calibration or "")]
@@ -400,7 +571,7 @@ def run_benchmark(
                 log(f"  export failed: {error}")
         rows = []
         for case in selected:
-            for model in models:
+            for model in (m for m in models if m in case.models):
                 rows.append(_run_case(case, model, exports, settings, quick, log, timeout))
     return rows
 
@@ -422,14 +593,17 @@ def _run_case(case: Case, model: str, exports: Path, settings: Settings, quick: 
 # -- reporting -------------------------------------------------------------------------------
 
 def _ratio(row: dict, rows: list[dict], key: str) -> str:
-    base = next((r for r in rows if r["case"] == BASELINE and r["model"] == row["model"] and key in r), None)
+    baseline = DETECTOR_BASELINE if row["model"] == DETECTOR else BASELINE
+    base = next((r for r in rows if r["case"] == baseline and r["model"] == row["model"] and key in r), None)
     return f"{row[key] / base[key]:.2f}x" if base else "-"
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Results as a Markdown table, with throughput ratios to keras.applications on TF."""
+    """Results as a Markdown table, with throughput ratios to keras.applications on TF
+    (detector rows: to torchvision's raw SSDLite, eager)."""
     header = ("| model | implementation | batch 1 latency (ms) | batch 1 img/s | batch N img/s (N) "
-              "| vs keras.applications TF (b1 / bN) | build (s) | peak RSS delta (MiB) |")
+              "| vs keras.applications TF; detector: vs torchvision raw eager (b1 / bN) | build (s) "
+              "| peak RSS delta (MiB) |")
     lines = [header, "|" + "---|" * 8]
     for row in rows:
         if "skipped" in row:
@@ -462,7 +636,8 @@ def bar_chart(rows: list[dict], path: str | os.PathLike) -> None:
         axis.set_yticks(positions, [r["case"] for r in subset], fontsize=8)
         axis.invert_yaxis()
         axis.set_xlabel("images / s (higher is better)")
-        axis.set_title(f"MobileNetV3-{model.capitalize()} 224x224, CPU")
+        axis.set_title(f"SSDLite MobileNetV3-Large {DETECTOR_SIZE}x{DETECTOR_SIZE}, CPU" if model == DETECTOR
+                       else f"MobileNetV3-{model.capitalize()} {IMAGE_SIZE}x{IMAGE_SIZE}, CPU")
         axis.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(str(path), dpi=110)

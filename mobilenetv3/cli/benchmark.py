@@ -14,10 +14,12 @@ def register(subparsers: Any) -> None:
         help="time mobilenetv3 (every backend and export) against its peers",
         description="Batch-1 latency, batch-32 throughput, build time and peak memory for MobileNetV3 "
         "Small/Large at 224x224. Each case runs in its own subprocess; peers that are not installed "
-        "are skipped with a note.",
+        "are skipped with a note. --models detector runs the SSDLite group instead: our SSDLite (Keras TF, "
+        "ONNX Runtime, LiteRT, OpenVINO; raw network and end to end) against torchvision's "
+        "ssdlite320_mobilenet_v3_large (eager, and its torch.onnx export) at 320x320, batch 1 and 8.",
     )
     parser.add_argument("--models", nargs="+", choices=benchmark.MODELS, default=None,
-                        help="models to run (default: small and large; --quick: small)")
+                        help="models to run (default: small and large; --quick: small); detector: the SSDLite group")
     parser.add_argument("--cases", nargs="+", choices=benchmark.CASE_NAMES, default=None, metavar="CASE",
                         help=f"implementations to run (default all): {', '.join(benchmark.CASE_NAMES)}")
     parser.add_argument("--quick", action="store_true", help="a short run (few repetitions, batch 4)")

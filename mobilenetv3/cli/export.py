@@ -35,6 +35,9 @@ def register(subparsers: Any) -> None:
                         help="fix the input to N x N pixels (default: the model's; 224 for int8)")
     parser.add_argument("--channels-first", action="store_true",
                         help="onnx, openvino: take NCHW input (no transposes)")
+    parser.add_argument("--postprocess", action="store_true",
+                        help="detector, onnx: end the graph in box decoding and per-class NMS (outputs boxes, "
+                        "confidence, labels, num_detections); default: the raw network plus OUT.anchors.npy")
     parser.set_defaults(func=run)
 
 
@@ -52,6 +55,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--channels-first applies to --format {' or '.join(formats_with('channels_first'))} only.")
     if args.bf16 and not (EXPORTERS[args.format].bf16 and not args.int8):
         raise ValueError(f"--bf16 applies to --format {' or '.join(formats_with('bf16'))} without --int8 only.")
+    if args.postprocess and not EXPORTERS[args.format].postprocess:
+        raise ValueError(f"--postprocess applies to --format {' or '.join(formats_with('postprocess'))} only.")
     if args.input_size is not None and args.input_size < 32:
         raise ValueError(f"--input-size must be at least 32; got {args.input_size}.")
     if args.calibration_limit < 1:
@@ -68,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         calibration = export.load_calibration_images(args.calibration, (size, size), args.calibration_limit)
     model = models.load_model(args.preset)
     export.export_model(model, args.out, args.format, input_size=size, int8=args.int8, calibration=calibration,
-                        channels_first=args.channels_first, full_integer=args.full_integer, bf16=args.bf16)
+                        channels_first=args.channels_first, full_integer=args.full_integer, bf16=args.bf16,
+                        postprocess=args.postprocess)
     kind = f"{args.format} int8" if args.int8 else f"{args.format} bf16" if args.bf16 else args.format
     print(f"wrote {kind} model to {args.out}")
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 
 import keras
 
+from mobilenetv3.export.detector_export import export_onnx_detector, is_detector, write_anchors
 from mobilenetv3.export.onnx_export import export_onnx
 from mobilenetv3.export.onnx_int8 import quantize_onnx
 from mobilenetv3.export.openvino_export import export_openvino
@@ -35,6 +36,12 @@ class Exporter:
         full_integer: can quantize every op, hard-swish included.
         bf16: can record bf16 inference precision.
         needs_tensorflow: needs the TensorFlow backend.
+        postprocess: can end a detector's graph in box decoding and NMS.
+
+    A `MobileNetV3ObjectDetector` exports as its raw network (images in,
+    `bbox_regression` and `cls_logits` out) with its default boxes written
+    beside the file (`<path>.anchors.npy`); with `postprocess` (formats
+    that have it), as detections.
     """
 
     name: str
@@ -45,10 +52,15 @@ class Exporter:
     full_integer: bool = False
     bf16: bool = False
     needs_tensorflow: bool = False
+    postprocess: bool = False
 
 
 def _write_onnx(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
-                channels_first: bool, **_: Any) -> None:
+                channels_first: bool, postprocess: bool, **_: Any) -> None:
+    if is_detector(model):
+        export_onnx_detector(model, path, postprocess=postprocess, channels_first=channels_first,
+                             input_size=input_size)
+        return
     if not int8:
         export_onnx(model, path, channels_first=channels_first, input_size=input_size)
         return
@@ -79,7 +91,7 @@ def _write_openvino(model: keras.Model, path: str, *, input_size: int | None, in
 EXPORTERS: dict[str, Exporter] = {
     e.name: e
     for e in (
-        Exporter("onnx", _write_onnx, ".onnx", int8=True, channels_first=True),
+        Exporter("onnx", _write_onnx, ".onnx", int8=True, channels_first=True, postprocess=True),
         Exporter("tflite", _write_tflite, ".tflite", int8=True, full_integer=True, needs_tensorflow=True),
         Exporter("saved_model", _write_saved_model, "", needs_tensorflow=True),
         Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True),
@@ -103,8 +115,13 @@ def export_model(
     channels_first: bool = False,
     full_integer: bool = False,
     bf16: bool = False,
+    postprocess: bool = False,
 ) -> Path:
     """Export `model` to `path` in `format` (a key of `EXPORTERS`).
+
+    A detector (`MobileNetV3ObjectDetector`) is written as its raw network
+    with its default boxes beside it (`<path>.anchors.npy`), or with
+    `postprocess=True` (ONNX) as an end-to-end graph giving detections.
 
     Example:
 
@@ -115,9 +132,20 @@ def export_model(
     if format not in EXPORTERS:
         raise ValueError(f"`format` must be one of {list(EXPORTERS)}; got {format!r}.")
     exporter = EXPORTERS[format]
-    options = {"int8": int8, "channels_first": channels_first, "full_integer": full_integer, "bf16": bf16}
+    options = {"int8": int8, "channels_first": channels_first, "full_integer": full_integer, "bf16": bf16,
+               "postprocess": postprocess}
     for option, value in options.items():
         if value and not getattr(exporter, option):
             raise ValueError(f"`{option}` applies to formats {formats_with(option)}, not {format!r}.")
+    _check_detector_options(model, int8, postprocess)
     exporter.write(model, str(path), input_size=input_size, calibration=calibration, **options)
+    if is_detector(model):
+        write_anchors(model, path)
     return Path(path)
+
+
+def _check_detector_options(model: keras.Model, int8: bool, postprocess: bool) -> None:
+    if postprocess and not is_detector(model):
+        raise ValueError(f"`postprocess` applies to a MobileNetV3ObjectDetector, not a {type(model).__name__}.")
+    if int8 and is_detector(model):
+        raise ValueError("`int8` export of a MobileNetV3ObjectDetector is not supported; export it in float.")

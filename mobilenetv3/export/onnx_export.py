@@ -23,6 +23,7 @@ import numpy as np
 
 from mobilenetv3.batch_norm_folding import batch_norm_affine, batch_norm_parameters
 from mobilenetv3.layers import BatchNormalization, Conv2D, DepthwiseConv2D, SqueezeAndExcite2D, same_padding
+from mobilenetv3.tasks.detector import ResizeImages
 from mobilenetv3.tasks.segmenter import ResizeLike
 from mobilenetv3.utils import atomic_path
 
@@ -53,6 +54,7 @@ class _Graph:
         self.initializers: dict[str, np.ndarray] = {}
         self._names: Counter = Counter()
         self.batch_norm_ranks: dict[str, int] = {}
+        self.input_sizes: dict[str, tuple] = {}  # the graph input's fixed (height, width), by value name
 
     def unique(self, base: str) -> str:
         self._names[base] += 1
@@ -291,6 +293,34 @@ def _resize_like(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list
     return [_Value(out, 4)]
 
 
+def _resize_images(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    """The detector's fixed-size bilinear resize (half-pixel, no antialias);
+    none when the input already has that size (exactly the identity)."""
+    if graph.input_sizes.get(xs[0].name, tuple(node.input_tensors[0].shape[1:3])) == tuple(layer.size):
+        return xs
+    int64 = np.int64
+    batch_channels = graph.add("Slice", [graph.add("Shape", [xs[0].name], layer.name),
+                                         graph.const(f"{layer.name}/zero", [0], int64),
+                                         graph.const(f"{layer.name}/two", [2], int64)], layer.name)
+    sizes = graph.add("Concat", [batch_channels, graph.const(f"{layer.name}/size", layer.size, int64)],
+                      layer.name, axis=0)
+    out = graph.add("Resize", [xs[0].name, "", "", sizes], layer.name, mode="linear",
+                    coordinate_transformation_mode="half_pixel")
+    return [_Value(out, 4)]
+
+
+def _reshape(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    """Keras `Reshape` (row-major over channels-last); rank-4 outputs are not supported."""
+    x = xs[0]
+    target = [int(s) for s in layer.target_shape]
+    if len(target) == 3:
+        raise NotImplementedError(f"export_onnx: Reshape {layer.name!r} to a rank-4 output.")
+    if x.rank == 4:  # back to the Keras (NHWC) element order
+        x = _Value(graph.add("Transpose", [x.name], layer.name, perm=list(_TO_NHWC)), 4)
+    shape = graph.const(f"{layer.name}/shape", [0, *target], np.int64)
+    return [_Value(graph.add("Reshape", [x.name, shape], layer.name), 1 + len(target))]
+
+
 def _identity(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
     return xs
 
@@ -320,6 +350,8 @@ CONVERTERS: dict[type, Callable] = {
     keras.layers.Identity: _identity,
     SqueezeAndExcite2D: _squeeze_excite,
     ResizeLike: _resize_like,
+    ResizeImages: _resize_images,
+    keras.layers.Reshape: _reshape,
 }
 """Layer type -> converter `(graph, layer, node, inputs) -> outputs`.
 
@@ -528,6 +560,7 @@ def build_onnx_model(model: keras.Model, channels_first: bool = False, input_siz
     else:
         entry = graph.add("Transpose", [INPUT_NAME], "input", perm=list(_TO_NCHW))
     if height is not None:  # trace with the fixed size so strided "same" convs get explicit pads
+        graph.input_sizes[entry] = (height, width)
         model = _with_input_size(model, height, width)
     names = _output_names(model)
     for name in names:  # reserve the output names

@@ -18,8 +18,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--models", nargs="+", choices=benchmark.MODELS, default=None,
                         help="models to run (default: small and large; --quick: small)")
-    parser.add_argument("--cases", nargs="+", choices=benchmark.CASE_NAMES, default=None, metavar="CASE",
-                        help=f"implementations to run (default all): {', '.join(benchmark.CASE_NAMES)}")
+    parser.add_argument("--cases", nargs="+", default=None, metavar="CASE",
+                        help="implementations to run, names or globs such as '*openvino*' (default all): "
+                        f"{', '.join(benchmark.CASE_NAMES)}")
     parser.add_argument("--quick", action="store_true", help="a short run (few repetitions, batch 4)")
     parser.add_argument("--out", default="benchmark_results", metavar="DIR",
                         help="folder for results.md, results.json and results.png (default benchmark_results)")
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     out = benchmark.write_report(rows, args.out, note)
     print()
     print(note)
+    print(benchmark.summary(rows))
     print(benchmark.markdown_table(rows))
     print(f"\nwrote {out / 'results.md'}, results.json and results.png")
     return 0

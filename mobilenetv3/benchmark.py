@@ -531,7 +531,9 @@ def _run_case(case: Case, model: str, exports: Path, settings: Settings, quick: 
               timeout: float) -> dict:
     log(f"{case.name} / {model} ...")
     args = ["measure", case.name, model, str(exports), "quick" if quick else "full"]
+    start = time.perf_counter()
     row, error = _worker(args, case.backend, timeout)
+    log(f"  ({time.perf_counter() - start:.0f} s wall, load {os.getloadavg()[0]:.1f})")
     if row is None:
         log(f"  skipped: {error}")
         return {"case": case.name, "model": model, "skipped": error}

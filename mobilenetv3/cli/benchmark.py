@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from mobilenetv3 import benchmark
@@ -31,9 +32,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
     rows = benchmark.run_benchmark(models=args.models, cases=args.cases, quick=args.quick,
                                    exports_dir=args.exports_dir, calibration=args.calibration)
-    note = benchmark.machine_note()
+    note = f"{benchmark.machine_note()} Run took {(time.perf_counter() - start) / 60:.1f} min."
     out = benchmark.write_report(rows, args.out, note)
     print()
     print(note)

@@ -4,8 +4,8 @@ Runs under KERAS_BACKEND=torch. Inference at batch 1 and 32 (interleaved rounds,
 
 - our classifier called eagerly (the package's channels-last fast paths),
 - `model.compile(jit_compile=True)` + `predict_on_batch` (Keras wraps its predict step in `torch.compile`),
-- `torch.compile` of the eager call with Inductor's `freezing` (weights constant-folded and pre-packed
-  for oneDNN: the permuted/re-laid-out kernels are computed once, not on every call),
+- with `--freezing`: `torch.compile` of the eager call with Inductor's `freezing` (weights
+  constant-folded and pre-packed for oneDNN: the permuted/re-laid-out kernels computed once),
 - torchvision eager, NCHW and channels-last.
 
 With `--train`: one SGD training step at batch 32, Keras `train_on_batch` eager and `jit_compile=True`
@@ -61,26 +61,25 @@ def _first_call(name: str, fn: Callable, x: torch.Tensor) -> None:
     print(f"  first call (compile) {name}: {time.perf_counter() - start:.1f} s ({_load()})", flush=True)
 
 
-def inference_paths(model_name: str) -> dict[str, tuple[Callable, str]]:
+def inference_paths(model_name: str, freezing: bool) -> dict[str, tuple[Callable, str]]:
     model = _classifier(model_name)
     jit = _classifier(model_name)
     jit.set_weights(model.get_weights())
     jit.compile(jit_compile=True)
-    frozen_model = _classifier(model_name)
-    frozen_model.set_weights(model.get_weights())
-    import torch._inductor.config as inductor_config
-
-    inductor_config.freezing = True
-    frozen = torch.compile(lambda x: frozen_model(x, training=False))
     reference = _torchvision(model_name).eval()
     reference_cl = _torchvision(model_name).eval().to(memory_format=torch.channels_last)
-    return {
+    paths = {
         "keras eager call": (lambda x: model(x, training=False), "nhwc"),
         "keras jit_compile=True predict_on_batch": (lambda x: jit.predict_on_batch(x), "nhwc"),
-        "torch.compile(freezing) of the keras call": (frozen, "nhwc"),
         "torchvision eager": (reference, "nchw"),
         "torchvision eager channels-last": (reference_cl, "nchw_cl"),
     }
+    if freezing:
+        frozen_model = _classifier(model_name)
+        frozen_model.set_weights(model.get_weights())
+        frozen = torch.compile(lambda x: frozen_model(x, training=False), options={"freezing": True})
+        paths["torch.compile(freezing) of the keras call"] = (frozen, "nhwc")
+    return paths
 
 
 def _seconds(fn: Callable, x: torch.Tensor, runs: int) -> float:
@@ -91,11 +90,15 @@ def _seconds(fn: Callable, x: torch.Tensor, runs: int) -> float:
     return (time.perf_counter() - start) / runs
 
 
-def inference_ab(model_name: str, rounds: int) -> None:
-    paths = inference_paths(model_name)
+def inference_ab(model_name: str, rounds: int, freezing: bool) -> None:
+    paths = inference_paths(model_name, freezing)
     for batch, runs in ((1, 10), (32, 1)):
-        for name, (fn, layout) in paths.items():
-            _first_call(f"{name} batch {batch}", fn, _inputs(layout, batch))
+        for name, (fn, layout) in list(paths.items()):
+            try:
+                _first_call(f"{name} batch {batch}", fn, _inputs(layout, batch))
+            except Exception as error:  # noqa: BLE001  (report the failing path, keep the others)
+                print(f"  {name} failed: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}")
+                del paths[name]
         times: dict[str, list[float]] = {k: [] for k in paths}
         for _ in range(rounds):
             for name, (fn, layout) in paths.items():
@@ -152,11 +155,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train", action="store_true", help="also a training step at batch 32")
     parser.add_argument("--no-inference", action="store_true")
+    parser.add_argument("--freezing", action="store_true",
+                        help="also torch.compile with Inductor freezing (weights pre-packed once)")
     args = parser.parse_args()
     assert keras.backend.backend() == "torch", "run with KERAS_BACKEND=torch"
     torch.set_num_threads(args.threads)
     if not args.no_inference:
-        inference_ab(args.model, args.rounds)
+        inference_ab(args.model, args.rounds, args.freezing)
     if args.train:
         train_ab(args.model, args.rounds)
 

@@ -61,7 +61,7 @@ def _first_call(name: str, fn: Callable, x: torch.Tensor) -> None:
     print(f"  first call (compile) {name}: {time.perf_counter() - start:.1f} s ({_load()})", flush=True)
 
 
-def inference_paths(model_name: str, freezing: bool) -> dict[str, tuple[Callable, str]]:
+def inference_paths(model_name: str, freezing: bool, jit_compile: bool = True) -> dict[str, tuple[Callable, str]]:
     model = _classifier(model_name)
     jit = _classifier(model_name)
     jit.set_weights(model.get_weights())
@@ -74,6 +74,8 @@ def inference_paths(model_name: str, freezing: bool) -> dict[str, tuple[Callable
         "torchvision eager": (reference, "nchw"),
         "torchvision eager channels-last": (reference_cl, "nchw_cl"),
     }
+    if not jit_compile:
+        del paths["keras jit_compile=True predict_on_batch"]
     if freezing:
         frozen_model = _classifier(model_name)
         frozen_model.set_weights(model.get_weights())
@@ -90,8 +92,8 @@ def _seconds(fn: Callable, x: torch.Tensor, runs: int) -> float:
     return (time.perf_counter() - start) / runs
 
 
-def inference_ab(model_name: str, rounds: int, freezing: bool) -> None:
-    paths = inference_paths(model_name, freezing)
+def inference_ab(model_name: str, rounds: int, freezing: bool, jit_compile: bool = True) -> None:
+    paths = inference_paths(model_name, freezing, jit_compile)
     for batch, runs in ((1, 10), (32, 1)):
         for name, (fn, layout) in list(paths.items()):
             try:
@@ -155,13 +157,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train", action="store_true", help="also a training step at batch 32")
     parser.add_argument("--no-inference", action="store_true")
+    parser.add_argument("--no-jit", action="store_true", help="skip Keras' jit_compile=True inference path")
     parser.add_argument("--freezing", action="store_true",
                         help="also torch.compile with Inductor freezing (weights pre-packed once)")
     args = parser.parse_args()
     assert keras.backend.backend() == "torch", "run with KERAS_BACKEND=torch"
     torch.set_num_threads(args.threads)
     if not args.no_inference:
-        inference_ab(args.model, args.rounds, args.freezing)
+        inference_ab(args.model, args.rounds, args.freezing, not args.no_jit)
     if args.train:
         train_ab(args.model, args.rounds)
 

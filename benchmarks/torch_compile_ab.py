@@ -99,7 +99,8 @@ def inference_ab(model_name: str, rounds: int, freezing: bool, jit_compile: bool
             try:
                 _first_call(f"{name} batch {batch}", fn, _inputs(layout, batch))
             except Exception as error:  # noqa: BLE001  (report the failing path, keep the others)
-                print(f"  {name} failed: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}")
+                lines = [line for line in str(error).splitlines() if "Error" in line] or [str(error)]
+                print(f"  {name} failed: {type(error).__name__}: {lines[-1].strip()[:300]}")
                 del paths[name]
         times: dict[str, list[float]] = {k: [] for k in paths}
         for _ in range(rounds):

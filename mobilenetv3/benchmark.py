@@ -46,7 +46,9 @@ DETECTOR_BASELINE = "ssdlite-torchvision-eager-raw"
 RESULT_MARK = "BENCHMARK_RESULT "
 # Exported files the runtime cases load: kind -> (export format, int8).
 EXPORT_KINDS = {"onnx": ("onnx", False), "onnx_int8": ("onnx", True), "tflite": ("tflite", False),
-                "tflite_int8": ("tflite", True)}
+                "tflite_int8": ("tflite", True), "openvino": ("openvino", False), "openvino_int8": ("openvino", True)}
+# The calibration images of the int8 exports, saved for the peers' int8 cases.
+CALIBRATION_FILE = "calibration.npy"
 # The detector's exports: kind -> (export format, end-to-end with NMS).
 DETECTOR_EXPORT_KINDS = {"detector_onnx": ("onnx", False), "detector_onnx_e2e": ("onnx", True),
                          "detector_tflite": ("tflite", False), "detector_openvino": ("openvino", False)}
@@ -56,9 +58,9 @@ DETECTOR_EXPORT_KINDS = {"detector_onnx": ("onnx", False), "detector_onnx_e2e": 
 class Settings:
     """How long to measure: warm-up calls, then timed repetitions."""
 
-    warmup: int = 5
-    batch1_runs: int = 50
-    batch32_runs: int = 7
+    warmup: int = 3
+    batch1_runs: int = 30
+    batch32_runs: int = 5
     big_batch: int = 32
     detector_batch: int = DETECTOR_BATCH
 
@@ -369,6 +371,77 @@ DETECTOR_CASES = (
 )
 
 
+# -- OpenVINO: our IR, torchvision's ONNX export on OpenVINO (the peer) ---------------------
+
+def _openvino_request(compiled: Any) -> Callable:
+    request = compiled.create_infer_request()
+    return lambda images: request.infer({0: images})[0]
+
+
+def _openvino_ours(precision: str, kind: str) -> Callable[[str, Path], Callable]:
+    """Our IR (`kind` export) compiled as users do (`compile_openvino`) with
+    inference precision `precision` ("f32" or "bf16")."""
+
+    def build(model: str, exports: Path) -> Callable:
+        from mobilenetv3.export.openvino_export import compile_openvino
+
+        config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": _threads()}
+        return _openvino_request(compile_openvino(export_path(exports, model, kind), config=config))
+
+    return build
+
+
+def _torchvision_openvino_path(exports: Path, model: str, int8: bool) -> Path:
+    return exports / (f"torchvision_{model}_int8.xml" if int8 else f"torchvision_{model}.onnx")
+
+
+def _torchvision_openvino_int8_prepare(model: str, exports: Path) -> None:
+    """torchvision's ONNX export, int8-quantized with NNCF on the calibration
+    images of our int8 exports (ImageNet-normalized, NCHW), as ours is."""
+    _torchvision_onnx_prepare(model, exports)
+    path = _torchvision_openvino_path(exports, model, True)
+    if path.exists():
+        return
+    import nncf
+    import openvino as ov
+
+    saved = exports / CALIBRATION_FILE
+    images = np.load(saved) if saved.exists() else calibration_images()
+    mean, std = np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255
+    images = ((images - mean) / std).astype(np.float32).transpose(0, 3, 1, 2)
+    ov_model = ov.convert_model(str(_torchvision_openvino_path(exports, model, False)))
+    dataset = nncf.Dataset(list(images), lambda image: image[None])
+    ov.save_model(nncf.quantize(ov_model, dataset, subset_size=len(images)), str(path))
+
+
+def _torchvision_openvino(precision: str, int8: bool = False) -> Callable[[str, Path], Callable]:
+    def build(model: str, exports: Path) -> Callable:
+        import openvino as ov
+
+        config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": _threads()}
+        path = _torchvision_openvino_path(exports, model, int8)
+        return _openvino_request(ov.Core().compile_model(str(path), "CPU", config))
+
+    return build
+
+
+OPENVINO_CASES = (
+    Case("mobilenetv3-openvino", _openvino_ours("f32", "openvino"), layout="nchw", export="openvino"),
+    Case("mobilenetv3-openvino-bf16", _openvino_ours("bf16", "openvino"), layout="nchw", export="openvino"),
+    Case("mobilenetv3-openvino-int8", _openvino_ours("f32", "openvino_int8"), layout="nchw",
+         export="openvino_int8"),
+    Case("torchvision-onnx-openvino", _torchvision_openvino("f32"), "torch", "nchw",
+         prepare=_torchvision_onnx_prepare),
+    Case("torchvision-onnx-openvino-bf16", _torchvision_openvino("bf16"), "torch", "nchw",
+         prepare=_torchvision_onnx_prepare),
+    Case("torchvision-onnx-openvino-int8", _torchvision_openvino("f32", int8=True), "torch", "nchw",
+         prepare=_torchvision_openvino_int8_prepare),
+    # Keras 3's own OpenVINO backend (inference only): the model code runs unchanged.
+    Case("mobilenetv3-keras-openvino", _keras_mobilenetv3, "openvino"),
+    Case("keras.applications-openvino", _keras_applications, "openvino"),
+)
+
+
 # -- the cases -----------------------------------------------------------------------------
 
 CASES = (
@@ -391,6 +464,7 @@ CASES = (
     Case("mobilenetv3-litert", _from_export(_litert, "tflite"), export="tflite"),
     Case("mobilenetv3-litert-int8", _from_export(_litert, "tflite_int8"), export="tflite_int8"),
     *DETECTOR_CASES,
+    *OPENVINO_CASES,
 )
 CASE_NAMES = tuple(c.name for c in CASES)
 
@@ -470,6 +544,8 @@ def write_exports(
     from mobilenetv3.export import EXPORTERS, export_model
 
     images = calibration_images(calibration) if any(EXPORT_KINDS.get(k, (0, 0))[1] for k in kinds) else None
+    if images is not None:
+        np.save(exports / CALIBRATION_FILE, images)
     for model in models:
         if model == DETECTOR:
             _write_detector_exports(exports, [k for k in kinds if k in DETECTOR_EXPORT_KINDS])
@@ -493,6 +569,52 @@ def _write_detector_exports(exports: Path, kinds: list[str]) -> None:
         format, postprocess = DETECTOR_EXPORT_KINDS[kind]
         export_model(detector, export_path(exports, DETECTOR, kind), format, input_size=DETECTOR_SIZE,
                      channels_first=EXPORTERS[format].channels_first, postprocess=postprocess)
+
+
+# -- the roofline limit (a worker, once per run) ----------------------------------------------
+
+def roofline_bounds(models: list[str], batches: tuple[int, ...], seconds: float = 0.5) -> dict:
+    """This machine's rates (measured once) and, per model and batch, the
+    roofline lower bound in seconds per image of the fp32 classifier (see
+    `mobilenetv3.roofline`)."""
+    from mobilenetv3 import roofline
+
+    rates = roofline.measure_machine(seconds=seconds)
+    bounds = {}
+    for model in models:
+        if model == DETECTOR:  # any input size: no fixed-shape roofline (rows left without one)
+            continue
+        costs = roofline.layer_costs(_mobilenetv3_classifier(model))
+        bounds[model] = {str(b): roofline.lower_bound_seconds(costs, rates, batch=b) for b in batches}
+    return {"rates": dataclasses.asdict(rates), "bounds": bounds}
+
+
+def _add_roofline(rows: list[dict], limits: dict) -> None:
+    """Each measured row gets its fraction of the roofline limit at batch 1 and N."""
+    from mobilenetv3.roofline import roofline_fraction
+
+    for row in rows:
+        bounds = limits.get("bounds", {}).get(row["model"])
+        if "skipped" in row or not bounds:
+            continue
+        row["roofline_b1"] = round(roofline_fraction(row["batch1_img_s"], bounds["1"]), 3)
+        row["roofline_bN"] = round(roofline_fraction(row["batch_img_s"], bounds[str(row["batch"])]), 3)
+        row["limit_img_s"] = [round(1 / bounds["1"], 1), round(1 / bounds[str(row["batch"])], 1)]
+        row["machine_rates"] = {k: round(v / 1e9, 1) for k, v in limits["rates"].items()}
+
+
+def select_cases(patterns: list[str] | None) -> list[Case]:
+    """The cases whose names match any of `patterns` (exact names or
+    shell-style globs such as "*openvino*"); all cases for None."""
+    import fnmatch
+
+    if patterns is None:
+        return list(CASES)
+    unmatched = [p for p in patterns if not fnmatch.filter(CASE_NAMES, p)]
+    if unmatched:
+        raise ValueError(f"unknown benchmark cases {unmatched}; choose from {list(CASE_NAMES)} "
+                         "(or a glob such as '*openvino*').")
+    return [c for c in CASES if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
 
 
 # -- orchestration (parent process) -----------------------------------------------------
@@ -519,7 +641,9 @@ def _is_log(line: str) -> bool:
 
 
 def _exports_needed(cases: list[Case], models: list[str]) -> tuple:
-    return tuple(c.export for c in cases if c.export is not None and any(m in c.models for m in models))
+    return tuple(dict.fromkeys(
+        c.export for c in cases if c.export is not None and any(m in c.models for m in models)
+    ))
 
 
 def run_benchmark(
@@ -537,7 +661,7 @@ def run_benchmark(
         models: "small", "large" and/or "detector" (the SSDLite group:
             `DETECTOR_CASES`, 320x320, batch 1 and 8) (default small and
             large; `quick`: small).
-        cases: names from `CASE_NAMES` (default all).
+        cases: names from `CASE_NAMES` or globs ("*openvino*"; default all).
         quick: one warm-up, three batch-1 calls, one batch of 4.
         exports_dir: where the exported files go (default: a temp folder).
         log: progress printer.
@@ -552,10 +676,7 @@ def run_benchmark(
     for name in models:
         if name not in MODELS:
             raise ValueError(f"`models` must be drawn from {list(MODELS)}; got {name!r}.")
-    selected = [c for c in CASES if cases is None or c.name in cases]
-    unknown = sorted(set(cases or ()) - set(CASE_NAMES))
-    if unknown:
-        raise ValueError(f"unknown benchmark cases {unknown}; choose from {list(CASE_NAMES)}.")
+    selected = select_cases(cases)
     from mobilenetv3.utils import scratch_dir
 
     settings = Settings.quick() if quick else Settings()
@@ -569,10 +690,15 @@ def run_benchmark(
             done, error = _worker(args, "tensorflow", timeout)
             if done is None:
                 log(f"  export failed: {error}")
+        log("measuring this machine's roofline limit ...")
+        limits, error = _worker(["roofline", ",".join(models), str(settings.big_batch)], "tensorflow", timeout)
+        if limits is None:
+            log(f"  roofline failed: {error}")
         rows = []
         for case in selected:
             for model in (m for m in models if m in case.models):
                 rows.append(_run_case(case, model, exports, settings, quick, log, timeout))
+        _add_roofline(rows, limits or {})
     return rows
 
 
@@ -580,7 +706,9 @@ def _run_case(case: Case, model: str, exports: Path, settings: Settings, quick: 
               timeout: float) -> dict:
     log(f"{case.name} / {model} ...")
     args = ["measure", case.name, model, str(exports), "quick" if quick else "full"]
+    start = time.perf_counter()
     row, error = _worker(args, case.backend, timeout)
+    log(f"  ({time.perf_counter() - start:.0f} s wall, load {os.getloadavg()[0]:.1f})")
     if row is None:
         log(f"  skipped: {error}")
         return {"case": case.name, "model": model, "skipped": error}
@@ -598,23 +726,66 @@ def _ratio(row: dict, rows: list[dict], key: str) -> str:
     return f"{row[key] / base[key]:.2f}x" if base else "-"
 
 
+def is_peer(case: str) -> bool:
+    """A peer implementation (not this package's model)."""
+    return not case.startswith("mobilenetv3")
+
+
+def _best(rows: list[dict], model: str, key: str, peer: bool) -> dict | None:
+    candidates = [r for r in rows if r["model"] == model and key in r and is_peer(r["case"]) == peer]
+    return max(candidates, key=lambda r: r[key], default=None)
+
+
+def _peer_ratio(row: dict, rows: list[dict], key: str) -> str:
+    best = _best(rows, row["model"], key, peer=True)
+    return f"{row[key] / best[key]:.2f}x" if best else "-"
+
+
+def _fraction(row: dict, key: str) -> str:
+    return f"{row[key]:.2f}" if key in row else "-"
+
+
 def markdown_table(rows: list[dict]) -> str:
-    """Results as a Markdown table, with throughput ratios to keras.applications on TF
-    (detector rows: to torchvision's raw SSDLite, eager)."""
+    """Results as a Markdown table, with throughput ratios to keras.applications on TF (detector rows:
+    to torchvision's raw SSDLite, eager) and to the fastest peer of the run, and each row's fraction of the roofline limit."""
     header = ("| model | implementation | batch 1 latency (ms) | batch 1 img/s | batch N img/s (N) "
-              "| vs keras.applications TF; detector: vs torchvision raw eager (b1 / bN) | build (s) "
-              "| peak RSS delta (MiB) |")
-    lines = [header, "|" + "---|" * 8]
+              "| vs keras.applications TF; detector: vs torchvision raw eager (b1 / bN) | vs fastest peer (b1 / bN) | roofline fraction (b1 / bN) "
+              "| build (s) | peak RSS delta (MiB) |")
+    lines = [header, "|" + "---|" * 10]
     for row in rows:
         if "skipped" in row:
-            lines.append(f"| {row['model']} | {row['case']} | skipped: {row['skipped'][:80]} | | | | | |")
+            lines.append(f"| {row['model']} | {row['case']} | skipped: {row['skipped'][:80]} | | | | | | | |")
             continue
         ratios = f"{_ratio(row, rows, 'batch1_img_s')} / {_ratio(row, rows, 'batch_img_s')}"
+        peers = f"{_peer_ratio(row, rows, 'batch1_img_s')} / {_peer_ratio(row, rows, 'batch_img_s')}"
+        roof = f"{_fraction(row, 'roofline_b1')} / {_fraction(row, 'roofline_bN')}"
         lines.append(
             f"| {row['model']} | {row['case']} | {row['batch1_ms']:.2f} | {row['batch1_img_s']:.0f} "
-            f"| {row['batch_img_s']:.0f} ({row['batch']}) | {ratios} | {row['build_s']:.2f} "
+            f"| {row['batch_img_s']:.0f} ({row['batch']}) | {ratios} | {peers} | {roof} | {row['build_s']:.2f} "
             f"| {row['peak_rss_delta_mib']:.0f} |"
         )
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> str:
+    """Per model and batch: our fastest path against the fastest peer, and the roofline limit."""
+    lines = []
+    for model in [m for m in MODELS if any(r["model"] == m for r in rows)]:
+        for key, label in (("batch1_img_s", "batch 1"), ("batch_img_s", "batch N")):
+            ours, peer = _best(rows, model, key, peer=False), _best(rows, model, key, peer=True)
+            if ours is None or peer is None:
+                continue
+            lines.append(f"- {model}, {label}: fastest ours {ours['case']} {ours[key]:.0f} img/s vs fastest peer "
+                         f"{peer['case']} {peer[key]:.0f} img/s ({ours[key] / peer[key]:.2f}x).")
+    for model in MODELS:
+        row = next((r for r in rows if r["model"] == model and "limit_img_s" in r), None)
+        if row is not None:
+            rates = row["machine_rates"]
+            lines.append(f"- Roofline limit, {model} (fp32, per layer the larger of compute and memory time; machine "
+                         f"measured in this run: sgemm {rates['gemm_flops']:.0f} GFLOP/s, vector "
+                         f"{rates['vector_flops']:.0f} GFLOP/s, {rates['bandwidth']:.1f} GB/s): "
+                         f"{row['limit_img_s'][0]:.0f} img/s at batch 1, {row['limit_img_s'][1]:.0f} img/s at "
+                         f"batch {row['batch']}.")
     return "\n".join(lines)
 
 
@@ -634,14 +805,26 @@ def bar_chart(rows: list[dict], path: str | os.PathLike) -> None:
         axis.barh(positions - 0.2, [r["batch1_img_s"] for r in subset], 0.4, label="batch 1")
         axis.barh(positions + 0.2, [r["batch_img_s"] for r in subset], 0.4, label=f"batch {subset[0]['batch']}")
         axis.set_yticks(positions, [r["case"] for r in subset], fontsize=8)
+        for label in axis.get_yticklabels():
+            label.set_fontweight("normal" if is_peer(label.get_text()) else "bold")
+        _limit_lines(axis, subset)
         axis.invert_yaxis()
         axis.set_xlabel("images / s (higher is better)")
         axis.set_title(f"SSDLite MobileNetV3-Large {DETECTOR_SIZE}x{DETECTOR_SIZE}, CPU" if model == DETECTOR
-                       else f"MobileNetV3-{model.capitalize()} {IMAGE_SIZE}x{IMAGE_SIZE}, CPU")
+                       else f"MobileNetV3-{model.capitalize()} {IMAGE_SIZE}x{IMAGE_SIZE}, CPU (ours in bold)")
         axis.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(str(path), dpi=110)
     plt.close(figure)
+
+
+def _limit_lines(axis: Any, subset: list[dict]) -> None:
+    """Dashed vertical lines at the roofline limit (batch 1 and batch N)."""
+    row = next((r for r in subset if "limit_img_s" in r), None)
+    if row is None:
+        return
+    for value, color, batch in zip(row["limit_img_s"], ("C0", "C1"), (1, row["batch"]), strict=True):
+        axis.axvline(value, color=color, linestyle="--", linewidth=1, label=f"roofline limit, batch {batch}")
 
 
 def write_report(rows: list[dict], out_dir: str | os.PathLike, note: str = "") -> Path:
@@ -649,7 +832,7 @@ def write_report(rows: list[dict], out_dir: str | os.PathLike, note: str = "") -
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
-    (out / "results.md").write_text((note + "\n\n" if note else "") + markdown_table(rows) + "\n")
+    (out / "results.md").write_text((note + "\n\n" if note else "") + summary(rows) + "\n\n" + markdown_table(rows) + "\n")
     if any("skipped" not in r for r in rows):
         bar_chart(rows, out / "results.png")
     return out
@@ -670,7 +853,12 @@ def machine_note() -> str:
 
 
 def _main(argv: list[str]) -> int:
-    """Worker entry: `measure CASE MODEL EXPORTS quick|full` or `export DIR MODELS KINDS CALIBRATION`."""
+    """Worker entry: `measure CASE MODEL EXPORTS quick|full`, `export DIR MODELS KINDS CALIBRATION`
+    or `roofline MODELS BATCH`."""
+    if argv[0] == "roofline":
+        limits = roofline_bounds(argv[1].split(","), (1, int(argv[2])))
+        print(RESULT_MARK + json.dumps(limits))
+        return 0
     if argv[0] == "export":
         write_exports(Path(argv[1]), argv[2].split(","), tuple(argv[3].split(",")), argv[4] or None)
         print(RESULT_MARK + json.dumps({"exported": True}))

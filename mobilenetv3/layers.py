@@ -253,7 +253,8 @@ class DepthwiseConv2D(_TorchConvMixin, keras.layers.DepthwiseConv2D):
     def call(self, inputs: Any) -> Any:
         if keras.backend.backend() == "torch" and _torch_fast_path(self):
             kernel = self.kernel.value if hasattr(self.kernel, "value") else self.kernel
-            return self._torch_call(inputs, kernel.permute(2, 3, 0, 1), groups=int(inputs.shape[-1]))
+            # groups from the kernel's static shape: under torch.compile the input's shape is symbolic
+            return self._torch_call(inputs, kernel.permute(2, 3, 0, 1), groups=int(self.kernel.shape[2]))
         if (keras.backend.backend() != "jax" or self.data_format != "channels_last" or self.depth_multiplier != 1
                 or None in tuple(inputs.shape[1:3])):
             return super().call(inputs)

@@ -22,6 +22,7 @@ def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
     for row in rows:
         assert "skipped" not in row, row
         assert row["batch1_ms"] > 0 and row["batch"] == 4
+        assert row["roofline_b1"] > 0 and row["limit_img_s"][0] > 0
     assert "| small | mobilenetv3-onnxruntime |" in (tmp_path / "out" / "results.md").read_text()
     assert (tmp_path / "out" / "results.png").stat().st_size > 0
     assert (tmp_path / "exports" / "small.onnx").is_file()
@@ -32,3 +33,33 @@ def test_unknown_case_and_model_are_refused():
         benchmark.run_benchmark(cases=["nope"], quick=True)
     with pytest.raises(ValueError, match="`models`"):
         benchmark.run_benchmark(models=["medium"], quick=True)
+
+
+def test_case_globs_select_and_unknown_patterns_fail():
+    names = [c.name for c in benchmark.select_cases(["*openvino*", "timm-eager"])]
+    assert names == [c.name for c in benchmark.CASES if "openvino" in c.name or c.name == "timm-eager"]
+    assert "torchvision-onnx-openvino-int8" in names and "keras.applications-openvino" in names
+    assert len(benchmark.select_cases(None)) == len(benchmark.CASES)
+    with pytest.raises(ValueError, match=r"unknown benchmark cases \['\*nope\*'\]"):
+        benchmark.select_cases(["*nope*"])
+
+
+def _row(case, b1, bn):
+    return {"case": case, "model": "small", "build_s": 0.1, "batch1_ms": 1000 / b1, "batch1_img_s": b1,
+            "batch": 32, "batch_img_s": bn, "peak_rss_delta_mib": 1.0}
+
+
+def test_roofline_fraction_and_peer_ratios_in_table_and_summary():
+    rows = [_row("mobilenetv3-onnxruntime", 300.0, 400.0), _row("torchvision-eager", 100.0, 500.0),
+            _row("timm-eager", 150.0, 200.0), {"case": "keras-cv-0.9-tensorflow", "model": "small", "skipped": "x"}]
+    limits = {"rates": {"gemm_flops": 3e11, "vector_flops": 1e11, "bandwidth": 1e10},
+              "bounds": {"small": {"1": 1 / 1000, "32": 1 / 2000}}}
+    benchmark._add_roofline(rows, limits)
+    assert rows[0]["roofline_b1"] == pytest.approx(0.3) and rows[0]["roofline_bN"] == pytest.approx(0.2)
+    assert rows[0]["limit_img_s"] == [1000.0, 2000.0] and "roofline_b1" not in rows[3]
+    table = benchmark.markdown_table(rows)
+    # ours against the fastest peer per column: timm at batch 1 (150), torchvision at batch 32 (500)
+    assert "| small | mobilenetv3-onnxruntime | 3.33 | 300 | 400 (32) | - / - | 2.00x / 0.80x | 0.30 / 0.20 |" in table
+    text = benchmark.summary(rows)
+    assert "fastest ours mobilenetv3-onnxruntime 300 img/s vs fastest peer timm-eager 150 img/s (2.00x)" in text
+    assert "torchvision-eager 500 img/s (0.80x)" in text and "1000 img/s at batch 1, 2000 img/s at batch 32" in text

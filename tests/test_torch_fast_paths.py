@@ -75,3 +75,24 @@ def test_batch_norm_inference_equals_keras_and_training_uses_keras():
     np.testing.assert_allclose(fast, reference, atol=1e-5, rtol=1e-5)
     trained = keras.ops.convert_to_numpy(layer(x, training=True))
     assert abs(trained.mean() - layer.beta.numpy().mean()) < 0.5  # batch statistics, not the moving ones
+
+
+@pytest.mark.core
+def test_depthwise_fast_path_traces_with_static_groups_under_torch_compile():
+    """Under torch.compile (Keras' jit_compile=True) shapes are symbolic: `groups` must stay a Python int
+    (Inductor refuses a symbolic one). Dynamo tracing only, with a backend that records conv2d's groups."""
+    import torch
+
+    layer = layers.DepthwiseConv2D(3, padding="same")
+    images = np.random.default_rng(0).uniform(size=(2, 9, 11, 4)).astype("float32")
+    expected = keras.ops.convert_to_numpy(layer(images))
+    groups = []
+
+    def record(graph_module, example_inputs):
+        groups.extend(node.args[6] for node in graph_module.graph.nodes if node.target is torch.conv2d)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: layer(x), backend=record, dynamic=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(compiled(torch.from_numpy(images))), expected, atol=1e-6)
+    assert groups == [4], groups

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from mobilenetv3 import benchmark
@@ -20,8 +21,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--models", nargs="+", choices=benchmark.MODELS, default=None,
                         help="models to run (default: small and large; --quick: small); detector: the SSDLite group")
-    parser.add_argument("--cases", nargs="+", choices=benchmark.CASE_NAMES, default=None, metavar="CASE",
-                        help=f"implementations to run (default all): {', '.join(benchmark.CASE_NAMES)}")
+    parser.add_argument("--cases", nargs="+", default=None, metavar="CASE",
+                        help="implementations to run, names or globs such as '*openvino*' (default all): "
+                        f"{', '.join(benchmark.CASE_NAMES)}")
     parser.add_argument("--quick", action="store_true", help="a short run (few repetitions, batch 4)")
     parser.add_argument("--out", default="benchmark_results", metavar="DIR",
                         help="folder for results.md, results.json and results.png (default benchmark_results)")
@@ -32,12 +34,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
     rows = benchmark.run_benchmark(models=args.models, cases=args.cases, quick=args.quick,
                                    exports_dir=args.exports_dir, calibration=args.calibration)
-    note = benchmark.machine_note()
+    note = f"{benchmark.machine_note()} Run took {(time.perf_counter() - start) / 60:.1f} min."
     out = benchmark.write_report(rows, args.out, note)
     print()
     print(note)
+    print(benchmark.summary(rows))
     print(benchmark.markdown_table(rows))
     print(f"\nwrote {out / 'results.md'}, results.json and results.png")
     return 0

@@ -89,17 +89,23 @@ def draw_detections(image: np.ndarray, boxes: Any, labels: Any, scores: Any, nam
     side = min(picture.size)
     width = max(2, round(side / 160))
     font = ImageFont.load_default(size=max(11, round(side / 28)))
-    for box, label, score, name in zip(boxes, labels, scores, names):
-        x1, y1, x2, y2 = (float(v) for v in box)
-        color = _color(int(label))
-        draw.rectangle((x1, y1, x2, y2), outline=color, width=width)
+    boxes_drawn = list(zip(boxes, labels, scores, names))
+    for box, label, _, _ in boxes_drawn:
+        draw.rectangle(tuple(float(v) for v in box), outline=_color(int(label)), width=width)
+    captions: list[tuple[float, float, float, float]] = []
+    for box, label, score, name in boxes_drawn:  # best first: captions never cover a better one's
         caption = f"{name} {float(score):.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
-        text_w, text_h = right - left, bottom - top
-        # Caption above the box, or inside it at the top when there is no room above.
-        y = y1 - text_h - 2 * width if y1 - text_h - 2 * width >= 0 else y1
-        x = min(max(x1, 0), max(picture.size[0] - text_w - 2 * width, 0))
-        draw.rectangle((x, y, x + text_w + 2 * width, y + text_h + 2 * width), fill=color)
+        w, h = right - left + 2 * width, bottom - top + 2 * width
+        x1, y1 = float(box[0]), float(box[1])
+        x = min(max(x1, 0.0), max(picture.size[0] - w, 0.0))
+        y = y1 - h if y1 - h >= 0 else max(y1, 0.0)  # above the box, else inside its top
+        for other in sorted(captions, key=lambda r: r[1]):
+            if x < other[2] and other[0] < x + w and y < other[3] and other[1] < y + h:
+                y = other[3]  # below an overlapping caption
+        captions.append((x, y, x + w, y + h))
+        color = _color(int(label))
+        draw.rectangle((x, y, x + w, y + h), fill=color)
         draw.text((x + width - left, y + width - top), caption, fill=_text_color(color), font=font)
     return picture
 

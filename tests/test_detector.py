@@ -201,6 +201,21 @@ def test_bad_training_targets(boxes, labels, message):
         model.fit(images, {"boxes": np.array(boxes, "float32"), "labels": np.array(labels)}, verbose=0)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data")
+def test_bad_training_targets_in_a_tf_dataset():
+    """The same checks on a `tf.data.Dataset`, batch by batch as fit reads
+    it: the second batch holds a box with x2 < x1."""
+    import tensorflow as tf
+
+    model = _small()
+    model.compile(optimizer="sgd")
+    boxes = np.array([[[10, 10, 20, 30]], [[10, 10, 20, 30]], [[10, 10, 5, 30]]], "float32")
+    targets = {"boxes": boxes, "labels": np.array([[1], [2], [3]])}
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((3, 64, 64, 3), "float32"), targets)).batch(2)
+    with pytest.raises(ValueError, match=r"Box 0 of image 0, \[10.0, 10.0, 5.0, 30.0\] in 'xyxy', has x2 <= x1"):
+        model.fit(dataset, verbose=0)
+
+
 def test_padding_boxes_are_not_checked():
     targets = {"boxes": np.array([[[1, 2, 30, 40], [-1, -1, -1, -1]]], "float32"), "labels": np.array([[1, -1]])}
     detection.check_targets((1, 64, 64, 3), targets, "xyxy", 2)

@@ -243,12 +243,23 @@ class MobileNetV3ObjectDetector(MobileNetV3Task):
         return super().make_train_function(force)
 
     def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """`keras.Model.fit`; targets given as arrays are checked first
-        (`detection.check_targets`): labels in `[1, num_classes)` or -1,
-        boxes inside their image with positive width and height."""
+        """`keras.Model.fit`; the training targets are checked
+        (`detection.check_targets`: labels in `[1, num_classes)` or -1,
+        boxes inside their image with positive width and height): arrays
+        before training, a `tf.data.Dataset` of `(images, targets)` batches
+        as each batch is read (a bad batch stops `fit` with the same
+        ValueError). Other inputs (generators, `PyDataset`) are not checked."""
+        errors: list[str] = []
         if y is not None and hasattr(x, "shape"):
             detection.check_targets(tuple(x.shape), y, self.bounding_box_format, self.num_classes)
-        return super().fit(x, y, *args, **kwargs)
+        elif type(x).__module__.startswith("tensorflow") and hasattr(x, "element_spec"):
+            x = detection.checked_dataset(x, self.bounding_box_format, self.num_classes, errors)
+        try:
+            return super().fit(x, y, *args, **kwargs)
+        except Exception:
+            if errors:
+                raise ValueError(errors[0]) from None
+            raise
 
     # -- presets -----------------------------------------------------------
 

@@ -266,30 +266,40 @@ def test_config_round_trip():
 
 # -- training -----------------------------------------------------------------
 
-TRAIN_IMAGES, TRAIN_SIZE, TRAIN_EPOCHS = 640, 128, 10
-MAP50_THRESHOLD = 0.5
+def _train_on_shapes(train_images: int, size: int, epochs: int) -> dict[str, float]:
+    """Train a Small SSDLite from scratch on generated shapes with `fit`;
+    COCO AP on 100 held-out images, by pycocotools."""
+    from mobilenetv3.datasets import synthetic_detection
+    from mobilenetv3.detection.evaluate import coco_map
+
+    images, targets = synthetic_detection(train_images, size, seed=0)
+    held_out, held_out_targets = synthetic_detection(100, size, seed=1)
+    backbone = MobileNetV3SmallBackbone(reduced_tail=True, preprocessing="symmetric")
+    model = MobileNetV3ObjectDetector(backbone, 4, image_size=size, score_threshold=0.01, max_detections=50)
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9  # moving statistics must settle within a few hundred steps
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), jit_compile=False)
+    model.fit(images, targets, batch_size=16, epochs=epochs, verbose=0)
+    return coco_map(held_out_targets, model.predict(held_out, batch_size=50, verbose=0), (size, size))
 
 
 @pytest.mark.slow
 def test_trains_on_generated_shapes():
-    """A Small SSDLite learns the generated shapes from scratch with `fit`
-    (2 CPU cores, a few minutes): COCO AP@0.5 on 100 held-out images, by
-    pycocotools, above MAP50_THRESHOLD (measured 0.73 for this seed; AP@[.5:.95] 0.32). Broken matching,
-    loss or decoding stays near 0."""
-    from mobilenetv3.datasets import synthetic_detection
-    from mobilenetv3.detection.evaluate import coco_map
+    """CI's training test: 512 shapes images of 96x96, 10 epochs (320
+    steps). COCO AP@0.5 on 100 held-out images above 0.4 (measured 0.505
+    for this seed; 0.48 after 6 epochs). Broken matching, loss or decoding
+    stays near 0."""
+    scores = _train_on_shapes(512, 96, 10)
+    assert scores["map50"] >= 0.4, scores
 
-    images, targets = synthetic_detection(TRAIN_IMAGES, TRAIN_SIZE, seed=0)
-    held_out, held_out_targets = synthetic_detection(100, TRAIN_SIZE, seed=1)
-    backbone = MobileNetV3SmallBackbone(reduced_tail=True, preprocessing="symmetric")
-    model = MobileNetV3ObjectDetector(backbone, 4, image_size=TRAIN_SIZE, score_threshold=0.01, max_detections=50)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.9  # moving statistics must settle within ~400 steps
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), jit_compile=False)
-    model.fit(images, targets, batch_size=16, epochs=TRAIN_EPOCHS, verbose=0)
-    scores = coco_map(held_out_targets, model.predict(held_out, batch_size=50, verbose=0), (TRAIN_SIZE,) * 2)
-    assert scores["map50"] >= MAP50_THRESHOLD, scores
+
+@pytest.mark.heavy
+def test_trains_on_generated_shapes_longer():
+    """640 images of 128x128, 10 epochs (400 steps): AP@0.5 above 0.6
+    (measured 0.73 for this seed; AP@[.5:.95] 0.32)."""
+    scores = _train_on_shapes(640, 128, 10)
+    assert scores["map50"] >= 0.6, scores
 
 
 # -- task, presets, convert, detect and train CLIs -----------------------------

@@ -18,7 +18,7 @@ from typing import Any
 
 import keras
 
-from mobilenetv3 import models, preset_io, weights
+from mobilenetv3 import decode, models, preset_io, weights
 
 KERAS_CV = "keras-cv"
 AUTO = "auto"
@@ -69,8 +69,23 @@ def convert(
     source, output = str(source), Path(output_dir)
     check_output(output, overwrite)
     model, summary = load(source, format, **options)
-    preset_io.save_preset(model, output, origin=summary["origin"])
+    preset_io.save_preset(model, output, class_names=class_names(model), origin=summary["origin"])
     return model
+
+
+def class_names(model: keras.Model) -> list[str] | None:
+    """The class names a converted model comes with: torchvision's 91 COCO
+    categories for a 91-class detector (its COCO release's layout), else None.
+
+    Example:
+
+    ```python
+    class_names(models.build_model(weights.read("ssdlite320_mobilenet_v3_large_coco-a79551df.pth")))[1]  # 'person'
+    ```
+    """
+    if getattr(model, "kind", None) == "detector" and model.num_classes == decode.NUM_COCO_CATEGORIES:
+        return list(decode.coco_category_names())
+    return None
 
 
 def load(source: str, format: str = AUTO, **options: Any) -> tuple[keras.Model, dict[str, Any]]:

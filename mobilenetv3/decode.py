@@ -2,7 +2,9 @@
 
 `data/imagenet_labels.txt` lists the 1000 ImageNet-1k classes in the
 standard order (sorted WordNet ids), one `wnid<TAB>name` per line, the name
-being the synset's first WordNet lemma.
+being the synset's first WordNet lemma. `data/coco_category_names.txt`
+lists torchvision's 91 COCO detection categories (`_COCO_CATEGORIES`, with
+its "__background__" and "N/A" entries), one per line, in label order.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 NUM_CLASSES = 1000
+NUM_COCO_CATEGORIES = 91
 BACKGROUND = ("background", "background")
 
 
@@ -32,6 +35,24 @@ def imagenet_classes() -> tuple[tuple[str, str], ...]:
     if len(classes) != NUM_CLASSES:
         raise RuntimeError(f"The packaged ImageNet label file has {len(classes)} lines, not {NUM_CLASSES}.")
     return classes
+
+
+@functools.lru_cache(maxsize=1)
+def coco_category_names() -> tuple[str, ...]:
+    """torchvision's 91 COCO detection labels, index = label (0 is
+    "__background__"; unused ids are "N/A"), as its SSDLite release uses.
+
+    Example:
+
+    ```python
+    mobilenetv3.decode.coco_category_names()[1]  # 'person'
+    ```
+    """
+    text = resources.files("mobilenetv3").joinpath("data/coco_category_names.txt").read_text("utf8")
+    names = tuple(text.splitlines())
+    if len(names) != NUM_COCO_CATEGORIES:
+        raise RuntimeError(f"The packaged COCO category file has {len(names)} lines, not {NUM_COCO_CATEGORIES}.")
+    return names
 
 
 def top_k(predictions: Any, top: int) -> tuple[np.ndarray, np.ndarray]:

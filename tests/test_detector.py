@@ -201,6 +201,22 @@ def test_bad_training_targets(boxes, labels, message):
         model.fit(images, {"boxes": np.array(boxes, "float32"), "labels": np.array(labels)}, verbose=0)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data")
+def test_bad_training_targets_in_a_tf_dataset():
+    """The same checks on a `tf.data.Dataset`, batch by batch as fit reads
+    it: the second batch holds a box with x2 < x1."""
+    import tensorflow as tf
+
+    model = _small()
+    model.compile(optimizer="sgd")
+    boxes = np.array([[[10, 10, 20, 30]], [[10, 10, 20, 30]], [[10, 10, 5, 30]]], "float32")
+    targets = {"boxes": boxes, "labels": np.array([[1], [2], [3]])}
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((3, 64, 64, 3), "float32"), targets)).batch(2)
+    with pytest.raises(ValueError, match=r"Box 0 of image 0, \[10.0, 10.0, 5.0, 30.0\] in 'xyxy', has x2 <= x1"):
+        model.fit(dataset, verbose=0)
+
+
 def test_padding_boxes_are_not_checked():
     targets = {"boxes": np.array([[[1, 2, 30, 40], [-1, -1, -1, -1]]], "float32"), "labels": np.array([[1, -1]])}
     detection.check_targets((1, 64, 64, 3), targets, "xyxy", 2)
@@ -251,27 +267,187 @@ def test_config_round_trip():
 
 # -- training -----------------------------------------------------------------
 
-TRAIN_IMAGES, TRAIN_SIZE, TRAIN_EPOCHS = 640, 128, 10
-MAP50_THRESHOLD = 0.5
+def _train_on_shapes(train_images: int, size: int, epochs: int) -> dict[str, float]:
+    """Train a Small SSDLite from scratch on generated shapes with `fit`;
+    COCO AP on 100 held-out images, by pycocotools."""
+    from mobilenetv3.datasets import synthetic_detection
+    from mobilenetv3.detection.evaluate import coco_map
+
+    keras.utils.set_random_seed(0)
+    images, targets = synthetic_detection(train_images, size, seed=0)
+    held_out, held_out_targets = synthetic_detection(100, size, seed=1)
+    backbone = MobileNetV3SmallBackbone(reduced_tail=True, preprocessing="symmetric")
+    model = MobileNetV3ObjectDetector(backbone, 4, image_size=size, score_threshold=0.01, max_detections=50)
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9  # moving statistics must settle within a few hundred steps
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), jit_compile=False)
+    model.fit(images, targets, batch_size=16, epochs=epochs, verbose=0)
+    return coco_map(held_out_targets, model.predict(held_out, batch_size=50, verbose=0), (size, size))
 
 
 @pytest.mark.slow
 def test_trains_on_generated_shapes():
-    """A Small SSDLite learns the generated shapes from scratch with `fit`
-    (2 CPU cores, a few minutes): COCO AP@0.5 on 100 held-out images, by
-    pycocotools, above MAP50_THRESHOLD (measured 0.73 for this seed; AP@[.5:.95] 0.32). Broken matching,
-    loss or decoding stays near 0."""
-    from mobilenetv3.datasets import synthetic_detection
-    from mobilenetv3.detection.evaluate import coco_map
+    """CI's training test: 512 shapes images of 96x96, 10 epochs (320
+    steps). COCO AP@0.5 on 100 held-out images at least 0.3 (measured 0.40
+    and 0.51 in two runs: TensorFlow's CPU training is not bit-reproducible).
+    Broken matching, loss or decoding stays near 0."""
+    scores = _train_on_shapes(512, 96, 10)
+    assert scores["map50"] >= 0.3, scores
 
-    images, targets = synthetic_detection(TRAIN_IMAGES, TRAIN_SIZE, seed=0)
-    held_out, held_out_targets = synthetic_detection(100, TRAIN_SIZE, seed=1)
-    backbone = MobileNetV3SmallBackbone(reduced_tail=True, preprocessing="symmetric")
-    model = MobileNetV3ObjectDetector(backbone, 4, image_size=TRAIN_SIZE, score_threshold=0.01, max_detections=50)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.9  # moving statistics must settle within ~400 steps
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), jit_compile=False)
-    model.fit(images, targets, batch_size=16, epochs=TRAIN_EPOCHS, verbose=0)
-    scores = coco_map(held_out_targets, model.predict(held_out, batch_size=50, verbose=0), (TRAIN_SIZE,) * 2)
-    assert scores["map50"] >= MAP50_THRESHOLD, scores
+
+@pytest.mark.heavy
+def test_trains_on_generated_shapes_longer():
+    """640 images of 128x128, 10 epochs (400 steps): AP@0.5 above 0.6
+    (measured 0.73 for this seed; AP@[.5:.95] 0.32)."""
+    scores = _train_on_shapes(640, 128, 10)
+    assert scores["map50"] >= 0.6, scores
+
+
+# -- task, presets, convert, detect and train CLIs -----------------------------
+
+
+@pytest.mark.slow
+def test_build_model_gives_a_registered_detector(ported):
+    _, ours = ported
+    assert isinstance(ours, MobileNetV3ObjectDetector) and ours.kind == "detector"
+    assert models.MODEL_CLASSES["detector"] is MobileNetV3ObjectDetector
+    assert ours.num_classes == 91 and ours.image_size == (320, 320)
+
+
+@pytest.mark.slow
+def test_preset_round_trip_gives_equal_outputs(tmp_path):
+    model = _small(bounding_box_format="rel_xywh", iou_threshold=0.4)
+    model.save_to_preset(tmp_path / "preset")
+    clone = MobileNetV3ObjectDetector.from_preset(tmp_path / "preset")
+    assert clone.get_config() == model.get_config()
+    images = np.random.default_rng(0).uniform(0, 255, (1, 80, 100, 3)).astype("float32")
+    ours, theirs = model(images, training=False), clone(images, training=False)
+    for key in ("cls_logits", "bbox_regression"):
+        assert np.array_equal(keras.ops.convert_to_numpy(ours[key]), keras.ops.convert_to_numpy(theirs[key]))
+
+
+def test_classifier_preset_is_not_a_detector():
+    with pytest.raises(ValueError, match=r"holds a classifier, not a MobileNetV3ObjectDetector: pass `num_classes`"):
+        MobileNetV3ObjectDetector.from_preset("mobilenet_v3_small_imagenet_classifier", load_weights=False)
+
+
+@pytest.mark.slow
+def test_new_detector_head_on_a_backbone_preset():
+    model = MobileNetV3ObjectDetector.from_preset("mobilenet_v3_small", num_classes=5, image_size=96)
+    assert isinstance(model, MobileNetV3ObjectDetector)
+    assert (model.num_classes, model.image_size) == (5, (96, 96))
+    assert model(np.zeros((1, 60, 70, 3), "float32"))["cls_logits"].shape[-1] == 5
+
+
+@pytest.mark.slow
+def test_convert_cli_writes_a_coco_detector_preset(tmp_path, capsys):
+    """`mobilenetv3 convert` of a torchvision SSDLite state dict (random
+    weights, saved with torch.save): the preset carries torchvision's 91
+    COCO names and its raw outputs equal torchvision's to 1e-4."""
+    from mobilenetv3.cli import main
+
+    oracle = _oracle(seed=2)
+    source = tmp_path / "ssdlite.pth"
+    torch.save(oracle.state_dict(), source)
+    assert main(["convert", str(source), str(tmp_path / "preset")]) == 0
+    assert "class names: 91 (__background__, person, bicycle, car, ...)" in capsys.readouterr().out
+    from mobilenetv3 import preset_io
+
+    names = preset_io.read_class_names(tmp_path / "preset")
+    assert len(names) == 91 and names[0] == "__background__" and names[12] == "N/A" and names[90] == "toothbrush"
+    assert names == list(torchvision.models.detection.SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.meta["categories"])
+    model = MobileNetV3ObjectDetector.from_preset(tmp_path / "preset")
+    image = np.random.default_rng(3).uniform(0, 255, (240, 300, 3)).astype("float32")
+    with torch.no_grad():
+        images, _ = oracle.transform([_torch_input(image)])
+        expected = oracle.head(list(oracle.backbone(images.tensors).values()))
+    got = model(image[None], training=False)
+    for key in ("cls_logits", "bbox_regression"):
+        diff = np.abs(keras.ops.convert_to_numpy(got[key]) - expected[key].numpy()).max()
+        assert diff <= OUTPUT_TOLERANCE, f"{key}: max abs diff {diff:.2e}"
+
+
+@pytest.mark.slow
+def test_detect_cli_draws_and_prints(tmp_path, capsys):
+    from PIL import Image
+
+    from mobilenetv3 import preset_io
+    from mobilenetv3.cli import main
+
+    preset_io.save_preset(_small(), tmp_path / "preset", class_names=["background", "cat", "dog", "owl"])
+    paths = []
+    for index, size in enumerate([(90, 120), (64, 64)]):
+        paths.append(tmp_path / f"image{index}.jpg")
+        Image.fromarray(np.random.default_rng(index).integers(0, 255, (*size, 3), dtype="uint8")).save(paths[-1])
+    code = main(["detect", "--preset", str(tmp_path / "preset"), *map(str, paths), "--out", str(tmp_path / "out"),
+                 "--score-threshold", "0", "--max-detections", "3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count(": 3 detections ->") == 2, out
+    assert len([line for line in out.splitlines() if line.split()[0] in ("cat", "dog", "owl")]) == 6, out
+    for path, size in zip(paths, [(90, 120), (64, 64)]):
+        with Image.open(tmp_path / "out" / f"{path.stem}.png") as drawn:
+            assert drawn.format == "PNG" and drawn.size == size[::-1]
+            assert np.any(np.asarray(drawn) != np.asarray(Image.open(path)))  # something was drawn
+
+
+def test_detect_cli_bad_threshold(tmp_path, capsys):
+    from mobilenetv3.cli import main
+
+    assert main(["detect", "--preset", "x", "a.png", "--out", str(tmp_path), "--score-threshold", "2"]) == 2
+    assert "--score-threshold must be in [0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.core
+def test_coco_folder_round_trip(tmp_path):
+    from mobilenetv3.datasets import (
+        DETECTION_CLASSES,
+        read_coco_folder,
+        synthetic_detection,
+        write_coco_folder,
+    )
+
+    images, targets = synthetic_detection(4, 64, seed=3)
+    write_coco_folder(tmp_path / "data", images, targets, DETECTION_CLASSES)
+    read, read_targets, names = read_coco_folder(tmp_path / "data", 64)
+    assert names == list(DETECTION_CLASSES)
+    assert np.abs(read - np.clip(images, 0, 255).astype("uint8")).max() <= 1
+    for b in range(4):
+        real = targets["labels"][b] > 0
+        assert np.array_equal(read_targets["labels"][b][: real.sum()], targets["labels"][b][real])
+        assert np.allclose(read_targets["boxes"][b][: real.sum()], targets["boxes"][b][real], atol=1e-4)
+
+
+@pytest.mark.core
+def test_coco_folder_unknown_category(tmp_path):
+    import json
+
+    from mobilenetv3.datasets import read_coco_folder
+
+    (tmp_path / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [{"image_id": 1, "category_id": 7, "bbox": [1, 1, 5, 5]}]}))
+    with pytest.raises(ValueError, match="category 7, not listed"):
+        read_coco_folder(tmp_path, 64)
+
+
+@pytest.mark.slow
+def test_train_cli_detect(tmp_path, capsys):
+    """`mobilenetv3 train --task detect` on a COCO-format folder: a few
+    steps, a detector preset with the folder's class names."""
+    from mobilenetv3 import preset_io
+    from mobilenetv3.cli import main
+    from mobilenetv3.datasets import DETECTION_CLASSES, synthetic_detection, write_coco_folder
+
+    images, targets = synthetic_detection(12, 64, seed=4)
+    write_coco_folder(tmp_path / "data", images, targets, DETECTION_CLASSES)
+    code = main(["train", str(tmp_path / "data"), "--task", "detect", "--preset", "mobilenet_v3_small",
+                 "--out", str(tmp_path / "detector"), "--image-size", "64", "--epochs", "1", "--batch-size", "4",
+                 "--validation-split", "0.25", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "validation COCO AP@0.5: " in out and "classes: circle, square, triangle" in out
+    assert preset_io.read_class_names(tmp_path / "detector") == list(DETECTION_CLASSES)
+    model = MobileNetV3ObjectDetector.from_preset(tmp_path / "detector")
+    assert (model.num_classes, model.image_size) == (4, (64, 64))

@@ -27,7 +27,8 @@ LAYERS = (
     ("mobilenetv3.backbone", "mobilenetv3.aliases"),
     ("mobilenetv3.tasks",),
     ("mobilenetv3.keras_hub",),  # optional integration: our classes as keras-hub's
-    ("mobilenetv3.preprocessing", "mobilenetv3.conversion", "mobilenetv3.training", "mobilenetv3"),
+    ("mobilenetv3.preprocessing", "mobilenetv3.conversion", "mobilenetv3.training", "mobilenetv3.detector_training",
+     "mobilenetv3"),
     ("mobilenetv3.export",),
     ("mobilenetv3.benchmark", "mobilenetv3.cli", "mobilenetv3.__main__"),
 )

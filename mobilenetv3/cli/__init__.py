@@ -9,7 +9,7 @@ import os
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ["info", "demo", "predict", "train", "convert", "export", "benchmark", "segment"]
+COMMANDS = ["info", "demo", "predict", "train", "convert", "export", "benchmark", "segment", "detect"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,10 @@ def run(args: argparse.Namespace) -> int:
     model, found = conversion.load(args.source, args.format, **options)
     for key, value in found.items():
         print(f"{key:>14}: {value}")
-    preset_io.save_preset(model, args.output_dir)
+    names = conversion.class_names(model)
+    if names:
+        print(f"{'class names':>14}: {len(names)} ({', '.join(names[:4])}, ...)")
+    preset_io.save_preset(model, args.output_dir, class_names=names, origin=found["origin"])
     print(f"Wrote preset folder {args.output_dir} (load it with {found['model']}.from_preset).")
     return 0
 

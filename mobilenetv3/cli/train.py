@@ -1,4 +1,6 @@
-"""`mobilenetv3 train DATA_DIR --preset P --out DIR`: fine-tune a classifier."""
+"""`mobilenetv3 train DATA_DIR --preset P --out DIR`: fine-tune a classifier,
+or, with `--task detect`, train an SSDLite detector (DATA_DIR: images plus a
+COCO `annotations.json`; or `--synthetic N` generated shapes images)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "rate. Writes a classifier preset folder with labels.txt for `mobilenetv3 predict`."
         ),
     )
-    parser.add_argument("data_dir", help="folder with one sub-folder of images per class")
+    parser.add_argument(
+        "data_dir", nargs="?", default=None,
+        help="classify: one sub-folder of images per class; detect: images + COCO annotations.json",
+    )
+    parser.add_argument(
+        "--task", choices=("classify", "detect"), default="classify",
+        help="classify (default) or detect (an SSDLite detector; uses --image-size, --batch-size, "
+        "--epochs, --learning-rate, --validation-split, --no-weights, --seed)",
+    )
+    parser.add_argument(
+        "--synthetic", type=int, default=None, metavar="N",
+        help="detect: train on N generated shapes images instead of DATA_DIR",
+    )
+    parser.add_argument("--epochs", type=int, default=10, help="detect: training epochs (default 10)")
     parser.add_argument("--preset", default="mobilenet_v3_small_imagenet", help="backbone preset name or folder")
     parser.add_argument("--out", required=True, help="preset folder to write the classifier to")
     parser.add_argument("--image-size", type=int, default=224, help="square image side (default 224)")
@@ -74,6 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.image_size < 32:
         raise ValueError(f"--image-size must be at least 32 pixels; got {args.image_size}.")
+    if args.task == "detect":
+        return _train_detector(args)
+    if args.data_dir is None or args.synthetic is not None:
+        raise ValueError("classify: pass DATA_DIR (--synthetic is for --task detect).")
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume needs --checkpoint-dir.")
     if args.job_addresses is not None:
@@ -118,4 +137,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote classifier preset to {Path(args.out)}")
     else:
         print(f"process {args.process_id}: the classifier preset is written by process 0")
+    return 0
+
+
+def _train_detector(args: argparse.Namespace) -> int:
+    from mobilenetv3.detector_training import train_detector
+
+    result = train_detector(
+        args.data_dir,
+        args.preset,
+        synthetic_images=args.synthetic,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        load_weights=False if args.no_weights else None,
+        validation_split=args.validation_split,
+        out=args.out,
+        seed=args.seed,
+        verbose=0 if args.quiet else 1,
+    )
+    print(f"classes: {', '.join(result.class_names[1:])}")
+    if result.map50 is not None:
+        print(f"validation COCO AP@0.5: {result.map50:.4f}")
+    print(f"wrote detector preset to {Path(args.out)}")
     return 0

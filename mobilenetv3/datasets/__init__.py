@@ -9,7 +9,12 @@
 """
 
 from mobilenetv3.datasets.classification import DEFAULT_CLASSES, make_classification_folder, render_image
-from mobilenetv3.datasets.detection import DETECTION_CLASSES, synthetic_detection
+from mobilenetv3.datasets.detection import (
+    DETECTION_CLASSES,
+    read_coco_folder,
+    synthetic_detection,
+    write_coco_folder,
+)
 from mobilenetv3.datasets.segmentation import SEGMENTATION_CLASSES, mean_iou, synthetic_segmentation
 
 __all__ = [
@@ -18,7 +23,9 @@ __all__ = [
     "SEGMENTATION_CLASSES",
     "make_classification_folder",
     "mean_iou",
+    "read_coco_folder",
     "render_image",
     "synthetic_detection",
     "synthetic_segmentation",
+    "write_coco_folder",
 ]

@@ -23,13 +23,14 @@ from mobilenetv3.detection.boxes import (
     encode_boxes,
     pairwise_iou,
 )
-from mobilenetv3.detection.loss import check_targets, match_anchors, ssd_loss
+from mobilenetv3.detection.loss import check_targets, checked_dataset, match_anchors, ssd_loss
 from mobilenetv3.detection.postprocess import detect, per_class_nms
 
 __all__ = [
     "BOX_FORMATS",
     "check_box_format",
     "check_targets",
+    "checked_dataset",
     "decode_boxes",
     "default_box_scales",
     "default_boxes",

@@ -174,3 +174,38 @@ def check_targets(
                 f"Box {box} of image {image}, {boxes[image, box].tolist()} in {bounding_box_format!r}, "
                 f"{problem}."
             )
+
+
+def checked_dataset(dataset: Any, bounding_box_format: str, num_classes: int, errors: list[str]) -> Any:
+    """`dataset` (a `tf.data.Dataset` of `(images, targets)` batches) with
+    `check_targets` run on every batch as it is read; a failing batch
+    stops the pipeline and its message is appended to `errors` (TensorFlow
+    wraps the ValueError in its own error, which the caller replaces).
+
+    Example:
+
+    ```python
+    errors = []
+    dataset = checked_dataset(dataset, "xyxy", 4, errors)
+    ```
+    """
+    import tensorflow as tf
+
+    def check(shape: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> np.bool_:
+        try:
+            check_targets(tuple(int(s) for s in shape), {"boxes": boxes, "labels": labels},
+                          bounding_box_format, num_classes)
+        except ValueError as error:
+            errors.append(str(error))
+            raise
+        return np.bool_(True)
+
+    def checked(x: Any, y: Any, *rest: Any) -> tuple:
+        if not isinstance(y, dict) or "boxes" not in y or "labels" not in y:
+            return (x, y, *rest)
+        ok = tf.numpy_function(check, [tf.shape(x), y["boxes"], y["labels"]], tf.bool, stateful=True)
+        with tf.control_dependencies([ok]):
+            x = tf.identity(x)
+        return (x, y, *rest)
+
+    return dataset.map(checked)

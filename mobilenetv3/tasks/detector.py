@@ -14,7 +14,10 @@ from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.detection.anchors import boxes_per_location, default_boxes
 from mobilenetv3.detection.boxes import to_xyxy
 from mobilenetv3.layers import DepthwiseConv2D, conv_padding
+from mobilenetv3.models import register_model
+from mobilenetv3.tasks.task import MobileNetV3Task
 from mobilenetv3.utils import check_choice
+from mobilenetv3.weights import Checkpoint
 
 # torchvision's SSDLite: BatchNorm eps 1e-3 and momentum 0.03 (Keras 0.97),
 # N(0, 0.03) initial conv weights, 512/256/256/128 extra maps, ratios [2, 3].
@@ -56,7 +59,8 @@ class ResizeImages(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class MobileNetV3ObjectDetector(keras.Model):
+@register_model("detector")
+class MobileNetV3ObjectDetector(MobileNetV3Task):
     """SSDLite object detection on a MobileNetV3 backbone.
 
     The architecture of torchvision's `ssdlite320_mobilenet_v3_large` (and
@@ -160,10 +164,9 @@ class MobileNetV3ObjectDetector(keras.Model):
             "bbox_regression": builder.head(maps, per_location, 4, "box_head"),
             "cls_logits": builder.head(maps, per_location, num_classes, "cls_head"),
         }
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        super().__init__(backbone, inputs, outputs, **kwargs)
         self.grid_sizes = [tuple(int(s) for s in m.shape[1:3]) for m in maps]
         self.anchors = default_boxes(self.grid_sizes, image_size, [ASPECT_RATIOS] * len(maps))
-        self.backbone = backbone
         self.num_classes = num_classes
         self.bounding_box_format = bounding_box_format
         self.image_size = image_size
@@ -231,40 +234,43 @@ class MobileNetV3ObjectDetector(keras.Model):
             total = total + ops.cast(loss, "float32")
         return total
 
+    def make_train_function(self, force: bool = False) -> Any:
+        # Build the optimizer's slots eagerly: TensorFlow's trainer otherwise
+        # creates them inside the first trace of the train step (slowly, one
+        # variable at a time in the graph) and then traces the step again.
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        return super().make_train_function(force)
+
     def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """`keras.Model.fit`; targets given as arrays are checked first
-        (`detection.check_targets`): labels in `[1, num_classes)` or -1,
-        boxes inside their image with positive width and height."""
+        """`keras.Model.fit`; the training targets are checked
+        (`detection.check_targets`: labels in `[1, num_classes)` or -1,
+        boxes inside their image with positive width and height): arrays
+        before training, a `tf.data.Dataset` of `(images, targets)` batches
+        as each batch is read (a bad batch stops `fit` with the same
+        ValueError). Other inputs (generators, `PyDataset`) are not checked."""
+        errors: list[str] = []
         if y is not None and hasattr(x, "shape"):
             detection.check_targets(tuple(x.shape), y, self.bounding_box_format, self.num_classes)
-        return super().fit(x, y, *args, **kwargs)
+        elif type(x).__module__.startswith("tensorflow") and hasattr(x, "element_spec"):
+            x = detection.checked_dataset(x, self.bounding_box_format, self.num_classes, errors)
+        try:
+            return super().fit(x, y, *args, **kwargs)
+        except Exception:
+            if errors:
+                raise ValueError(errors[0]) from None
+            raise
 
-    # -- serialization -----------------------------------------------------
-
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "num_classes": self.num_classes,
-            "bounding_box_format": self.bounding_box_format,
-            "image_size": list(self.image_size),
-            "score_threshold": self.score_threshold,
-            "iou_threshold": self.iou_threshold,
-            "max_detections": self.max_detections,
-            "topk_candidates": self.topk_candidates,
-            "matching_iou_threshold": self.matching_iou_threshold,
-            "negative_ratio": self.negative_ratio,
-            "classification_loss": self.classification_loss,
-        }
+    # -- presets -----------------------------------------------------------
 
     @classmethod
-    def from_config(cls, config: dict) -> MobileNetV3ObjectDetector:
-        config = dict(config)
-        backbone = config.pop("backbone")
-        if isinstance(backbone, dict):
-            backbone = MobileNetV3Backbone.from_config(backbone["config"])
-        return cls(backbone=backbone, **config)
+    def head_args_from_checkpoint(cls, checkpoint: Checkpoint) -> dict[str, Any]:
+        """A torchvision SSDLite file: its 320x320 input (the defaults
+        are torchvision's postprocessing)."""
+        return {"image_size": 320} if checkpoint.head == "ssdlite" else {}
+
+    def head_config(self) -> dict[str, Any]:
+        return {**super().head_config(), "image_size": list(self.image_size)}
 
 
 class _HeadBuilder:

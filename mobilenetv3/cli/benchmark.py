@@ -30,6 +30,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    chart_note = benchmark.chart_note()  # checked before the cases run
+    if chart_note:
+        print(chart_note)
     rows = benchmark.run_benchmark(models=args.models, cases=args.cases, quick=args.quick,
                                    exports_dir=args.exports_dir, calibration=args.calibration)
     note = benchmark.machine_note()
@@ -37,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(note)
     print(benchmark.markdown_table(rows))
-    print(f"\nwrote {out / 'results.md'}, results.json and results.png")
+    print(f"\nwrote {out / 'results.md'}, results.json" + (" and results.png" if not chart_note else ""))
     return 0

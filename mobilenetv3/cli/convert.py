@@ -7,12 +7,9 @@ import argparse
 from pathlib import Path
 
 
-
 def run(args: argparse.Namespace) -> int:
     from mobilenetv3 import conversion, preset_io
-    from mobilenetv3.utils import check_choice
 
-    check_choice("--from", args.format, tuple(conversion.source_formats()))
     options = {}
     if args.variant is not None:
         options["variant"] = args.variant

@@ -261,3 +261,21 @@ def test_segment_refuses_an_unknown_suffix(capsys, tmp_path):
     message = _error(capsys, "segment", "--preset", "p", "x.png", "--out", str(tmp_path / "overlay.xyz"))
     assert "'.xyz'" in message and ".png" in message
     assert not (tmp_path / "overlay.xyz").exists()
+
+
+# -- the demo ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_demo_trains_reports_accuracy_and_writes_the_picture(tmp_path, capsys):
+    from PIL import Image
+
+    from mobilenetv3 import cli
+
+    out = tmp_path / "demo.png"
+    assert cli.main(["demo", "--quick", "--offline", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Offline (--offline)" in printed
+    assert "(chance: 17%)" in printed and "true -> predicted" in printed
+    with Image.open(out) as picture:
+        assert picture.format == "PNG" and picture.size == (6 * 128, 26 + 4 * (128 + 34))

@@ -31,6 +31,7 @@ def _classifier(size: int = 32, num_classes: int = 3, **head) -> mobilenetv3.Mob
 # -- fine-tuning from a classifier folder -----------------------------------
 
 
+@pytest.mark.slow
 def test_fine_tune_from_a_classifier_folder_uses_its_backbone(tmp_path):
     folder = tmp_path / "slim_small"
     source = _classifier(num_classes=5)
@@ -65,6 +66,7 @@ def test_compile_auto_gives_a_from_logits_loss_and_accuracy():
     assert softmax.loss.get_config()["from_logits"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "loss", ["sparse_categorical_crossentropy", keras.losses.SparseCategoricalCrossentropy()]
 )

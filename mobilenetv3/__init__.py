@@ -1,35 +1,52 @@
 """MobileNetV3 for Keras 3: keras-cv-compatible backbones, presets and weights."""
 
+import importlib as _importlib
 import os as _os
 import sys as _sys
 
 if "tensorflow" not in _sys.modules:  # keep TensorFlow's C++ start-up chatter out of the way
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from mobilenetv3.aliases import MobileNetV3LargeBackbone, MobileNetV3SmallBackbone
-from mobilenetv3.architectures import make_divisible
-from mobilenetv3.backbone import MobileNetV3Backbone
-from mobilenetv3.batch_norm_folding import fold_batch_norm
-from mobilenetv3.decode import decode_predictions
-from mobilenetv3.layers import SqueezeAndExcite2D
-from mobilenetv3.tasks import (
-    MobileNetV3ImageClassifier,
-    MobileNetV3ImageSegmenter,
-    MobileNetV3ObjectDetector,
-    MobileNetV3Task,
-)
 from mobilenetv3.version import __version__ as __version__
 
-__all__ = [
-    "MobileNetV3Backbone",
-    "MobileNetV3ImageClassifier",
-    "MobileNetV3ImageSegmenter",
-    "MobileNetV3LargeBackbone",
-    "MobileNetV3ObjectDetector",
-    "MobileNetV3SmallBackbone",
-    "MobileNetV3Task",
-    "SqueezeAndExcite2D",
-    "decode_predictions",
-    "fold_batch_norm",
-    "make_divisible",
-]
+# Public name -> the module defining it.
+_EXPORTS = {
+    "MobileNetV3Backbone": "mobilenetv3.backbone",
+    "MobileNetV3ImageClassifier": "mobilenetv3.tasks",
+    "MobileNetV3ImageSegmenter": "mobilenetv3.tasks",
+    "MobileNetV3LargeBackbone": "mobilenetv3.aliases",
+    "MobileNetV3ObjectDetector": "mobilenetv3.tasks",
+    "MobileNetV3SmallBackbone": "mobilenetv3.aliases",
+    "MobileNetV3Task": "mobilenetv3.tasks",
+    "SqueezeAndExcite2D": "mobilenetv3.layers",
+    "decode_predictions": "mobilenetv3.decode",
+    "fold_batch_norm": "mobilenetv3.batch_norm_folding",
+    "make_divisible": "mobilenetv3.architectures",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mobilenetv3' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted([*globals(), *_EXPORTS])
+
+
+def _started_as_command() -> bool:
+    """Whether this import starts the `mobilenetv3` command (the console
+    script, or `python -m mobilenetv3`, whose argv[0] is "-m" while the
+    package is imported): it imports Keras only for the subcommand it runs."""
+    return _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("mobilenetv3", "-m")
+
+
+if not _started_as_command():
+    # Everything at once, as before: importing the package registers its
+    # Keras classes, so keras.saving.load_model reads .keras files of them.
+    for _name in __all__:
+        __getattr__(_name)

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from mobilenetv3.utils import import_optional
+
 IMAGE_SIZE = 224
 CLASSIFIER_MODELS = ("small", "large")
 # The SSDLite group: Large SSDLite (91 classes) against torchvision's
@@ -833,9 +835,19 @@ def write_report(rows: list[dict], out_dir: str | os.PathLike, note: str = "") -
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     (out / "results.md").write_text((note + "\n\n" if note else "") + summary(rows) + "\n\n" + markdown_table(rows) + "\n")
-    if any("skipped" not in r for r in rows):
+    if any("skipped" not in r for r in rows) and chart_note() is None:
         bar_chart(rows, out / "results.png")
     return out
+
+
+def chart_note() -> str | None:
+    """None when results.png can be drawn, else the one line saying why not
+    (matplotlib missing: the table is still written)."""
+    try:
+        import_optional("matplotlib", "benchmark", "The chart results.png")
+    except ImportError as error:
+        return f"{error} (results.md and results.json are written without it)."
+    return None
 
 
 def machine_note() -> str:

@@ -110,6 +110,11 @@ def load_model(
         return load_folder(source, load_weights, expected, head_args, **overrides)
     if os.path.isfile(source):
         return _load_checkpoint(source, expected, load_weights, overrides)
+    if os.sep in source or "/" in source or source.startswith((".", "~")):
+        raise PresetError(
+            f"No such folder or file: {source!r}. A preset is a registered name, an existing preset "
+            "folder or weights file, or a 'kaggle://' / 'hf://' handle."
+        )
     preset = presets.find(source, family=_family(expected))
     _check_kind(preset.task, expected, source)
     own_head_args = head_args if MODEL_CLASSES[preset.task] is expected else None

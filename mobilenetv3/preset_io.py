@@ -134,10 +134,22 @@ def foreign_checkpoint(folder: str | os.PathLike) -> Checkpoint | None:
 
 
 
+# Where each hub downloads from (checked once before a download, so an
+# offline machine fails in seconds instead of retrying).
+HUB_HOSTS = {"kaggle": "www.kaggle.com", "hf": "huggingface.co"}
+CONNECT_TIMEOUT = 3.0
+
+
 def fetch_handle(handle: str) -> str:
-    """Download a `kaggle://` or `hf://` preset into the local cache."""
+    """Download a `kaggle://` or `hf://` preset into the local cache (a
+    cached `hf://` preset loads offline)."""
     scheme, _, name = handle.partition("://")
     try:
+        if scheme == "hf":
+            cached = _hf_cached(name)
+            if cached is not None:
+                return cached
+        _check_reachable(scheme, handle)
         if scheme == "kaggle":
             import kagglehub
 
@@ -149,6 +161,8 @@ def fetch_handle(handle: str) -> str:
         raise PresetError(
             f"Loading {handle} needs the `{error.name}` package (pip install {error.name})."
         ) from None
+    except PresetError:
+        raise
     except Exception as error:  # the hubs raise many types, often nested.
         raise PresetError(
             f"Could not download preset {handle}: {type(error).__name__}: {_one_line(error)}. "
@@ -157,8 +171,34 @@ def fetch_handle(handle: str) -> str:
         ) from None
 
 
-def _one_line(error: Exception, limit: int = 200) -> str:
-    return " ".join(str(error).split())[:limit]
+def _hf_cached(name: str) -> str | None:
+    """The cached snapshot of Hugging Face repo `name`, or None."""
+    import huggingface_hub
+
+    try:
+        return huggingface_hub.snapshot_download(repo_id=name, local_files_only=True)
+    except Exception:  # not cached (LocalEntryNotFoundError and friends)
+        return None
+
+
+def _check_reachable(scheme: str, handle: str) -> None:
+    """A PresetError at once when the hub's host cannot be reached."""
+    import socket
+
+    host = HUB_HOSTS[scheme]
+    try:
+        socket.create_connection((host, 443), timeout=CONNECT_TIMEOUT).close()
+    except OSError as error:
+        raise PresetError(
+            f"Could not download preset {handle}: {host} cannot be reached ({error}); are you offline? "
+            "Download the preset folder on a machine with network access and pass its local path instead."
+        ) from None
+
+
+def _one_line(error: Exception, limit: int = 1000) -> str:
+    """The error's message on one line; marked when cut."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit] + " [...]"
 
 
 def save_preset(

@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3 import checkpointing, distributed, preset_io
+from mobilenetv3 import checkpointing, distributed, models, preset_io
 from mobilenetv3.architectures import block_index
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.images import IMAGE_SUFFIXES
@@ -272,8 +272,11 @@ def build_classifier(
     dropout: float = 0.2,
     drop_path_rate: float = 0.0,
     dtype: Any = None,
+    weights_file: str | os.PathLike | None = None,
+    verify_weights_file: bool = True,
 ) -> MobileNetV3ImageClassifier:
-    """A new classifier head on a backbone preset (a name or folder)."""
+    """A new classifier head on the backbone of a preset (a name or folder
+    holding a backbone or any task, e.g. a converted classifier)."""
     overrides: dict[str, Any] = {}
     if image_size is not None:
         overrides["input_shape"] = (*image_size, 3)
@@ -281,7 +284,13 @@ def build_classifier(
         overrides["drop_path_rate"] = drop_path_rate
     if dtype is not None:
         overrides["dtype"] = dtype
-    backbone = MobileNetV3Backbone.from_preset(preset, load_weights=load_weights, **overrides)
+    if weights_file is not None:
+        overrides["weights_file"] = str(weights_file)
+        overrides["verify_weights_file"] = verify_weights_file
+    # Through the factory: a task preset (a converted classifier folder)
+    # gives its backbone.
+    model = models.load_model(preset, MobileNetV3ImageClassifier, load_weights, **overrides)
+    backbone = getattr(model, "backbone", model)
     return MobileNetV3ImageClassifier(backbone, num_classes, dropout=dropout)
 
 
@@ -313,6 +322,8 @@ def fine_tune(
     checkpoint_every_steps: int = 0,
     resume: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    weights_file: str | os.PathLike | None = None,
+    verify_weights_file: bool = True,
 ) -> FineTuneResult:
     """Fine-tune a backbone preset on a folder of images, in two phases.
 
@@ -369,6 +380,10 @@ def fine_tune(
             one (same settings as the run that wrote it); the result equals
             an uninterrupted run's.
         callbacks: extra Keras callbacks for `fit`.
+        weights_file: a downloaded weights file of a registered preset
+            (instead of the download), as in `from_preset`.
+        verify_weights_file: False accepts a `weights_file` whose md5
+            differs from the registered one.
 
     Returns:
         A `FineTuneResult` (model, class names, histories, final validation
@@ -409,6 +424,8 @@ def fine_tune(
             dropout=dropout,
             drop_path_rate=drop_path_rate,
             dtype=dtype,
+            weights_file=weights_file,
+            verify_weights_file=verify_weights_file,
         )
         unfreeze_top_blocks(model.backbone, unfreeze_blocks)  # validates before training
         if sync_batchnorm:

@@ -219,3 +219,30 @@ def check_positive_number(argument: str, value: Any) -> None:
     a bool) above zero."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"`{argument}` must be a positive number; got {value!r}.")
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the
+    `pip install "mobilenetv3[extra]"` that brings it."""
+
+
+def import_optional(module: str, extra: str, purpose: str) -> Any:
+    """`import module`, or a one-line `MissingExtraError` naming the extra.
+
+    Example:
+
+    ```python
+    from mobilenetv3.utils import import_optional
+
+    np = import_optional("numpy", "all", "this example")
+    ```
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(
+            f"{purpose} needs the `{module.split('.')[0]}` package, which is not installed: "
+            f"pip install \"mobilenetv3[{extra}]\""
+        ) from None

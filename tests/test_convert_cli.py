@@ -117,8 +117,8 @@ def test_keras_cv_preset_folder_is_resaved(tmp_path: Path) -> None:
 def test_unknown_format_lists_the_formats(tmp_path: Path, capsys) -> None:
     source = tmp_path / "weights.pth"
     source.write_bytes(b"\x00" * 64)
-    with pytest.raises(SystemExit):
-        main(["convert", str(source), str(tmp_path / "out"), "--from", "caffe"])
+    # Checked when the command runs (its parser imports no Keras): exit status 2, the formats listed.
+    assert main(["convert", str(source), str(tmp_path / "out"), "--from", "caffe"]) == 2
     assert "timm" in capsys.readouterr().err
     with pytest.raises(ValueError, match="tflite"):
         conversion.convert(str(source), str(tmp_path / "out"), format="caffe")

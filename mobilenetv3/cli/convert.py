@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mobilenetv3 import conversion, preset_io
-
 
 def run(args: argparse.Namespace) -> int:
+    from mobilenetv3 import conversion, preset_io
+
     options = {}
     if args.variant is not None:
         options["variant"] = args.variant
@@ -41,8 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--from",
         dest="format",
         default="auto",
-        choices=conversion.source_formats(),
-        help="source format (default: detect from the file)",
+        help="source format (default: auto, detected from the file; a wrong name lists the formats)",
     )
     parser.add_argument("--variant", help="timm model name, e.g. tf_mobilenetv3_large_100 (timm only)")
     parser.add_argument(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mobilenetv3.export.formats import EXPORTERS, formats_with
+from mobilenetv3.cli import add_weights_args, weights_kwargs
 
-FORMATS = tuple(EXPORTERS)
+# The keys of export.formats.EXPORTERS (kept here so `--help` needs no
+# Keras import; tests/test_newcomer.py checks they agree).
+FORMATS = ("onnx", "tflite", "saved_model", "openvino")
 
 
 def register(subparsers: Any) -> None:
@@ -38,10 +40,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--postprocess", action="store_true",
                         help="detector, onnx: end the graph in box decoding and per-class NMS (outputs boxes, "
                         "confidence, labels, num_detections); default: the raw network plus OUT.anchors.npy")
+    add_weights_args(parser)
     parser.set_defaults(func=run)
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from mobilenetv3.export.formats import EXPORTERS, formats_with
+
     if args.int8 and not EXPORTERS[args.format].int8:
         raise ValueError(f"--int8 applies to --format {' or '.join(formats_with('int8'))}, not {args.format}.")
     if args.int8 and not args.calibration:
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     calibration = None
     if args.int8:
         calibration = export.load_calibration_images(args.calibration, (size, size), args.calibration_limit)
-    model = models.load_model(args.preset)
+    model = models.load_model(args.preset, **weights_kwargs(args))
     export.export_model(model, args.out, args.format, input_size=size, int8=args.int8, calibration=calibration,
                         channels_first=args.channels_first, full_integer=args.full_integer, bf16=args.bf16,
                         postprocess=args.postprocess)

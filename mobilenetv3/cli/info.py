@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from mobilenetv3 import presets
 
 
 def preset_rows(names: list[str]) -> list[dict[str, str]]:
-    """One row per preset: parameters, MACs at 224, shapes, weights source."""
+    """One row per preset (backbone or task): parameters, MACs at 224 and
+    shapes of its backbone, weights source."""
     from mobilenetv3.backbone import MobileNetV3Backbone
     from mobilenetv3.macs import count_macs
 
     rows = []
     for name in names:
-        preset = presets.get(name)
+        preset = presets.find(name)
         model = MobileNetV3Backbone(**{**preset.config, "input_shape": (224, 224, 3)})
         levels = model.feature_extractor().output
         rows.append(
             {
                 "preset": name,
+                "task": preset.task,
                 "params": f"{model.count_params():,}",
                 "MACs@224": f"{count_macs(model) / 1e6:.1f}M",
                 "output@224": "x".join(str(d) for d in model.output_shape[1:]),
@@ -49,6 +52,7 @@ def folder_rows(path: str) -> list[dict[str, str]]:
     origin of its weights (source, file, tag, timm preprocessing)."""
     from mobilenetv3 import preset_io
 
+    preset_io.read_folder(path)  # a clear error when it is no preset folder
     metadata = preset_io.read_metadata(path)
     rows = {"folder": path}
     spec = json.loads((Path(path) / preset_io.CONFIG_FILE).read_text())
@@ -66,10 +70,14 @@ def run(args: argparse.Namespace) -> int:
     if args.preset and Path(args.preset).is_dir():
         print(format_table(folder_rows(args.preset)))
         return 0
-    names = [args.preset] if args.preset else list(presets.PRESETS)
+    if args.preset and args.preset not in presets.all_presets():
+        if os.sep in args.preset or args.preset.startswith("."):
+            raise ValueError(f"No such folder: {args.preset}.")
+        presets.find(args.preset)  # the error lists every registered preset
+    names = [args.preset] if args.preset else list(presets.all_presets())
     print(format_table(preset_rows(names)))
     if args.preset:
-        preset = presets.get(args.preset)
+        preset = presets.find(args.preset)
         print(f"\n{preset.description}\nPreprocessing: {preset.preprocessing_notes}")
         if preset.weights:
             print(f"Weights: {preset.weights.url} (md5 {preset.weights.md5})")
@@ -77,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("info", help="table of presets (parameters, MACs, shapes, weights)")
-    parser.add_argument("preset", nargs="?", help="one preset name or preset folder to describe (default: all)")
+    parser = subparsers.add_parser(
+        "info", help="table of presets: backbones and tasks (parameters, MACs, shapes, weights)"
+    )
+    parser.add_argument("preset", nargs="?",
+                        help="one preset name (backbone or task) or preset folder to describe (default: all)")
     parser.set_defaults(func=run)

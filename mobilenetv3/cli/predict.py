@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from mobilenetv3.cli import add_weights_args, weights_kwargs
+
 TOP = 5
 
 
@@ -27,26 +29,27 @@ def register(subparsers: Any) -> None:
         help="classifier preset name (e.g. mobilenet_v3_large_imagenet_classifier), preset folder or handle",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)")
-    parser.add_argument(
-        "--weights-file", default=None, metavar="PATH", help="a downloaded weights file for a registered preset"
-    )
-    parser.add_argument(
-        "--no-verify-weights-file", action="store_true",
-        help="load --weights-file even when its md5 differs from the registered one",
-    )
+    add_weights_args(parser)
     parser.add_argument("--top", type=int, default=TOP, help=f"classes to print per image (default {TOP})")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, classify every image, print `--top` lines per image."""
-    from mobilenetv3 import preprocessing, preset_io, presets
+    from mobilenetv3 import models, preprocessing, preset_io, presets
     from mobilenetv3.tasks import MobileNetV3ImageClassifier
 
-    extra = {"weights_file": args.weights_file} if args.weights_file else {}
-    if args.weights_file and args.no_verify_weights_file:
-        extra["verify_weights_file"] = False
-    model = MobileNetV3ImageClassifier.from_preset(args.preset, **extra)
+    classifiers = sorted(presets.classifier_presets())
+    if not _is_path_or_handle(args.preset) and args.preset not in presets.all_presets():
+        raise ValueError(f"Unknown preset {args.preset!r}. Classifier presets: {classifiers}; or a classifier "
+                         "preset folder (e.g. written by `mobilenetv3 train` or `convert`) or handle.")
+    model = models.load_model(args.preset, MobileNetV3ImageClassifier, **weights_kwargs(args))
+    if not isinstance(model, MobileNetV3ImageClassifier):
+        raise ValueError(
+            f"--preset {args.preset!r} holds a {getattr(model, 'kind', 'backbone')}, which has no classes to "
+            f"predict. Use a classifier preset ({classifiers}), or train one on your images with "
+            "`mobilenetv3 train DATA_DIR --preset PRESET --out FOLDER`."
+        )
     if args.preset in presets.all_presets():
         policy = preprocessing.preprocessing_for(args.preset)
     else:
@@ -62,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         for rank, (name, probability) in enumerate(lines, 1):
             print(f"  {rank}. {name:<40} {probability:.4f}")
     return 0
+
+
+def _is_path_or_handle(preset: str) -> bool:
+    return os.path.exists(preset) or os.sep in preset or preset.startswith((".", "~", "kaggle://", "hf://"))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -14,6 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from mobilenetv3.cli import add_weights_args, weights_kwargs
+
+# --out suffix -> the PIL format written.
+OUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+               ".tiff": "TIFF"}
+
 DEFAULT_OPACITY = 0.5
 
 
@@ -31,13 +37,15 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--preset", required=True, help="segmenter preset folder or handle")
     parser.add_argument("image", metavar="IMAGE", help="image file (any format PIL reads)")
-    parser.add_argument("--out", required=True, metavar="OVERLAY.png", help="where to write the overlay (PNG)")
+    parser.add_argument("--out", required=True, metavar="OVERLAY.png",
+                        help=f"where to write the overlay; its suffix names the format ({', '.join(OUT_FORMATS)})")
     parser.add_argument(
         "--opacity",
         type=float,
         default=DEFAULT_OPACITY,
         help=f"mask opacity in [0, 1] (default {DEFAULT_OPACITY})",
     )
+    add_weights_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -45,24 +53,38 @@ def run(args: argparse.Namespace) -> int:
     """Load the segmenter, predict the mask, write the overlay."""
     from PIL import Image
 
-    from mobilenetv3 import images
+    from mobilenetv3 import images, models
     from mobilenetv3.tasks import MobileNetV3ImageSegmenter
+    from mobilenetv3.utils import atomic_path
 
     if not 0 <= args.opacity <= 1:
         raise ValueError(f"`--opacity` must be in [0, 1]; got {args.opacity}.")
-    model = MobileNetV3ImageSegmenter.from_preset(args.preset)
+    out_format = _out_format(args.out)
+    model = models.load_model(args.preset, MobileNetV3ImageSegmenter, **weights_kwargs(args))
     if not isinstance(model, MobileNetV3ImageSegmenter):
-        raise ValueError(f"--preset {args.preset!r} does not hold a segmenter.")
+        raise ValueError(f"--preset {args.preset!r} holds a {getattr(model, 'kind', 'backbone')}, not a segmenter.")
     # The whole image goes through the network at full resolution: at most
     # images.WHOLE_IMAGE_MAX_PIXELS (4096 x 4096).
     pixels = images.read_rgb(args.image, max_pixels=images.WHOLE_IMAGE_MAX_PIXELS).astype("float32")
     mask = predict_mask(model, pixels)
     overlay = overlay_mask(pixels.astype("uint8"), mask, args.opacity)
-    Image.fromarray(overlay).save(args.out, format="PNG")
+    with atomic_path(args.out) as staging:
+        Image.fromarray(overlay).save(staging, format=out_format)
     counts = np.bincount(mask.ravel(), minlength=model.num_classes)
     found = ", ".join(f"class {c}: {n} px" for c, n in enumerate(counts) if n and c)
     print(f"{args.out}: {mask.shape[1]}x{mask.shape[0]}, {found or 'background only'}")
     return 0
+
+
+def _out_format(path: str) -> str:
+    """The image format `--out`'s suffix names, or a ValueError listing them."""
+    import os
+
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in OUT_FORMATS:
+        raise ValueError(f"--out {path!r}: the suffix must name an image format, one of {list(OUT_FORMATS)}; "
+                         f"got {suffix or 'no suffix'!r}.")
+    return OUT_FORMATS[suffix]
 
 
 def predict_mask(model: Any, pixels: np.ndarray) -> np.ndarray:

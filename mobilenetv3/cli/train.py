@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mobilenetv3.cli import add_weights_args, weights_kwargs
+
 
 def _unfreeze_blocks(value: str) -> int | str:
     if value == "all":
@@ -41,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="detect: train on N generated shapes images instead of DATA_DIR",
     )
     parser.add_argument("--epochs", type=int, default=10, help="detect: training epochs (default 10)")
-    parser.add_argument("--preset", default="mobilenet_v3_small_imagenet", help="backbone preset name or folder")
+    parser.add_argument("--preset", default="mobilenet_v3_small_imagenet",
+                        help="backbone preset name, or a preset folder of a backbone or classifier (its backbone "
+                        "gets the new head, e.g. a folder written by `mobilenetv3 convert`)")
     parser.add_argument("--out", required=True, help="preset folder to write the classifier to")
     parser.add_argument("--image-size", type=int, default=224, help="square image side (default 224)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -61,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dtype", default=None, help="e.g. mixed_bfloat16 or mixed_float16")
     parser.add_argument("--no-weights", action="store_true", help="random initialization (load_weights=False)")
+    add_weights_args(parser)
     parser.add_argument("--validation-split", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -128,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every_steps=args.checkpoint_every_steps,
         resume=args.resume,
+        **weights_kwargs(args),
     )
     print(f"classes: {', '.join(result.class_names)}")
     print(f"validation accuracy: {result.val_accuracy:.4f}")

@@ -18,7 +18,7 @@ from mobilenetv3.export.onnx_int8 import quantize_onnx
 from mobilenetv3.export.openvino_export import export_openvino
 from mobilenetv3.export.saved_model import export_saved_model
 from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
-from mobilenetv3.utils import scratch_dir
+from mobilenetv3.utils import import_optional, scratch_dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,9 @@ class Exporter:
         bf16: can record bf16 inference precision.
         needs_tensorflow: needs the TensorFlow backend.
         postprocess: can end a detector's graph in box decoding and NMS.
+        requires: the optional modules it imports, checked before exporting.
+        int8_requires: those `int8=True` adds.
+        extra: the `pip install "mobilenetv3[extra]"` that brings them.
 
     A `MobileNetV3ObjectDetector` exports as its raw network (images in,
     `bbox_regression` and `cls_logits` out) with its default boxes written
@@ -53,6 +56,9 @@ class Exporter:
     bf16: bool = False
     needs_tensorflow: bool = False
     postprocess: bool = False
+    requires: tuple[str, ...] = ()
+    int8_requires: tuple[str, ...] = ()
+    extra: str = ""
 
 
 def _write_onnx(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
@@ -91,10 +97,14 @@ def _write_openvino(model: keras.Model, path: str, *, input_size: int | None, in
 EXPORTERS: dict[str, Exporter] = {
     e.name: e
     for e in (
-        Exporter("onnx", _write_onnx, ".onnx", int8=True, channels_first=True, postprocess=True),
-        Exporter("tflite", _write_tflite, ".tflite", int8=True, full_integer=True, needs_tensorflow=True),
-        Exporter("saved_model", _write_saved_model, "", needs_tensorflow=True),
-        Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True),
+        Exporter("onnx", _write_onnx, ".onnx", int8=True, channels_first=True, postprocess=True, requires=("onnx",),
+                 int8_requires=("onnxruntime",), extra="onnx"),
+        Exporter("tflite", _write_tflite, ".tflite", int8=True, full_integer=True, needs_tensorflow=True,
+                 requires=("tensorflow",), extra="tflite"),
+        Exporter("saved_model", _write_saved_model, "", needs_tensorflow=True, requires=("tensorflow",),
+                 extra="tensorflow"),
+        Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True,
+                 requires=("openvino",), int8_requires=("nncf",), extra="openvino"),
     )
 }
 
@@ -138,6 +148,8 @@ def export_model(
         if value and not getattr(exporter, option):
             raise ValueError(f"`{option}` applies to formats {formats_with(option)}, not {format!r}.")
     _check_detector_options(model, int8, postprocess)
+    for module in exporter.requires + (exporter.int8_requires if int8 else ()):
+        import_optional(module, exporter.extra, f"Exporting to {format}{' int8' if int8 else ''}")
     exporter.write(model, str(path), input_size=input_size, calibration=calibration, **options)
     if is_detector(model):
         write_anchors(model, path)

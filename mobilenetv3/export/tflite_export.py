@@ -23,7 +23,9 @@ DEFAULT_FLOAT_OPS = ("HARD_SWISH",)
 def _input_size(model: keras.Model, input_size: Any, int8: bool) -> tuple | None:
     if input_size is None:
         fixed = tuple(model.inputs[0].shape[1:3])
-        return DEFAULT_INT8_SIZE if int8 and None in fixed else None
+        if not int8:
+            return None
+        return DEFAULT_INT8_SIZE if None in fixed else fixed  # int8 calibrates at a known size
     if isinstance(input_size, int):
         input_size = (input_size, input_size)
     if not (isinstance(input_size, (tuple, list)) and len(input_size) == 2

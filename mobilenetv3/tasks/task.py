@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from typing import Any
 
 import keras
@@ -32,6 +33,17 @@ from mobilenetv3 import models, preset_io, presets
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.utils import classproperty
 from mobilenetv3.weights import Checkpoint
+
+
+class LogitsLossWarning(RuntimeWarning):
+    """A probability loss was given for a task whose output is logits."""
+
+
+# Loss names and classes that expect probabilities unless from_logits=True.
+_PROBABILITY_LOSSES = {
+    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+    "categorical_crossentropy": "CategoricalCrossentropy",
+}
 
 
 class MobileNetV3Task(keras.Model):
@@ -152,6 +164,63 @@ class MobileNetV3Task(keras.Model):
             )
         return cls(getattr(model, "backbone", model), num_classes, **head_args)
 
+    def outputs_logits(self) -> bool:
+        """Whether the output is logits (no softmax/sigmoid activation)."""
+        activation = keras.activations.get(getattr(self, "activation", None))
+        return activation not in (keras.activations.softmax, keras.activations.sigmoid)
+
+    def default_loss(self) -> Any:
+        """The loss `compile(loss="auto")` uses: sparse categorical
+        cross-entropy, from logits when the output is logits (per pixel for
+        a segmenter); None for tasks that compute their own loss."""
+        if not hasattr(self, "activation"):
+            return None
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=self.outputs_logits())
+
+    def default_metrics(self) -> Any:
+        """The metrics `compile(metrics="auto")` uses."""
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if hasattr(self, "activation") else None
+
+    def compile(self, optimizer: Any = "auto", loss: Any = "auto", *, metrics: Any = "auto", **kwargs: Any) -> None:
+        """`keras.Model.compile` with keras-hub's task defaults.
+
+        Args:
+            optimizer: "auto" (Adam, learning rate 1e-3), or any optimizer
+                `keras.Model.compile` takes.
+            loss: "auto" (`default_loss()`: sparse categorical cross-entropy
+                from logits when the output is logits), or any loss. A
+                probability loss ("sparse_categorical_crossentropy",
+                "categorical_crossentropy" or such a loss object with
+                `from_logits=False`) given for a logits output is replaced by
+                its `from_logits=True` form, with a `LogitsLossWarning`:
+                taken as given it would train on logits as if they were
+                probabilities and stay near chance.
+            metrics: "auto" (sparse categorical accuracy, named "accuracy"),
+                or any metrics.
+            **kwargs: passed to `keras.Model.compile`.
+
+        Example:
+
+        ```python
+        import numpy as np
+        import mobilenetv3
+
+        model = mobilenetv3.MobileNetV3ImageClassifier.from_preset(
+            "mobilenet_v3_small", num_classes=3, input_shape=(32, 32, 3))
+        model.compile()  # Adam, from-logits cross-entropy, accuracy
+        model.fit(np.zeros((2, 32, 32, 3)), np.array([0, 1]), verbose=0)
+        ```
+        """
+        if isinstance(optimizer, str) and optimizer == "auto":
+            optimizer = keras.optimizers.Adam(1e-3)
+        if isinstance(loss, str) and loss == "auto":
+            loss = self.default_loss()
+        elif self.outputs_logits() and hasattr(self, "activation"):
+            loss = _logits_loss(loss)
+        if isinstance(metrics, str) and metrics == "auto":
+            metrics = self.default_metrics()
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
     def save_to_preset(self, path: str | os.PathLike) -> None:
         """Write a preset folder (`config.json`, `model.weights.h5`,
         `metadata.json`) atomically; `from_preset(path)` reads it back.
@@ -164,3 +233,24 @@ class MobileNetV3Task(keras.Model):
         ```
         """
         preset_io.save_preset(self, path)
+
+
+def _logits_loss(loss: Any) -> Any:
+    """`loss` in its from-logits form when it expects probabilities, with a
+    `LogitsLossWarning`; otherwise `loss` itself."""
+    if isinstance(loss, str) and loss in _PROBABILITY_LOSSES:
+        name = _PROBABILITY_LOSSES[loss]
+        replacement = getattr(keras.losses, name)(from_logits=True)
+    elif type(loss).__name__ in _PROBABILITY_LOSSES.values() and not loss.get_config().get("from_logits"):
+        name = type(loss).__name__
+        replacement = type(loss).from_config({**loss.get_config(), "from_logits": True})
+    else:
+        return loss
+    warnings.warn(
+        f"compile(loss={loss!r}) expects probabilities, but this model outputs logits (activation=None): "
+        f"training with {name}(from_logits=True) instead. Pass loss='auto' or {name}(from_logits=True), "
+        "or build the task with activation='softmax', to silence this warning.",
+        LogitsLossWarning,
+        stacklevel=3,
+    )
+    return replacement

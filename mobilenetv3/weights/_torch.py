@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from mobilenetv3.utils import import_optional
 from mobilenetv3.weights.canonical import WeightsFileError
 
 # Training scripts wrap the state dict: timm (EMA first), torchvision references.
@@ -31,8 +32,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
             mismatch), Python objects other than tensors, a single tensor
             or anything else that is not a state dict.
     """
-    import torch
-
+    torch = import_optional("torch", "torch", f"Reading the PyTorch weights file {path}")
     path = str(path)
     if not os.path.isfile(path):
         raise WeightsFileError(f"No such weights file: {path}.")
@@ -70,7 +70,7 @@ def _check_zip(path: str) -> None:
 
 
 def _arrays(obj: object, path: str) -> dict[str, np.ndarray]:
-    import torch
+    torch = import_optional("torch", "torch", f"Reading the PyTorch weights file {path}")
 
     if isinstance(obj, torch.Tensor):
         raise WeightsFileError(

@@ -175,13 +175,14 @@ def _checked_block(
     index: int, expansion: Any, filters: Any, kernel_size: Any, stride: Any, se_ratio: Any, activation: Any
 ) -> BlockSpec:
     """One row, checked and as plain Python values."""
-    if se_ratio is not None and not validation.is_number(se_ratio):
-        raise TypeError(
-            f"`stackwise_se_ratio[{index}]` must be None (no squeeze-and-excite) or a number in (0, 1]; "
-            f"got {se_ratio!r} of type {type(se_ratio).__name__}."
-        )
     if se_ratio is not None:
-        se_ratio = validation.check_number(f"stackwise_se_ratio[{index}]", se_ratio, 0, 1, open_minimum=True)
+        number = validation.is_number(se_ratio)
+        if not number or not 0 < se_ratio <= 1:  # NaN fails the comparison
+            raise (ValueError if number else TypeError)(
+                f"`stackwise_se_ratio[{index}]` must be None (no squeeze-and-excite) or a number in (0, 1]; "
+                f"got {se_ratio!r}."
+            )
+        se_ratio = float(se_ratio)
     return BlockSpec(
         expansion=validation.check_positive_number(f"stackwise_expansion[{index}]", expansion,
                                                    validation.MAX_EXPANSION),

@@ -19,8 +19,8 @@ def build(**overrides):
     [
         ({"stackwise_filters": SMALL["stackwise_filters"][:-1]}, r"stackwise_\*.*equal length.*'stackwise_filters': 10"),
         ({k: [] for k in SMALL if k.startswith("stackwise")}, r"non-empty"),
-        ({"stackwise_kernel_size": [0] + SMALL["stackwise_kernel_size"][1:]}, r"stackwise_kernel_size\[0\].*positive"),
-        ({"stackwise_stride": [2, -1] + SMALL["stackwise_stride"][2:]}, r"stackwise_stride\[1\].*positive"),
+        ({"stackwise_kernel_size": [0] + SMALL["stackwise_kernel_size"][1:]}, r"stackwise_kernel_size\[0\].*integer >= 1"),
+        ({"stackwise_stride": [2, -1] + SMALL["stackwise_stride"][2:]}, r"stackwise_stride\[1\].*one of \[1, 2\]"),
         ({"stackwise_filters": [16, 0] + SMALL["stackwise_filters"][2:]}, r"stackwise_filters\[1\].*integer >= 1"),
         ({"stackwise_filters": [16.5] + SMALL["stackwise_filters"][1:]}, r"stackwise_filters\[0\].*integer"),
         ({"stackwise_se_ratio": [1.5] + SMALL["stackwise_se_ratio"][1:]}, r"stackwise_se_ratio\[0\].*\(0, 1\]"),

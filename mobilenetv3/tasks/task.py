@@ -156,9 +156,11 @@ class MobileNetV3Task(keras.Model):
         if isinstance(model, cls) and num_classes is None:
             return model
         if num_classes is None:
+            holder = type(model).__name__
+            use = "" if holder.endswith("Backbone") else f"load it with {holder}.from_preset({str(preset)!r}), or "
             raise ValueError(
-                f"{str(preset)!r} holds a {getattr(model, 'kind', 'backbone')}, not a {cls.__name__}: "
-                "pass `num_classes` to put a new head on its backbone."
+                f"{str(preset)!r} holds a {getattr(model, 'kind', 'backbone')} ({holder}), not a {cls.__name__}: "
+                f"{use}pass `num_classes` to put a new head on its backbone."
             )
         return cls(getattr(model, "backbone", model), num_classes, **head_args)
 

@@ -150,4 +150,4 @@ def test_segmenter_folder_overrides_reach_the_backbone(tmp_path):
     assert tuple(loaded.input_shape[1:]) == (64, 64, 3)
     x = images(2, 64, 64, seed=1)  # normalised, 0..1
     assert max_abs_diff(loaded(x), direct(x)) < 1e-5
-    assert max_abs_diff(loaded(x), saved(x)) > 1e-2  # ignoring the overrides would rescale x again
+    assert max_abs_diff(loaded(x), saved(x)) > 1e-3  # ignoring the overrides would rescale x again

@@ -128,7 +128,7 @@ def check_choice(argument: str, value: Any, allowed: Sequence) -> Any:
     16), else a ValueError naming `argument` and the allowed values."""
     if not isinstance(value, (bool, np.bool_)):
         for choice in allowed:
-            if type(choice) is type(value) or (is_number(choice) and is_number(value)):
+            if type(choice) is type(value) or (is_integer(choice) and is_integer(value)):
                 if choice == value:
                     return choice
     raise ValueError(f"`{argument}` must be one of {list(allowed)}; got {value!r}.")

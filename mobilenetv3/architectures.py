@@ -7,6 +7,7 @@ Everything else (the builder, presets, feature taps) is derived from it.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import re
@@ -164,9 +165,11 @@ def from_stackwise(**stackwise: Sequence[Any]) -> tuple[BlockSpec, ...]:
     columns = {name: validation.check_list(name, stackwise[name], validation.MAX_BLOCKS) for name in STACKWISE_FIELDS}
     lengths = {name: len(column) for name, column in columns.items()}
     if len(set(lengths.values())) != 1 or 0 in lengths.values():
+        usual = collections.Counter(lengths.values()).most_common(1)[0][0]
+        odd = [f"`{name}`" for name, length in lengths.items() if length != usual or not length]
         raise ValueError(
-            "The `stackwise_*` arguments must be non-empty lists of equal length "
-            f"(one entry per block); got lengths {lengths}."
+            f"{', '.join(odd) or 'Every list'}: the `stackwise_*` arguments must be non-empty lists of equal "
+            f"length (one entry per block); got lengths {lengths}."
         )
     return tuple(_checked_block(index, *row) for index, row in enumerate(zip(*columns.values())))
 

@@ -108,7 +108,7 @@ def _backbone_kwargs(argument, value, index):
     return {**kwargs, argument: value}, argument
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shared_backbone():
     return MobileNetV3Backbone(**{**SMALL, "include_rescaling": True, "input_shape": (None, None, 3)})
 

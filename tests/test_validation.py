@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pytest
 from helpers import SMALL, images, max_abs_diff, randomize
@@ -151,3 +152,26 @@ def test_segmenter_folder_overrides_reach_the_backbone(tmp_path):
     x = images(2, 64, 64, seed=1)  # normalised, 0..1
     assert max_abs_diff(loaded(x), direct(x)) < 1e-5
     assert max_abs_diff(loaded(x), saved(x)) > 1e-3  # ignoring the overrides would rescale x again
+
+
+def test_cache_entry_that_is_a_folder(tmp_path, monkeypatch):
+    from mobilenetv3.weights import download
+
+    monkeypatch.setenv("MOBILENETV3_CACHE", str(tmp_path))
+    (tmp_path / "w.h5").mkdir()
+    with pytest.raises(download.DownloadError, match=r"Cache entry .*w.h5 is a folder, not a file"):
+        download.fetch("https://example.invalid/w.h5", md5="0" * 32)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="torch oracle file")
+def test_variant_on_a_torchvision_file_is_refused(tmp_path):
+    import torch
+    import torchvision
+
+    from mobilenetv3 import conversion
+
+    path = tmp_path / "tv.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), path)
+    for source_format in ("torchvision", "auto"):
+        with pytest.raises(ValueError, match=r"\['variant'\] do not apply to torchvision files"):
+            conversion.load(str(path), source_format, variant="mobilenetv3_small_100")

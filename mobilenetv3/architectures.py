@@ -7,15 +7,17 @@ Everything else (the builder, presets, feature taps) is derived from it.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
-from mobilenetv3.utils import check_positive_number
+from mobilenetv3 import validation
 
 RE, HS = "relu", "hard_swish"
+STRIDES = (1, 2)  # per block; the pyramid levels and output strides assume halving
 
 STACKWISE_FIELDS = (
     "stackwise_expansion",
@@ -155,38 +157,64 @@ def from_stackwise(**stackwise: Sequence[Any]) -> tuple[BlockSpec, ...]:
     """Rows of a block table from the keras-cv `stackwise_*` arguments.
 
     Raises:
+        TypeError: when an argument is not a list.
         ValueError: when the lists are empty, differ in length, or hold
-            values no block can have. The message names the argument.
+            values no block can have (see `validation` for the limits).
+            The message names the argument.
     """
-    lengths = {name: len(stackwise[name]) for name in STACKWISE_FIELDS}
+    columns = {name: validation.check_list(name, stackwise[name], validation.MAX_BLOCKS) for name in STACKWISE_FIELDS}
+    lengths = {name: len(column) for name, column in columns.items()}
     if len(set(lengths.values())) != 1 or 0 in lengths.values():
+        usual = collections.Counter(lengths.values()).most_common(1)[0][0]
+        odd = [f"`{name}`" for name, length in lengths.items() if length != usual or not length]
         raise ValueError(
-            "The `stackwise_*` arguments must be non-empty lists of equal length "
-            f"(one entry per block); got lengths {lengths}."
+            f"{', '.join(odd) or 'Every list'}: the `stackwise_*` arguments must be non-empty lists of equal "
+            f"length (one entry per block); got lengths {lengths}."
         )
-    columns = [stackwise[name] for name in STACKWISE_FIELDS]
-    blocks = tuple(BlockSpec(*row) for row in zip(*columns))
+    return tuple(_checked_block(index, *row) for index, row in enumerate(zip(*columns.values())))
+
+
+def _checked_block(
+    index: int, expansion: Any, filters: Any, kernel_size: Any, stride: Any, se_ratio: Any, activation: Any
+) -> BlockSpec:
+    """One row, checked and as plain Python values."""
+    if se_ratio is not None:
+        number = validation.is_number(se_ratio)
+        if not number or not 0 < se_ratio <= 1:  # NaN fails the comparison
+            raise (ValueError if number else TypeError)(
+                f"`stackwise_se_ratio[{index}]` must be None (no squeeze-and-excite) or a number in (0, 1]; "
+                f"got {se_ratio!r}."
+            )
+        se_ratio = float(se_ratio)
+    return BlockSpec(
+        expansion=validation.check_positive_number(f"stackwise_expansion[{index}]", expansion,
+                                                   validation.MAX_EXPANSION),
+        filters=validation.check_int(f"stackwise_filters[{index}]", filters, 1, validation.MAX_WIDTH),
+        kernel_size=validation.check_int(f"stackwise_kernel_size[{index}]", kernel_size, 1,
+                                         validation.MAX_KERNEL_SIZE),
+        stride=validation.check_choice(f"stackwise_stride[{index}]", stride, STRIDES),
+        se_ratio=se_ratio,
+        activation=activation,
+    )
+
+
+def check_widths(blocks: Sequence[BlockSpec], alpha: float, stem_filters: int, last_expansion: int) -> None:
+    """A ValueError naming the block's arguments when any layer would be
+    wider than `validation.MAX_WIDTH` channels (checked before building)."""
+    width = stem_filters
     for index, block in enumerate(blocks):
-        _validate_block(index, block)
-    return blocks
-
-
-def _validate_block(index: int, block: BlockSpec) -> None:
-    positive = {
-        "stackwise_expansion": block.expansion,
-        "stackwise_filters": block.filters,
-        "stackwise_kernel_size": block.kernel_size,
-        "stackwise_stride": block.stride,
-    }
-    for name, value in positive.items():
-        check_positive_number(f"{name}[{index}]", value)
-    for name in ("stackwise_filters", "stackwise_kernel_size", "stackwise_stride"):
-        if int(positive[name]) != positive[name]:
-            raise ValueError(f"`{name}[{index}]` must be an integer; got {positive[name]!r}.")
-    if block.se_ratio is not None and not 0 < block.se_ratio <= 1:
+        expanded = make_divisible(width * block.expansion)
+        width = make_divisible(block.filters * alpha)
+        if max(expanded, width) > validation.MAX_WIDTH:
+            raise ValueError(
+                f"Block {index} would have {max(expanded, width):,} channels (`stackwise_filters[{index}]` * "
+                f"`alpha`, and the input times `stackwise_expansion[{index}]`), more than the "
+                f"{validation.MAX_WIDTH} allowed."
+            )
+    if make_divisible(width * last_expansion) > validation.MAX_WIDTH:
         raise ValueError(
-            f"`stackwise_se_ratio[{index}]` must be None (no squeeze-and-excite) "
-            f"or a number in (0, 1]; got {block.se_ratio!r}."
+            f"The last 1x1 conv would have {make_divisible(width * last_expansion):,} channels "
+            f"(`stackwise_filters[-1]` * `alpha` * {last_expansion}), more than the {validation.MAX_WIDTH} allowed."
         )
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 
-from mobilenetv3 import architectures, models, preset_io, presets
+from mobilenetv3 import architectures, models, preset_io, presets, validation
 from mobilenetv3.architectures import BlockSpec, make_divisible
 from mobilenetv3.layers import (
     PADDINGS,
@@ -21,7 +23,8 @@ from mobilenetv3.layers import (
     conv_padding,
 )
 from mobilenetv3.normalization import PREPROCESSING_MODES, scale_and_offset
-from mobilenetv3.utils import check_choice, check_positive_number, classproperty
+from mobilenetv3.utils import classproperty
+from mobilenetv3.validation import check_choice
 
 STEM_FILTERS = 16
 LAST_CONV_EXPANSION = 6
@@ -268,31 +271,39 @@ class MobileNetV3Backbone(keras.Model):
         dtype: Any = None,
         **kwargs: Any,
     ) -> None:
+        validation.check_keywords(type(self).__name__, kwargs, _ARGUMENTS)
         columns = (
             stackwise_expansion, stackwise_filters, stackwise_kernel_size, stackwise_stride, stackwise_se_ratio,
             stackwise_activation,
         )
-        stackwise = {name: list(column) for name, column in zip(architectures.STACKWISE_FIELDS, columns)}
-        blocks = architectures.from_stackwise(**stackwise)
+        blocks = architectures.from_stackwise(**dict(zip(architectures.STACKWISE_FIELDS, columns)))
+        stackwise = architectures.to_stackwise(blocks)
         for index, block in enumerate(blocks):
             check_activation(block.activation, f"stackwise_activation[{index}]")
         check_activation(stem_activation, "stem_activation")
         check_activation(last_activation, "last_activation")
-        check_choice("preprocessing", preprocessing, PREPROCESSING_MODES)
-        check_choice("padding", padding, PADDINGS)
-        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
-        check_choice("dilation_style", dilation_style, DILATION_STYLES)
-        check_positive_number("alpha", alpha)
-        check_positive_number("bn_epsilon", bn_epsilon)
-        if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) or not (
-            0 <= drop_path_rate < 1
-        ):
-            raise ValueError(f"`drop_path_rate` must be a number in [0, 1); got {drop_path_rate!r}.")
-        _check_positive("stem_filters", stem_filters, integer=True)
-        _check_positive("depth_multiplier", depth_multiplier)
-        _check_positive("se_divisor", se_divisor, integer=True)
         if se_activation != "block":
             check_activation(se_activation, "se_activation")
+        include_rescaling = validation.check_bool("include_rescaling", include_rescaling)
+        reduced_tail = validation.check_bool("reduced_tail", reduced_tail)
+        first_block_residual = validation.check_bool("first_block_residual", first_block_residual)
+        preprocessing = check_choice("preprocessing", preprocessing, PREPROCESSING_MODES)
+        padding = check_choice("padding", padding, PADDINGS)
+        output_stride = check_choice("output_stride", output_stride, OUTPUT_STRIDES)
+        dilation_style = check_choice("dilation_style", dilation_style, DILATION_STYLES)
+        alpha = validation.check_positive_number("alpha", alpha, validation.MAX_ALPHA)
+        bn_epsilon = validation.check_positive_number("bn_epsilon", bn_epsilon, validation.MAX_BN_EPSILON)
+        drop_path_rate = validation.check_number("drop_path_rate", drop_path_rate, 0, 1, open_maximum=True)
+        stem_filters = validation.check_int("stem_filters", stem_filters, 1, validation.MAX_WIDTH)
+        depth_multiplier = validation.check_positive_number(
+            "depth_multiplier", depth_multiplier, validation.MAX_DEPTH_MULTIPLIER
+        )
+        se_divisor = validation.check_int("se_divisor", se_divisor, 1, validation.MAX_WIDTH)
+        if reduced_tail and not any(b.stride > 1 for b in blocks):
+            raise ValueError("`reduced_tail` needs a strided block (a `stackwise_stride` of 2) to halve the tail after.")
+        architectures.check_widths(
+            _reduce_tail(blocks) if reduced_tail else blocks, alpha, stem_filters, LAST_CONV_EXPANSION
+        )
 
         inputs = _model_inputs(input_shape, input_tensor)
         blocks = architectures.scale_depth(blocks, depth_multiplier)
@@ -487,6 +498,7 @@ class MobileNetV3Backbone(keras.Model):
         )
         ```
         """
+        validation.check_keywords(f"{cls.__name__}.from_preset", kwargs, (*_ARGUMENTS, *models.LOAD_KEYWORDS))
         return models.load_model(preset, cls, load_weights, **kwargs)
 
     def save_to_preset(self, path: str) -> None:
@@ -503,13 +515,6 @@ class MobileNetV3Backbone(keras.Model):
         preset_io.save_preset(self, path)
 
 
-def _check_positive(name: str, value: Any, integer: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
-        kind = "integer" if integer else "number"
-        raise ValueError(f"`{name}` must be a positive {kind}; got {value!r}.")
-
-
 def _producer(tensor: Any) -> str:
     return tensor._keras_history.operation.name
 
@@ -518,32 +523,46 @@ def _model_inputs(input_shape: Sequence[int | None], input_tensor: Any) -> Any:
     """The model's Input, from a shape or from a Keras or plain tensor."""
     if input_tensor is not None:
         if keras.backend.is_keras_tensor(input_tensor):
-            input_shape = tuple(input_tensor.shape[1:])
-            _check_input_shape(input_shape)
+            _check_input_shape(tuple(input_tensor.shape[1:]))
             return input_tensor
         shape = tuple(keras.ops.shape(input_tensor))
-        input_shape = shape[1:]
-        _check_input_shape(input_shape)
-        return keras.layers.Input(shape=input_shape, batch_size=shape[0])
-    _check_input_shape(input_shape)
-    return keras.layers.Input(shape=tuple(input_shape))
+        return keras.layers.Input(shape=_check_input_shape(shape[1:]), batch_size=shape[0])
+    return keras.layers.Input(shape=_check_input_shape(input_shape))
 
 
-def _check_input_shape(input_shape: Any) -> None:
-    if input_shape is None or len(tuple(input_shape)) != 3:
-        raise ValueError(
+def _check_input_shape(input_shape: Any) -> tuple[int | None, ...]:
+    """`(height, width, channels)` as plain ints (numpy ints accepted)."""
+    if isinstance(input_shape, np.ndarray):
+        input_shape = input_shape.tolist()
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3:
+        raise (ValueError if isinstance(input_shape, (list, tuple)) else TypeError)(
             "`input_shape` must be (height, width, channels) with channels last; "
             f"got {input_shape!r}."
         )
     height, width, channels = input_shape
-    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+    if not validation.is_integer(channels) or channels < 1 or channels > validation.MAX_WIDTH:
         raise ValueError(
             "`input_shape` must end with a known, positive channel count (3 for RGB "
             f"images, 1 for grayscale); got channels={channels!r} in {tuple(input_shape)}."
         )
     for axis, size in (("height", height), ("width", width)):
-        if size is not None and (not isinstance(size, int) or size < MIN_INPUT_SIZE):
+        if size is not None and (
+            not validation.is_integer(size) or not MIN_INPUT_SIZE <= size <= validation.MAX_INPUT_SIDE
+        ):
             raise ValueError(
-                f"`input_shape` {axis} must be None or at least {MIN_INPUT_SIZE} pixels "
-                f"(the network halves it five times); got {size!r} in {tuple(input_shape)}."
+                f"`input_shape` {axis} must be None or an integer from {MIN_INPUT_SIZE} (the network halves "
+                f"it five times) to {validation.MAX_INPUT_SIDE}; got {size!r} in {tuple(input_shape)}."
             )
+    return tuple(None if size is None else int(size) for size in input_shape)
+
+
+def backbone_arguments() -> tuple[str, ...]:
+    """Every keyword `MobileNetV3Backbone` (and so a backbone config, or a
+    backbone override of `from_preset`) takes, Keras' `name` and
+    `trainable` included."""
+    parameters = inspect.signature(MobileNetV3Backbone.__init__).parameters.values()
+    own = tuple(p.name for p in parameters if p.kind is p.KEYWORD_ONLY)
+    return own + validation.KERAS_MODEL_KWARGS
+
+
+_ARGUMENTS = backbone_arguments()

@@ -32,6 +32,9 @@ MODEL_CLASSES: dict[str, type] = {}
 # serialized class name (a folder's `registered_name`) -> kind.
 _KIND_OF_CLASS_NAME: dict[str, str] = {}
 
+# `load_model` keywords that `from_preset` passes on besides head and backbone arguments.
+LOAD_KEYWORDS = ("weights_file", "verify_weights_file")
+
 # keras-cv config keys with no meaning here.
 _FOREIGN_KEYS = ("input_tensor",)
 

@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+# The argument checks live in `validation`; these names stay importable from here.
+from mobilenetv3.validation import check_choice, check_positive_int, check_positive_number  # noqa: F401
+
 # Every atomic write stages inside this one folder beside its destination, in
 # a subfolder named "<pid>@<host>-<name>-<random>"; `scratch_dir` uses the
 # same layout under `$TMPDIR`. Each new write (or `clean_staging`) removes
@@ -190,20 +193,6 @@ def _replace(staging: Path, target: Path, aside: Path) -> None:
     raise OSError(f"could not replace {target}: other processes keep writing it.")
 
 
-def check_choice(argument: str, value: Any, allowed: tuple) -> Any:
-    """Return `value` if it is one of `allowed`, else raise a ValueError."""
-    if isinstance(value, bool) or value not in allowed:
-        raise ValueError(f"`{argument}` must be one of {list(allowed)}; got {value!r}.")
-    return value
-
-
-def check_positive_int(argument: str, value: Any, minimum: int = 1) -> None:
-    """Raise a ValueError naming `argument` unless `value` is an integer
-    (not a bool) of at least `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{argument}` must be an integer >= {minimum}; got {value!r}.")
-
-
 class classproperty:  # noqa: N801 - mirrors keras-cv's decorator name
     """A read-only property on the class itself (`Backbone.presets`)."""
 
@@ -212,13 +201,6 @@ class classproperty:  # noqa: N801 - mirrors keras-cv's decorator name
 
     def __get__(self, instance: Any, owner: type) -> Any:
         return self.getter(owner)
-
-
-def check_positive_number(argument: str, value: Any) -> None:
-    """Raise a ValueError naming `argument` unless `value` is a number (not
-    a bool) above zero."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"`{argument}` must be a positive number; got {value!r}.")
 
 
 class MissingExtraError(ImportError):

@@ -19,7 +19,7 @@ LAYERS = (
     ("mobilenetv3.version", "mobilenetv3.utils", "mobilenetv3.layers", "mobilenetv3.decode",
      "mobilenetv3.batch_norm_folding", "mobilenetv3.macs", "mobilenetv3.datasets", "mobilenetv3.images",
      "mobilenetv3.detection", "mobilenetv3.roofline", "mobilenetv3.checkpointing", "mobilenetv3.distributed",
-     "mobilenetv3.data_pipeline"),
+     "mobilenetv3.data_pipeline", "mobilenetv3.validation"),
     ("mobilenetv3.architectures", "mobilenetv3.normalization"),
     ("mobilenetv3.presets", "mobilenetv3.weights"),  # data and file readers: no model classes
     ("mobilenetv3.preset_io",),  # preset folders and handles

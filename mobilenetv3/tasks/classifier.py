@@ -6,15 +6,16 @@ from typing import Any
 
 import keras
 
+from mobilenetv3 import validation
 from mobilenetv3.architectures import make_divisible
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.layers import check_activation
 from mobilenetv3.models import register_model
-from mobilenetv3.tasks.task import MobileNetV3Task
-from mobilenetv3.utils import check_positive_int
+from mobilenetv3.tasks.task import MobileNetV3Task, check_backbone
 from mobilenetv3.weights import Checkpoint
 
 HEADS = ("paper", "dense")
+POOLINGS = ("avg", "max")
 
 
 def default_head_filters(backbone: MobileNetV3Backbone) -> int:
@@ -71,14 +72,17 @@ class MobileNetV3ImageClassifier(MobileNetV3Task):
         head_activation: str = "hard_swish",
         **kwargs: Any,
     ) -> None:
-        check_positive_int("num_classes", num_classes)
-        if head not in HEADS:
-            raise ValueError(f"`head` must be one of {list(HEADS)}; got {head!r}.")
-        if pooling not in ("avg", "max"):
-            raise ValueError(f"`pooling` must be 'avg' or 'max'; got {pooling!r}.")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
+        check_backbone(backbone, type(self))
+        num_classes = validation.check_int("num_classes", num_classes, 1, validation.MAX_CLASSES)
+        head = validation.check_choice("head", head, HEADS)
+        pooling = validation.check_choice("pooling", pooling, POOLINGS)
+        dropout = validation.check_number("dropout", dropout, 0, 1, open_maximum=True)
+        activation = validation.check_optional_name("activation", activation)
+        if activation is not None:
+            check_activation(activation, "activation")
         check_activation(head_activation, "head_activation")
+        if head_filters is not None:
+            head_filters = validation.check_int("head_filters", head_filters, 1, validation.MAX_WIDTH)
         if head_filters is None:
             head_filters = default_head_filters(backbone)
         dtype = backbone.dtype_policy

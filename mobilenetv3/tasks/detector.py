@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
-from mobilenetv3 import detection
+from mobilenetv3 import detection, validation
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.detection.anchors import boxes_per_location, default_boxes
 from mobilenetv3.detection.boxes import to_xyxy
@@ -137,18 +137,17 @@ class MobileNetV3ObjectDetector(MobileNetV3Task):
         classification_loss: str = "cross_entropy",
         **kwargs: Any,
     ) -> None:
-        _check_int("num_classes", num_classes, 1)
+        validation.check_keywords(type(self).__name__, kwargs, (*_ARGUMENTS, *validation.KERAS_MODEL_KWARGS))
+        num_classes = validation.check_int("num_classes", num_classes, 1, validation.MAX_CLASSES)
         detection.check_box_format(bounding_box_format)
         image_size = _image_size(image_size)
         _check_backbone(backbone, image_size)
-        for argument, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold),
-                                ("matching_iou_threshold", matching_iou_threshold)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"`{argument}` must be a number in [0, 1]; got {value!r}.")
-        _check_int("max_detections", max_detections, 1)
-        _check_int("topk_candidates", topk_candidates, 1)
-        if isinstance(negative_ratio, bool) or not isinstance(negative_ratio, (int, float)) or negative_ratio < 0:
-            raise ValueError(f"`negative_ratio` must be a number >= 0; got {negative_ratio!r}.")
+        score_threshold = validation.check_number("score_threshold", score_threshold, 0, 1)
+        iou_threshold = validation.check_number("iou_threshold", iou_threshold, 0, 1)
+        matching_iou_threshold = validation.check_number("matching_iou_threshold", matching_iou_threshold, 0, 1)
+        max_detections = validation.check_int("max_detections", max_detections, 1, validation.MAX_CLASSES)
+        topk_candidates = validation.check_int("topk_candidates", topk_candidates, 1, validation.MAX_CLASSES)
+        negative_ratio = validation.check_number("negative_ratio", negative_ratio, 0, validation.MAX_CLASSES)
         check_choice("classification_loss", classification_loss, detection.loss.CLASSIFICATION_LOSSES)
 
         dtype = backbone.dtype_policy
@@ -315,21 +314,17 @@ class _HeadBuilder:
         return keras.layers.Concatenate(axis=1, name=name, dtype="float32")(outputs)
 
 
-def _check_int(argument: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{argument}` must be an integer >= {minimum}; got {value!r}.")
-
-
 def _image_size(value: Any) -> tuple[int, int]:
-    size = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
-    try:
-        height, width = (int(s) for s in size)
-        ok = all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or height < 32 or width < 32:
-        raise ValueError(f"`image_size` must be an int or (height, width), each at least 32; got {value!r}.")
-    return height, width
+    size = (value, value) if validation.is_integer(value) else value
+    ok = isinstance(size, (list, tuple)) and len(size) == 2 and all(
+        validation.is_integer(s) and 32 <= s <= validation.MAX_INPUT_SIDE for s in size
+    )
+    if not ok:
+        raise ValueError(
+            f"`image_size` must be an int or (height, width), each from 32 to {validation.MAX_INPUT_SIDE}; "
+            f"got {value!r}."
+        )
+    return int(size[0]), int(size[1])
 
 
 def _check_backbone(backbone: Any, image_size: tuple[int, int]) -> None:
@@ -343,3 +338,9 @@ def _check_backbone(backbone: Any, image_size: tuple[int, int]) -> None:
             f"`backbone` takes {fixed[0]}x{fixed[1]} images but the detector's `image_size` is "
             f"{image_size[0]}x{image_size[1]}: build the backbone with input_shape=(None, None, 3)."
         )
+
+
+_ARGUMENTS = tuple(
+    p.name for p in inspect.signature(MobileNetV3ObjectDetector.__init__).parameters.values()
+    if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"
+)

@@ -7,11 +7,12 @@ from typing import Any
 import keras
 from keras import ops
 
+from mobilenetv3 import validation
 from mobilenetv3.architectures import block_tap
 from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3.layers import check_activation
 from mobilenetv3.models import register_model
-from mobilenetv3.tasks.task import MobileNetV3Task
-from mobilenetv3.utils import check_positive_int, check_positive_number
+from mobilenetv3.tasks.task import MobileNetV3Task, check_backbone
 
 HEAD_BN_MOMENTUM = 0.99
 HIGH_LEVEL_DEFAULT = "last"
@@ -109,9 +110,15 @@ class MobileNetV3ImageSegmenter(MobileNetV3Task):
         activation: str | None = None,
         **kwargs: Any,
     ) -> None:
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("inter_channels", inter_channels)
-        check_positive_number("bn_epsilon", bn_epsilon)
+        check_backbone(backbone, type(self))
+        num_classes = validation.check_int("num_classes", num_classes, 1, validation.MAX_CLASSES)
+        inter_channels = validation.check_int("inter_channels", inter_channels, 1, validation.MAX_WIDTH)
+        bn_epsilon = validation.check_positive_number("bn_epsilon", bn_epsilon, validation.MAX_BN_EPSILON)
+        activation = validation.check_optional_name("activation", activation)
+        if activation is not None:
+            check_activation(activation, "activation")
+        validation.check_optional_name("low_level", low_level)
+        validation.check_optional_name("high_level", high_level)
         low_level = low_level or torchvision_low_level(backbone)
         _check_level("low_level", low_level, backbone)
         _check_level("high_level", high_level, backbone)

@@ -29,8 +29,8 @@ from typing import Any
 
 import keras
 
-from mobilenetv3 import models, preset_io, presets
-from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3 import models, preset_io, presets, validation
+from mobilenetv3.backbone import MobileNetV3Backbone, backbone_arguments
 from mobilenetv3.utils import classproperty
 from mobilenetv3.weights import Checkpoint
 
@@ -71,6 +71,8 @@ class MobileNetV3Task(keras.Model):
     kind: str = "task"  # set by `models.register_model`
 
     def __init__(self, backbone: keras.Model, inputs: Any, outputs: Any, **kwargs: Any) -> None:
+        valid = (*type(self).config_arguments(), "backbone", *validation.KERAS_MODEL_KWARGS)
+        validation.check_keywords(type(self).__name__, kwargs, valid)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         # The backbone's policy (a functional Model ignores `dtype=`): with
         # mixed_float16, compile() then wraps the optimizer for loss scaling.
@@ -112,7 +114,13 @@ class MobileNetV3Task(keras.Model):
     @classmethod
     def from_config(cls, config: dict) -> MobileNetV3Task:
         config = dict(config)
-        backbone = config.pop("backbone")
+        backbone = config.pop("backbone", None)
+        if not isinstance(backbone, (dict, keras.Model)):
+            raise ValueError(
+                f"The {cls.__name__} config's `backbone` must be a serialized backbone (a dict with "
+                f"'class_name' and 'config', as get_config() writes); got {backbone!r}. To build from a "
+                f"preset name, use {cls.__name__}.from_preset(name, num_classes=...)."
+            )
         if isinstance(backbone, dict):
             backbone = cls.backbone_cls.from_config(backbone["config"])
         return cls(backbone=backbone, **config)
@@ -153,14 +161,18 @@ class MobileNetV3Task(keras.Model):
         model = mobilenetv3.MobileNetV3ImageClassifier.from_preset("mobilenet_v3_small", num_classes=5)
         ```
         """
+        valid = (*cls.head_arguments(), *backbone_arguments(), *models.LOAD_KEYWORDS)
+        validation.check_keywords(f"{cls.__name__}.from_preset", kwargs, valid)
         head_args = {k: kwargs.pop(k) for k in cls.head_arguments() if k in kwargs}
         model = models.load_model(preset, cls, load_weights, head_args=head_args, **kwargs)
         if isinstance(model, cls) and num_classes is None:
             return model
         if num_classes is None:
+            holder = type(model).__name__
+            use = "" if holder.endswith("Backbone") else f"load it with {holder}.from_preset({str(preset)!r}), or "
             raise ValueError(
-                f"{str(preset)!r} holds a {getattr(model, 'kind', 'backbone')}, not a {cls.__name__}: "
-                "pass `num_classes` to put a new head on its backbone."
+                f"{str(preset)!r} holds a {getattr(model, 'kind', 'backbone')} ({holder}), not a {cls.__name__}: "
+                f"{use}pass `num_classes` to put a new head on its backbone."
             )
         return cls(getattr(model, "backbone", model), num_classes, **head_args)
 
@@ -254,3 +266,14 @@ def _logits_loss(loss: Any) -> Any:
         stacklevel=3,
     )
     return replacement
+
+
+def check_backbone(backbone: Any, task: type) -> None:
+    """A TypeError unless `backbone` is a `MobileNetV3Backbone` (a preset
+    name, say, goes to `from_preset`)."""
+    if not isinstance(backbone, MobileNetV3Backbone):
+        raise TypeError(
+            f"`backbone` of {task.__name__} must be a MobileNetV3Backbone; got {backbone!r} of type "
+            f"{type(backbone).__name__}. To start from a preset, use "
+            f"{task.__name__}.from_preset(preset, num_classes=...)."
+        )

@@ -125,7 +125,11 @@ def test_files_are_never_unpickled(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"])
+@pytest.mark.parametrize(
+    "name",
+    # The 320 model's body is the same network: opt-in (`-m heavy`).
+    ["fasterrcnn_mobilenet_v3_large_fpn", pytest.param("fasterrcnn_mobilenet_v3_large_320_fpn", marks=pytest.mark.heavy)],
+)
 def test_faster_rcnn_body_converts_as_a_backbone_with_its_epsilon(tmp_path, name):
     """The MobileNetV3 body (FrozenBatchNorm2d, eps 1e-5): both outputs
     torchvision's FPN takes (block 12 and the last conv) at an even and an

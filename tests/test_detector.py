@@ -222,11 +222,13 @@ def test_padding_boxes_are_not_checked():
     detection.check_targets((1, 64, 64, 3), targets, "xyxy", 2)
 
 
-def test_faster_rcnn_file_is_named(tmp_path):
-    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None)
+def test_two_stage_detector_without_mobilenet_body_is_named(tmp_path):
+    """A Faster R-CNN with another body (keys as a ResNet's); the MobileNetV3
+    bodies convert as backbones (tests/test_torchvision_weights.py)."""
+    state = {"backbone.body.conv1.weight": torch.zeros(64, 3, 7, 7), "rpn.head.conv.0.0.weight": torch.zeros(1)}
     path = tmp_path / "fasterrcnn.pth"
-    torch.save(model.state_dict(), path)
-    with pytest.raises(ValueError, match=r"Faster R-CNN.*only SSDLite"):
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"two-stage .Faster / Mask R-CNN. detector without a MobileNetV3 body"):
         weights.read(str(path), "torchvision")
 
 

@@ -62,7 +62,8 @@ def test_task_base_owns_head_arguments_and_dtype_policy():
         "head", "head_filters", "dropout", "activation", "pooling", "head_activation"
     )
     assert MobileNetV3ImageSegmenter.head_arguments() == (
-        "low_level", "high_level", "inter_channels", "bn_epsilon", "activation"
+        "low_level", "high_level", "inter_channels", "bn_epsilon", "activation", "head", "atrous_rates",
+        "aux_classifier",
     )
     backbone = mobilenetv3.MobileNetV3SmallBackbone(input_shape=(64, 64, 3), dtype="mixed_bfloat16")
     for task in (MobileNetV3ImageClassifier(backbone, 2), MobileNetV3ImageSegmenter(backbone, 2)):

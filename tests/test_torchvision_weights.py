@@ -122,3 +122,33 @@ def test_files_are_never_unpickled(tmp_path):
     with pytest.raises(ValueError, match="never unpickles") as error:  # clear, not torch's UnpicklingError
         tv_weights.read(str(path))
     assert "weights_only=False" not in str(error.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    # The 320 model's body is the same network: opt-in (`-m heavy`).
+    ["fasterrcnn_mobilenet_v3_large_fpn", pytest.param("fasterrcnn_mobilenet_v3_large_320_fpn", marks=pytest.mark.heavy)],
+)
+def test_faster_rcnn_body_converts_as_a_backbone_with_its_epsilon(tmp_path, name):
+    """The MobileNetV3 body (FrozenBatchNorm2d, eps 1e-5): both outputs
+    torchvision's FPN takes (block 12 and the last conv) at an even and an
+    odd size."""
+    from torch_oracle import faster_rcnn_oracle
+    from torchvision.ops import FrozenBatchNorm2d
+
+    oracle, path = faster_rcnn_oracle(tmp_path, name)
+    body = oracle.backbone.body
+    assert {m.eps for m in body.modules() if isinstance(m, FrozenBatchNorm2d)} == {1e-5}
+    checkpoint = weights.read(path, "torchvision")
+    assert checkpoint.kind == "backbone" and checkpoint.backbone_config["bn_epsilon"] == 1e-5
+    backbone = models.build_model(checkpoint, include_rescaling=False)
+    extractor = backbone.feature_extractor(["block_12", "last"])
+    for size in SIZES:
+        x = images_nchw(*size)
+        with torch.no_grad():
+            expected = {k: v.numpy().transpose(0, 2, 3, 1) for k, v in body(torch.from_numpy(x)).items()}
+        features = extractor(x.transpose(0, 2, 3, 1), training=False)
+        for key, level in (("0", "block_12"), ("1", "last")):
+            diff = max_abs_diff(np.asarray(features[level]), expected[key])
+            assert diff <= TOLERANCE, f"{name} body output {key} at {size}: max abs diff {diff:.2e}"

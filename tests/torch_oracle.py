@@ -74,3 +74,38 @@ def lraspp_oracle(folder: Path) -> tuple[torch.nn.Module, str]:
     factory = torchvision.models.segmentation.lraspp_mobilenet_v3_large
     oracle = randomized(factory(num_classes=21, weights=None, weights_backbone=None), seed=7)
     return oracle, save_state_dict(oracle, folder)
+
+
+def deeplabv3_oracle(folder: Path, aux_loss: bool = True) -> tuple[torch.nn.Module, str]:
+    """torchvision's DeepLabV3 (Large, 21 classes; with `aux_loss=True` the
+    auxiliary classifier, as the published file) with random weights and
+    perturbed BatchNorm statistics, and its state dict saved in `folder`."""
+    factory = torchvision.models.segmentation.deeplabv3_mobilenet_v3_large
+    oracle = randomized(factory(num_classes=21, weights=None, weights_backbone=None, aux_loss=aux_loss), seed=11)
+    return oracle, save_state_dict(oracle, folder)
+
+
+def faster_rcnn_oracle(folder: Path, name: str = "fasterrcnn_mobilenet_v3_large_fpn") -> tuple[torch.nn.Module, str]:
+    """A torchvision Faster R-CNN with a MobileNetV3 body whose BatchNorm is
+    `FrozenBatchNorm2d` (as with the published weights), random weights and
+    statistics, and its state dict saved in `folder`."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    factory = getattr(torchvision.models.detection, name)
+    # With no weights torchvision uses nn.BatchNorm2d (same epsilon 1e-5);
+    # give the body FrozenBatchNorm2d as the published model has.
+    backbone = torchvision.models.mobilenet_v3_large(weights=None, norm_layer=FrozenBatchNorm2d)
+    oracle = factory(weights=None, weights_backbone=None, num_classes=91)
+    body = oracle.backbone.body
+    for index, module in enumerate(backbone.features[: len(body)]):
+        body[str(index)] = module
+    generator = torch.Generator().manual_seed(13)
+    with torch.no_grad():
+        for module in oracle.modules():
+            if isinstance(module, FrozenBatchNorm2d):
+                channels = module.weight.shape[0]
+                module.running_mean.copy_(torch.rand(channels, generator=generator) - 0.5)
+                module.running_var.copy_(torch.rand(channels, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(channels, generator=generator) + 0.5)
+                module.bias.copy_(torch.rand(channels, generator=generator) - 0.5)
+    return oracle.eval(), save_state_dict(oracle, folder)

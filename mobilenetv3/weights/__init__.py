@@ -42,8 +42,8 @@ class Checkpoint:
         backbone_config: backbone constructor arguments the file implies
             (family blocks, alpha, padding, bn_epsilon, preprocessing, ...).
         num_classes: classes of the file's head, or None without a head.
-        head: the classifier head's layout ("paper" or "dense"; "lraspp"
-            for a segmenter, "ssdlite" for a detector, informative only), or None.
+        head: the classifier head's layout ("paper" or "dense"; "lraspp" or
+            "deeplabv3" for a segmenter, "ssdlite" for a detector, informative only), or None.
         task: the model kind the file holds ("classifier", "segmenter",
             "detector"); None means a classifier when there is a head, else a
             backbone (see `kind`).
@@ -110,7 +110,9 @@ def _reader(format: str) -> Any:
 
 # Canonical layer names of classifier heads ("paper": Conv_2 + Logits,
 # "dense": keras-cv's predictions).
-HEAD_LAYERS = ("Conv_2/", "Logits/", "predictions/", "lraspp_", "extra_", "cls_head_", "box_head_")
+HEAD_LAYERS = (
+    "Conv_2/", "Logits/", "predictions/", "lraspp_", "aspp_", "deeplab_", "aux_", "extra_", "cls_head_", "box_head_",
+)
 
 
 def load_into(model: keras.Model, checkpoint: Checkpoint) -> None:

@@ -1,10 +1,17 @@
-"""torchvision MobileNetV3, LR-ASPP and SSDLite state dicts.
+"""torchvision MobileNetV3, LR-ASPP, DeepLabV3, SSDLite and Faster R-CNN state dicts.
 
 Reads the `.pth` files of `torchvision.models.mobilenet_v3_{small,large}`
-(keys `features.N...` and `classifier.0/3.*`) and of
+(keys `features.N...` and `classifier.0/3.*`), of
 `torchvision.models.segmentation.lraspp_mobilenet_v3_large` (keys
 `backbone.N...` and `classifier.{cbr,scale,low_classifier,high_classifier}.*`)
-into canonical tensors, and of
+and `deeplabv3_mobilenet_v3_large` (keys `backbone.N...`,
+`classifier.0.convs...` (ASPP), `classifier.{1,2,4}.*`, and with
+`aux_loss=True`, as the published file, `aux_classifier.*`) into canonical
+tensors; the MobileNetV3 body (`backbone.body.N...`) of
+`fasterrcnn_mobilenet_v3_large_fpn` / `fasterrcnn_mobilenet_v3_large_320_fpn`
+as a backbone (its FPN, RPN and box heads are not read; the body uses
+BatchNorm epsilon 1e-5: torchvision builds it with `FrozenBatchNorm2d`, whose
+default epsilon is 1e-5); and of
 `torchvision.models.detection.ssdlite320_mobilenet_v3_large` (keys
 `backbone.features.{0,1}...`, `backbone.extra...` and
 `head.{classification,regression}_head...`). Files are opened with `torch.load(...,
@@ -14,8 +21,8 @@ torchvision pads stride-2 convolutions symmetrically, uses BatchNorm epsilon
 1e-3 in the backbone and expects ImageNet mean/std inputs, so the backbone
 config read from a file says `padding="symmetric"`, `bn_epsilon=1e-3` and
 `preprocessing="imagenet"`. Small or Large and `reduced_tail` are read from
-the tensors; dilation is not visible in weights, so an LR-ASPP file implies
-torchvision's `dilated=True` (output stride 16).
+the tensors; dilation is not visible in weights, so an LR-ASPP or DeepLabV3
+file implies torchvision's `dilated=True` (output stride 16).
 
 Example:
 
@@ -45,14 +52,15 @@ _SUFFIXES = (".pth", ".pt", ".bin")
 
 
 def detect(path: str) -> bool:
-    """Whether `path` is a torchvision MobileNetV3, LR-ASPP or SSDLite state dict."""
+    """Whether `path` is a torchvision MobileNetV3, LR-ASPP, DeepLabV3, SSDLite
+    or Faster R-CNN (MobileNetV3 body) state dict."""
     if not os.path.isfile(path) or not str(path).endswith(_SUFFIXES):
         return False
     try:
         state = _load_state_dict(path)
     except Exception:  # not a torch file, or not a state dict.
         return False
-    return _features_prefix(state) is not None or _is_ssdlite(state)
+    return _features_prefix(state) is not None or _is_ssdlite(state) or _is_faster_rcnn(state)
 
 
 def read(path: str) -> Checkpoint:
@@ -60,8 +68,9 @@ def read(path: str) -> Checkpoint:
 
     Raises:
         ValueError: when the file is not a torchvision MobileNetV3 / LR-ASPP
-            / SSDLite state dict (another torchvision detector, e.g. Faster
-            R-CNN, is named as such), or is a width (`width_mult`) other than 1.0.
+            / DeepLabV3 / SSDLite / Faster R-CNN (MobileNetV3 body) state dict
+            (another torchvision detector is named as such), or is a width
+            (`width_mult`) other than 1.0.
     """
     return read_state_dict(_load_state_dict(path), path)
 
@@ -81,20 +90,20 @@ def read_state_dict(state: Mapping[str, Any], source: str = "state dict") -> Che
     state = _to_arrays(state)
     if _is_ssdlite(state):
         return _read_ssdlite(state, path)
+    if _is_faster_rcnn(state):
+        return _read_faster_rcnn_body(state, path)
     _reject_other_detectors(state, path)
     prefix = _features_prefix(state)
     if prefix is None:
-        raise ValueError(
-            f"{path} is not a torchvision MobileNetV3 state dict: it has no "
-            "'features.0.0.weight' (classifier) or 'backbone.0.0.weight' (LR-ASPP) key."
-        )
+        raise ValueError(_not_mobilenet_message(state, path))
     tensors, config = _read_backbone(state, prefix, path)
     checkpoint = Checkpoint(tensors, config, source=f"torchvision file {path}")
     if prefix == "backbone.":
         config.update(output_stride=16, dilation_style="torchvision")
-        tensors.update(_segmenter_head(state))
-        checkpoint.num_classes = int(state["classifier.low_classifier.weight"].shape[0])
-        checkpoint.head = "lraspp"
+        head = _segmentation_head(state)
+        tensors.update(_SEGMENTATION_HEADS[head][0](state))
+        checkpoint.num_classes = int(state[_SEGMENTATION_HEADS[head][1]].shape[0])
+        checkpoint.head = head
         checkpoint.task = "segmenter"
     elif "classifier.3.weight" in state:
         tensors.update(_classifier_head(state))
@@ -125,9 +134,34 @@ def _to_arrays(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
 def _features_prefix(state: Mapping[str, Any]) -> str | None:
     if "features.0.0.weight" in state:
         return "features."
-    if "backbone.0.0.weight" in state and "classifier.cbr.0.weight" in state:
+    if "backbone.0.0.weight" in state and _segmentation_head(state) is not None:
         return "backbone."
     return None
+
+
+def _segmentation_head(state: Mapping[str, Any]) -> str | None:
+    """"lraspp" or "deeplabv3" by the head's first key, or None."""
+    for head, key in _SEGMENTATION_HEAD_KEYS.items():
+        if key in state:
+            return head
+    return None
+
+
+def _not_mobilenet_message(state: Mapping[str, Any], path: str) -> str:
+    """What the file lacks, naming only keys it does not have."""
+    first = sorted(state)[:3]
+    if "backbone.0.0.weight" in state:
+        heads = ", ".join(f"{key!r} ({head})" for head, key in _SEGMENTATION_HEAD_KEYS.items())
+        return (
+            f"{path} has a torchvision segmentation backbone ('backbone.0.0.weight') but no head this "
+            f"package reads: none of {heads}. First keys: {first}."
+        )
+    return (
+        f"{path} is not a torchvision MobileNetV3 state dict: it has none of 'features.0.0.weight' "
+        "(classifier), 'backbone.0.0.weight' (LR-ASPP / DeepLabV3 segmenter), "
+        f"'backbone.body.0.0.weight' (Faster R-CNN) or 'backbone.features.0.0.0.weight' (SSDLite). "
+        f"First keys: {first}."
+    )
 
 
 # -- backbone --------------------------------------------------------------
@@ -246,6 +280,62 @@ def _segmenter_head(state: dict) -> dict:
     return tensors
 
 
+def _conv_bn_head(state: dict, torch_module: str, keras_name: str) -> dict:
+    """A head's conv (no bias) at `<module>.0` and BatchNorm at `<module>.1`."""
+    tensors = {f"{keras_name}/kernel": _conv_kernel(state[f"{torch_module}.0.weight"])}
+    tensors.update(_batch_norm(state, f"{torch_module}.1", f"{keras_name}_BatchNorm"))
+    return tensors
+
+
+def _deeplabv3_head(state: dict) -> dict:
+    """torchvision's `DeepLabHead` (and `FCNHead` aux classifier, when the
+    file has it) under the segmenter's layer names."""
+    tensors: dict[str, np.ndarray] = {}
+    for index in range(4):
+        tensors.update(_conv_bn_head(state, f"classifier.0.convs.{index}", f"aspp_{index}"))
+    tensors["aspp_pooling/kernel"] = _conv_kernel(state["classifier.0.convs.4.1.weight"])
+    tensors.update(_batch_norm(state, "classifier.0.convs.4.2", "aspp_pooling_BatchNorm"))
+    tensors.update(_conv_bn_head(state, "classifier.0.project", "aspp_project"))
+    tensors["deeplab_conv/kernel"] = _conv_kernel(state["classifier.1.weight"])
+    tensors.update(_batch_norm(state, "classifier.2", "deeplab_conv_BatchNorm"))
+    tensors["deeplab_classifier/kernel"] = _conv_kernel(state["classifier.4.weight"])
+    tensors["deeplab_classifier/bias"] = state["classifier.4.bias"]
+    if "aux_classifier.0.weight" in state:
+        tensors["aux_conv/kernel"] = _conv_kernel(state["aux_classifier.0.weight"])
+        tensors.update(_batch_norm(state, "aux_classifier.1", "aux_conv_BatchNorm"))
+        tensors["aux_classifier/kernel"] = _conv_kernel(state["aux_classifier.4.weight"])
+        tensors["aux_classifier/bias"] = state["aux_classifier.4.bias"]
+    return tensors
+
+
+# head -> (reader, key whose first dimension is the number of classes)
+_SEGMENTATION_HEADS = {
+    "lraspp": (_segmenter_head, "classifier.low_classifier.weight"),
+    "deeplabv3": (_deeplabv3_head, "classifier.4.weight"),
+}
+_SEGMENTATION_HEAD_KEYS = {"lraspp": "classifier.cbr.0.weight", "deeplabv3": "classifier.0.convs.0.0.weight"}
+
+
+# -- Faster R-CNN body -------------------------------------------------------
+
+_FASTER_RCNN_BODY = "backbone.body."
+FASTER_RCNN_BN_EPSILON = 1e-5  # torchvision's FrozenBatchNorm2d default
+
+
+def _is_faster_rcnn(state: Mapping[str, Any]) -> bool:
+    return f"{_FASTER_RCNN_BODY}0.0.weight" in state and f"{_FASTER_RCNN_BODY}1.block.0.0.weight" in state
+
+
+def _read_faster_rcnn_body(state: dict, path: str) -> Checkpoint:
+    """The MobileNetV3 body of a Faster R-CNN FPN detector, as a backbone
+    (BatchNorm epsilon 1e-5, no dilation)."""
+    tensors, config = _read_backbone(state, _FASTER_RCNN_BODY, path)
+    config["bn_epsilon"] = FASTER_RCNN_BN_EPSILON
+    checkpoint = Checkpoint(tensors, config, source=f"torchvision Faster R-CNN file {path} (MobileNetV3 body)")
+    checkpoint.metadata["part"] = "Faster R-CNN backbone.body (FPN, RPN and box heads not converted)"
+    return checkpoint
+
+
 # -- SSDLite ---------------------------------------------------------------
 
 _SSDLITE_FEATURES = "backbone.features."
@@ -260,15 +350,16 @@ def _is_ssdlite(state: Mapping[str, Any]) -> bool:
 def _reject_other_detectors(state: Mapping[str, Any], path: str) -> None:
     """A clear error for torchvision detectors this package does not map."""
     if any(key.startswith(("rpn.", "roi_heads.")) for key in state):
-        kind = "a Faster R-CNN / Mask R-CNN (two-stage) detector"
+        kind = "a two-stage (Faster / Mask R-CNN) detector without a MobileNetV3 body"
     elif any(key.startswith("head.") for key in state) and any(key.startswith("backbone.") for key in state):
         kind = "a detector other than SSDLite (RetinaNet, FCOS or SSD300?)"
     else:
         return
     raise ValueError(
-        f"{path} is {kind} state dict. Of torchvision's detectors only SSDLite "
+        f"{path} is {kind} state dict. Of torchvision's detectors SSDLite "
         "(`ssdlite320_mobilenet_v3_large`: keys 'backbone.features...', 'backbone.extra...', "
-        "'head.classification_head...') can be read."
+        "'head.classification_head...') and the MobileNetV3 body of Faster R-CNN "
+        "(`fasterrcnn_mobilenet_v3_large_fpn`: keys 'backbone.body.N...') can be read."
     )
 
 

@@ -2,11 +2,12 @@
 loopback, each fed half of every global batch, end with the weights of one
 process trained on the whole global batch.
 
-Each test launches `tests/training_worker.py` 3 times (the single-process
-reference and the 2 workers of the job); `fine_tune` of a random
-MobileNetV3-Small at 64x64: BatchNorm statistics calibrated, then one epoch
-of 2 global batches of 8 training the top 2 blocks with their BatchNorm in
-training mode, no dropout.
+The JAX test launches `tests/training_worker.py` 3 times (the
+single-process reference and the 2 workers of the job); `fine_tune` of a
+random MobileNetV3-Small at 64x64: BatchNorm statistics calibrated, then one
+epoch of 2 global batches of 8 training the top 2 blocks with their
+BatchNorm in training mode, no dropout. The TensorFlow tests launch
+`tests/tf_job_worker.py` 3 times (`distributed.train_steps`).
 """
 
 from __future__ import annotations

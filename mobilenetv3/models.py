@@ -123,7 +123,8 @@ def load_model(
     own_head_args = head_args if MODEL_CLASSES[preset.task] is expected else None
     if weights_file is not None:
         _check_weights_file(preset, load_weights, weights_file, verify_weights_file)
-    return _load_registered(preset, load_weights, weights_file, own_head_args or {}, overrides)
+    backbone_cls = expected if _is_backbone_class(expected) else MODEL_CLASSES[BACKBONE]
+    return _load_registered(preset, load_weights, weights_file, own_head_args or {}, overrides, backbone_cls)
 
 
 def build_model(checkpoint: weights.Checkpoint, **backbone_overrides: Any) -> keras.Model:
@@ -253,7 +254,12 @@ def _is_backbone_class(cls: type | None) -> bool:
 
 
 def _load_registered(
-    preset: presets.Preset, load_weights: bool | None, weights_file: str | None, head_args: dict, overrides: dict
+    preset: presets.Preset,
+    load_weights: bool | None,
+    weights_file: str | None,
+    head_args: dict,
+    overrides: dict,
+    backbone_cls: type,
 ) -> keras.Model:
     if load_weights and preset.weights is None:
         with_weights = sorted(n for n, p in presets.all_presets().items() if p.weights)
@@ -262,7 +268,7 @@ def _load_registered(
             f"weights: {with_weights}."
         )
     config = {k: v for k, v in {**preset.config, **overrides}.items() if k not in _FOREIGN_KEYS}
-    model = MODEL_CLASSES[BACKBONE](**config)
+    model = backbone_cls(**config)  # e.g. MobileNetV3HubBackbone.from_preset(name)
     if preset.task != BACKBONE:
         model = MODEL_CLASSES[preset.task](model, **{**preset.head, **head_args})
     if preset.weights is not None and load_weights is not False:

@@ -330,7 +330,7 @@ def test_preset_round_trip_gives_equal_outputs(tmp_path):
 
 
 def test_classifier_preset_is_not_a_detector():
-    with pytest.raises(ValueError, match=r"holds a classifier, not a MobileNetV3ObjectDetector: pass `num_classes`"):
+    with pytest.raises(ValueError, match=r"holds a classifier \(MobileNetV3ImageClassifier\), not a MobileNetV3ObjectDetector.*pass `num_classes`"):
         MobileNetV3ObjectDetector.from_preset("mobilenet_v3_small_imagenet_classifier", load_weights=False)
 
 

@@ -37,3 +37,27 @@ def images(batch: int, height: int, width: int, seed: int = 0, scale: float = 1.
 
 def max_abs_diff(a, b) -> float:
     return float(np.max(np.abs(keras.ops.convert_to_numpy(a) - keras.ops.convert_to_numpy(b))))
+
+
+def trained_looking(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Give BatchNorm non-trivial statistics so activations are O(1) and the
+    folded weights differ from the raw ones (a fresh model has mean 0, var 1)."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.moving_mean.shape
+            layer.gamma.assign(rng.uniform(0.5, 1.5, shape))
+            layer.beta.assign(rng.normal(0, 0.2, shape))
+            layer.moving_mean.assign(rng.normal(0, 0.2, shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, shape))
+    return model
+
+
+def pixel_images(shape: tuple, seed: int = 1) -> np.ndarray:
+    """Random raw pixels in 0..255, float32."""
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+
+
+def keras_outputs(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """The model's inference outputs as numpy."""
+    return keras.ops.convert_to_numpy(model(images, training=False))

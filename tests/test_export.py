@@ -7,6 +7,7 @@ import collections
 import keras
 import numpy as np
 import pytest
+from helpers import keras_outputs, pixel_images, trained_looking
 
 import mobilenetv3
 from mobilenetv3.export import export_onnx, export_saved_model, export_tflite, quantize_onnx
@@ -19,26 +20,10 @@ TOLERANCE = 1e-4
 TF_ONLY = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel/TFLite need TensorFlow")
 
 
-def _trained_looking(model: keras.Model, seed: int = 0) -> keras.Model:
-    """Give BatchNorm non-trivial statistics so activations are O(1) and the
-    folded weights differ from the raw ones (a fresh model has mean 0, var 1)."""
-    rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            shape = layer.moving_mean.shape
-            layer.gamma.assign(rng.uniform(0.5, 1.5, shape))
-            layer.beta.assign(rng.normal(0, 0.2, shape))
-            layer.moving_mean.assign(rng.normal(0, 0.2, shape))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, shape))
-    return model
 
 
-def _images(shape: tuple, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
 
 
-def _keras(model: keras.Model, images: np.ndarray) -> np.ndarray:
-    return keras.ops.convert_to_numpy(model(images, training=False))
 
 
 def _op_counts(path) -> collections.Counter:
@@ -53,7 +38,7 @@ def _onnx_run(path, images: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def small_backbone() -> keras.Model:
     keras.utils.set_random_seed(0)
-    return _trained_looking(mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True))
+    return trained_looking(mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True))
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +55,8 @@ def small_classifier(small_backbone) -> keras.Model:
 def test_onnx_backbone_matches_keras_at_two_sizes_and_batches(small_backbone, tmp_path):
     path = export_onnx(small_backbone, tmp_path / "backbone.onnx")
     for shape in [(1, 224, 224, 3), (3, 193, 257, 3)]:  # dynamic batch and spatial size
-        images = _images(shape)
-        expected = _keras(small_backbone, images)
+        images = pixel_images(shape)
+        expected = keras_outputs(small_backbone, images)
         assert np.abs(expected).max() > 0.5  # the comparison is not vacuous
         np.testing.assert_allclose(_onnx_run(path, images), expected, atol=TOLERANCE, rtol=0)
 
@@ -95,17 +80,17 @@ def test_onnx_graph_is_native_hard_swish_with_bn_and_pads_folded(small_classifie
 @pytest.mark.core
 def test_onnx_classifier_and_large_symmetric_padding_match(tmp_path):
     keras.utils.set_random_seed(0)
-    backbone = _trained_looking(
+    backbone = trained_looking(
         mobilenetv3.MobileNetV3LargeBackbone(include_rescaling=True, padding="symmetric", preprocessing="imagenet")
     )
     model = mobilenetv3.MobileNetV3ImageClassifier(backbone, num_classes=7, activation="softmax")
     path = export_onnx(model, tmp_path / "large.onnx")
     assert "Pad" not in _op_counts(path)  # ZeroPadding2D folded into the convs' pads
-    images = _images((2, 224, 224, 3))
-    np.testing.assert_allclose(_onnx_run(path, images), _keras(model, images), atol=TOLERANCE, rtol=0)
+    images = pixel_images((2, 224, 224, 3))
+    np.testing.assert_allclose(_onnx_run(path, images), keras_outputs(model, images), atol=TOLERANCE, rtol=0)
     logits_model = mobilenetv3.MobileNetV3ImageClassifier(backbone, num_classes=7)
     path = export_onnx(logits_model, tmp_path / "logits.onnx")
-    expected = _keras(logits_model, images)
+    expected = keras_outputs(logits_model, images)
     assert np.abs(expected).max() > 0.1
     np.testing.assert_allclose(_onnx_run(path, images), expected, atol=TOLERANCE, rtol=0)
 
@@ -114,19 +99,19 @@ def test_onnx_classifier_and_large_symmetric_padding_match(tmp_path):
 def test_onnx_channels_first_fixed_size_has_no_transpose(small_classifier, tmp_path):
     path = export_onnx(small_classifier, tmp_path / "nchw.onnx", channels_first=True, input_size=224)
     assert "Transpose" not in _op_counts(path)
-    images = _images((2, 224, 224, 3))
+    images = pixel_images((2, 224, 224, 3))
     result = _onnx_run(path, images.transpose(0, 3, 1, 2))
-    np.testing.assert_allclose(result, _keras(small_classifier, images), atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(result, keras_outputs(small_classifier, images), atol=TOLERANCE, rtol=0)
 
 
 @pytest.mark.core
 def test_onnx_segmenter_matches_keras(small_backbone, tmp_path):
     keras.utils.set_random_seed(0)
-    model = _trained_looking(MobileNetV3ImageSegmenter(small_backbone, num_classes=4), seed=3)
+    model = trained_looking(MobileNetV3ImageSegmenter(small_backbone, num_classes=4), seed=3)
     path = export_onnx(model, tmp_path / "segmenter.onnx")
     assert "Resize" in _op_counts(path)
-    images = _images((1, 200, 232, 3))
-    expected = _keras(model, images)
+    images = pixel_images((1, 200, 232, 3))
+    expected = keras_outputs(model, images)
     assert expected.shape == (1, 200, 232, 4)
     np.testing.assert_allclose(_onnx_run(path, images), expected, atol=TOLERANCE, rtol=0)
 
@@ -151,11 +136,11 @@ def test_onnx_bad_arguments(small_backbone, tmp_path):
 
 def test_onnx_int8_runs_and_tracks_float(small_classifier, tmp_path):
     float_path = export_onnx(small_classifier, tmp_path / "f.onnx", input_size=224)
-    calibration = _images((8, 224, 224, 3), seed=5)
+    calibration = pixel_images((8, 224, 224, 3), seed=5)
     int8_path = quantize_onnx(float_path, tmp_path / "q.onnx", calibration)
     ops = _op_counts(int8_path)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
-    images = _images((4, 224, 224, 3), seed=6)
+    images = pixel_images((4, 224, 224, 3), seed=6)
     reference, quantized = _onnx_run(float_path, images), _onnx_run(int8_path, images)
     correlation = np.corrcoef(reference.ravel(), quantized.ravel())[0, 1]
     assert correlation > 0.9, correlation
@@ -171,8 +156,8 @@ def test_saved_model_float_and_uint8_signatures(small_classifier, tmp_path):
     path = export_saved_model(small_classifier, tmp_path / "saved")
     signatures = tf.saved_model.load(str(path)).signatures
     assert set(signatures) == {"serving_default", "serving_uint8"}
-    pixels = _images((2, 224, 224, 3)).round()
-    expected = _keras(small_classifier, pixels)
+    pixels = pixel_images((2, 224, 224, 3)).round()
+    expected = keras_outputs(small_classifier, pixels)
     assert np.abs(expected).max() > 0.1
     for name, dtype in (("serving_default", tf.float32), ("serving_uint8", tf.uint8)):
         (result,) = signatures[name](images=tf.cast(pixels, dtype)).values()
@@ -188,14 +173,14 @@ def test_tflite_float_matches_keras_and_uses_fused_hard_swish(small_classifier, 
     ops = collections.Counter(op["op_name"] for op in interpreter._get_ops_details())
     assert ops["HARD_SWISH"] == 19, ops
     assert "RSQRT" not in ops and "RELU6" not in ops  # BN folded, hard-swish not a relu6 chain
-    images = _images((2, 224, 224, 3))
+    images = pixel_images((2, 224, 224, 3))
     entry = interpreter.get_input_details()[0]["index"]
     interpreter.resize_tensor_input(entry, images.shape)
     interpreter.allocate_tensors()
     interpreter.set_tensor(entry, images)
     interpreter.invoke()
     result = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    np.testing.assert_allclose(result, _keras(small_classifier, images), atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(result, keras_outputs(small_classifier, images), atol=TOLERANCE, rtol=0)
 
 
 def _op_output_types(interpreter) -> dict[str, set]:
@@ -215,10 +200,10 @@ def test_tflite_int8_quantizes_every_conv(small_backbone, tmp_path, full_integer
         export_tflite(small_backbone, tmp_path / "q.tflite", int8=True)
     for wrong in ("HARD_SWISH", ["HARDSWISH"]):  # a bare string; a name TFLite does not have
         with pytest.raises(ValueError, match="float_ops"):
-            export_tflite(small_backbone, tmp_path / "q.tflite", int8=True, calibration=_images((1, 224, 224, 3)),
+            export_tflite(small_backbone, tmp_path / "q.tflite", int8=True, calibration=pixel_images((1, 224, 224, 3)),
                           float_ops=wrong)
     assert list(tmp_path.iterdir()) == []
-    path = export_tflite(small_backbone, tmp_path / "q.tflite", int8=True, calibration=_images((4, 224, 224, 3)),
+    path = export_tflite(small_backbone, tmp_path / "q.tflite", int8=True, calibration=pixel_images((4, 224, 224, 3)),
                          float_ops=() if full_integer else ("HARD_SWISH",))
     interpreter = Interpreter(str(path))
     kinds = _op_output_types(interpreter)
@@ -227,9 +212,9 @@ def test_tflite_int8_quantizes_every_conv(small_backbone, tmp_path, full_integer
     # Hard-swish: int8 in a full-integer model, else float between DEQUANTIZE and QUANTIZE.
     assert kinds["HARD_SWISH"] == {np.int8 if full_integer else np.float32}, kinds
     interpreter.allocate_tensors()
-    images = _images((1, 224, 224, 3), seed=7)
+    images = pixel_images((1, 224, 224, 3), seed=7)
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
     interpreter.invoke()
     result = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    correlation = np.corrcoef(result.ravel(), _keras(small_backbone, images).ravel())[0, 1]
+    correlation = np.corrcoef(result.ravel(), keras_outputs(small_backbone, images).ravel())[0, 1]
     assert correlation > 0.9, correlation

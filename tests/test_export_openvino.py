@@ -7,6 +7,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from helpers import keras_outputs, pixel_images, trained_looking
 
 import mobilenetv3
 from mobilenetv3.cli import main
@@ -18,25 +19,10 @@ ov = pytest.importorskip("openvino")
 TOLERANCE = 1e-4
 
 
-def _trained_looking(model: keras.Model, seed: int = 0) -> keras.Model:
-    """BatchNorm statistics of a trained model, so activations are O(1)."""
-    rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            shape = layer.moving_mean.shape
-            layer.gamma.assign(rng.uniform(0.5, 1.5, shape))
-            layer.beta.assign(rng.normal(0, 0.2, shape))
-            layer.moving_mean.assign(rng.normal(0, 0.2, shape))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, shape))
-    return model
 
 
-def _images(shape: tuple, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
 
 
-def _keras(model: keras.Model, images: np.ndarray) -> np.ndarray:
-    return keras.ops.convert_to_numpy(model(images, training=False))
 
 
 def _element_types(path) -> set[str]:
@@ -51,13 +37,13 @@ def _op_types(path) -> set[str]:
 @pytest.fixture(scope="module")
 def small_backbone() -> keras.Model:
     keras.utils.set_random_seed(0)
-    return _trained_looking(mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True))
+    return trained_looking(mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True))
 
 
 @pytest.fixture(scope="module")
 def small_classifier(small_backbone) -> keras.Model:
     keras.utils.set_random_seed(0)
-    return _trained_looking(mobilenetv3.MobileNetV3ImageClassifier(small_backbone, num_classes=10), seed=2)
+    return trained_looking(mobilenetv3.MobileNetV3ImageClassifier(small_backbone, num_classes=10), seed=2)
 
 
 @pytest.mark.core
@@ -69,8 +55,8 @@ def test_openvino_fp32_backbone_matches_keras_at_two_sizes_and_batches(small_bac
     compiled = compile_openvino(path)
     assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
     for shape in [(1, 224, 224, 3), (3, 160, 192, 3)]:  # dynamic batch and spatial size
-        images = _images(shape)
-        expected = _keras(small_backbone, images)
+        images = pixel_images(shape)
+        expected = keras_outputs(small_backbone, images)
         assert np.abs(expected).max() > 0.5  # the comparison is not vacuous
         np.testing.assert_allclose(compiled(images)[0], expected, atol=TOLERANCE, rtol=0)
 
@@ -78,30 +64,30 @@ def test_openvino_fp32_backbone_matches_keras_at_two_sizes_and_batches(small_bac
 @pytest.mark.core
 def test_openvino_fp32_classifier_channels_first_and_segmenter_match_keras(small_backbone, small_classifier,
                                                                             tmp_path):
-    images = _images((2, 128, 128, 3))
+    images = pixel_images((2, 128, 128, 3))
     path = export_openvino(small_classifier, tmp_path / "classifier.xml", channels_first=True, input_size=128)
     logits = compile_openvino(path)(images.transpose(0, 3, 1, 2))[0]
-    np.testing.assert_allclose(logits, _keras(small_classifier, images), atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(logits, keras_outputs(small_classifier, images), atol=TOLERANCE, rtol=0)
     keras.utils.set_random_seed(0)
-    segmenter = _trained_looking(MobileNetV3ImageSegmenter(small_backbone, num_classes=4), seed=3)
+    segmenter = trained_looking(MobileNetV3ImageSegmenter(small_backbone, num_classes=4), seed=3)
     path = export_openvino(segmenter, tmp_path / "segmenter.xml")
-    images = _images((1, 200, 232, 3))
-    expected = _keras(segmenter, images)
+    images = pixel_images((1, 200, 232, 3))
+    expected = keras_outputs(segmenter, images)
     assert expected.shape == (1, 200, 232, 4)
     np.testing.assert_allclose(compile_openvino(path)(images)[0], expected, atol=TOLERANCE, rtol=0)
 
 
 @pytest.mark.slow
 def test_openvino_bf16_and_int8_run_and_track_float(small_classifier, tmp_path):
-    images = _images((8, 96, 96, 3), seed=4)
-    expected = _keras(small_classifier, images)
+    images = pixel_images((8, 96, 96, 3), seed=4)
+    expected = keras_outputs(small_classifier, images)
     scale = np.abs(expected).max()
     assert scale > 0.1  # the comparisons below are relative to it
     bf16 = compile_openvino(export_openvino(small_classifier, tmp_path / "bf16.xml", precision="bf16"))
     assert bf16.get_property("INFERENCE_PRECISION_HINT") in (ov.Type.bf16, ov.Type.f32)  # f32 without bf16 CPU
     np.testing.assert_allclose(bf16(images)[0], expected, atol=0.05 * scale, rtol=0)
     path = export_openvino(small_classifier, tmp_path / "int8.xml", precision="int8",
-                           calibration=_images((16, 96, 96, 3), seed=5), input_size=96)
+                           calibration=pixel_images((16, 96, 96, 3), seed=5), input_size=96)
     assert "FakeQuantize" in _op_types(path)
     assert "i8" in _element_types(path)  # int8 weights on disk
     int8 = compile_openvino(path)(images)[0]
@@ -131,7 +117,7 @@ def test_cli_export_openvino_fp32_and_bf16(tmp_path, capsys):
     assert main(["export", "mobilenet_v3_small", str(out), "--format", "openvino", "--input-size", "96"]) == 0
     assert "wrote openvino model" in capsys.readouterr().out
     compiled = compile_openvino(out)
-    assert compiled(_images((2, 96, 96, 3)))[0].shape == (2, 3, 3, 576)
+    assert compiled(pixel_images((2, 96, 96, 3)))[0].shape == (2, 3, 3, 576)
     assert main(["export", "mobilenet_v3_small", str(tmp_path / "b.xml"), "--format", "openvino", "--bf16"]) == 0
     model = ov.Core().read_model(str(tmp_path / "b.xml"))
     assert model.get_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]).astype(str) == "bf16"

@@ -7,6 +7,7 @@ import collections
 import keras
 import numpy as np
 import pytest
+from helpers import trained_looking
 
 import mobilenetv3
 from mobilenetv3.export import export_onnx, quantize_onnx
@@ -15,16 +16,6 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 
-def _trained_looking(model: keras.Model, seed: int = 0) -> keras.Model:
-    rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            shape = layer.moving_mean.shape
-            layer.gamma.assign(rng.uniform(0.5, 1.5, shape))
-            layer.beta.assign(rng.normal(0, 0.2, shape))
-            layer.moving_mean.assign(rng.normal(0, 0.2, shape))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, shape))
-    return model
 
 
 def _session(path, optimized=None):
@@ -40,7 +31,7 @@ def _ops(path) -> collections.Counter:
 
 def test_int8_hard_sigmoid_runs_as_qlinear_add_and_tracks_the_float_island(tmp_path):
     keras.utils.set_random_seed(0)
-    model = _trained_looking(mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True))
+    model = trained_looking(mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True))
     rng = np.random.default_rng(0)
     calibration = rng.uniform(0, 255, (8, 96, 96, 3)).astype("float32")
     images = rng.uniform(0, 255, (4, 96, 96, 3)).astype("float32")

@@ -15,6 +15,9 @@ except ImportError:
 import keras
 import numpy as np
 import pytest
+from helpers import trained_looking
+
+import mobilenetv3
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -42,3 +45,10 @@ def rng() -> np.random.Generator:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"keras backend: {BACKEND}, keras {keras.__version__}, KERAS_BACKEND={os.environ.get('KERAS_BACKEND')}"
+
+
+@pytest.fixture(scope="module")
+def small_backbone() -> keras.Model:
+    """A Small backbone with trained-looking BatchNorm statistics (export tests)."""
+    keras.utils.set_random_seed(0)
+    return trained_looking(mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True))

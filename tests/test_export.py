@@ -36,12 +36,6 @@ def _onnx_run(path, images: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def small_backbone() -> keras.Model:
-    keras.utils.set_random_seed(0)
-    return trained_looking(mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True))
-
-
-@pytest.fixture(scope="module")
 def small_classifier(small_backbone) -> keras.Model:
     keras.utils.set_random_seed(0)
     model = mobilenetv3.MobileNetV3ImageClassifier(small_backbone, num_classes=10)

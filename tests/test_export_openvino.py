@@ -35,12 +35,6 @@ def _op_types(path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def small_backbone() -> keras.Model:
-    keras.utils.set_random_seed(0)
-    return trained_looking(mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True))
-
-
-@pytest.fixture(scope="module")
 def small_classifier(small_backbone) -> keras.Model:
     keras.utils.set_random_seed(0)
     return trained_looking(mobilenetv3.MobileNetV3ImageClassifier(small_backbone, num_classes=10), seed=2)

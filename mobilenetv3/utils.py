@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -50,7 +51,7 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
     ```
     """
     target = Path(path)
-    if target.exists() and target.is_dir() != directory:
+    if _is_dir(target) not in (None, directory):
         kind = "a folder" if directory else "a file"
         raise ValueError(f"`path` {str(target)!r} exists and is not {kind}.")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +160,15 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return True  # exists, owned by someone else.
     return True
+
+
+def _is_dir(path: Path) -> bool | None:
+    """Whether `path` is a folder (following symlinks); None when nothing is
+    there. One `stat`: another writer may be swapping `path` meanwhile."""
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except FileNotFoundError:
+        return None
 
 
 def _remove(path: Path) -> None:

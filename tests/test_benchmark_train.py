@@ -11,7 +11,7 @@ from mobilenetv3 import benchmark
 
 @pytest.mark.slow
 def test_quick_training_rows(tmp_path):
-    # about 40 s: two subprocesses, each building and compiling a training step at 224x224, batch 4
+    # 31 s (2026-11-26, shared 2-core box): two subprocesses, each building and compiling a training step at 224x224, batch 4
     pytest.importorskip("torchvision")
     cases = ["mobilenetv3-train-tensorflow", "torchvision-eager-train"]
     rows = benchmark.run_benchmark(models=["train"], cases=cases, quick=True, exports_dir=tmp_path,

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -201,6 +202,33 @@ def _local_keras_objects() -> Iterator[None]:
         yield
     finally:
         keras.distribution.set_distribution(saved)
+
+
+def check_same_on_every_process(name: str, value: Any, hint: str = "") -> None:
+    """Raise a `ValueError` naming `name` unless `value` (JSON-serializable)
+    is the same on every process of a JAX job; every process calls this.
+
+    Processes that disagree (e.g. on the checkpoint they resume from) would
+    run different programs and wait forever on each other's collectives;
+    all of them raise instead.
+
+    Example:
+
+    ```python
+    check_same_on_every_process("checkpoint_dir", {"epoch": 2, "step": 0})
+    ```
+    """
+    if not _jax_job():
+        return
+    from jax.experimental import multihost_utils
+
+    digest = np.uint32(zlib.crc32(json.dumps(value, sort_keys=True).encode()))
+    digests = np.asarray(multihost_utils.process_allgather(digest)).ravel().tolist()
+    if len(set(digests)) > 1:
+        raise ValueError(
+            f"`{name}` differs between the processes of the job (this is process {_ACTIVE.process_id}, "
+            f"which has {value!r}){': ' + hint if hint else ''}."
+        )
 
 
 _BARRIERS = [0]

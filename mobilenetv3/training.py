@@ -554,6 +554,11 @@ class _Run:
 
     def resume_state(self) -> checkpointing.TrainingState | None:
         state = checkpointing.read_state(self.checkpoint_dir)
+        distributed.check_same_on_every_process(
+            "checkpoint_dir", None if state is None else dataclasses.asdict(state),
+            "every process of a job resumes from the same checkpoint, so it must be a folder all of them read "
+            "(process 0 writes it), e.g. on a shared filesystem",
+        )
         if state is not None:
             if state.seed != self.epochs.seed:
                 raise ValueError(f"The checkpoint was written with seed {state.seed}; got `seed={self.epochs.seed}`.")

@@ -108,20 +108,41 @@ def test_jax_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     assert diff <= WEIGHT_TOLERANCE, (diff, bn_diff)
 
 
-def _launch_cli(args: list[str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "mobilenetv3", *args]
-    return subprocess.Popen(command, env={**os.environ, **JAX_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+def _cli_job(common: list[str], per_process: tuple[list[str], list[str]] = ([], [])) -> list[tuple[int, str, str]]:
+    """`python -m mobilenetv3 *common` as processes 0 and 1 of a JAX job over
+    127.0.0.1 (plus each process's own arguments); (exit code, stdout,
+    stderr) of each."""
+    addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(1))
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mobilenetv3", *common, "--job-addresses", addresses, "--num-processes", "2",
+             "--process-id", str(i), *extra],
+            env={**os.environ, **JAX_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i, extra in enumerate(per_process)
+    ]
+    results = []
+    for process in processes:
+        try:
+            stdout, stderr = process.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            pytest.fail(f"a process of the job did not finish within {TIMEOUT} s")
+        results.append((process.returncode, stdout, stderr))
+    return results
 
 
 # `mobilenetv3 train` as a real 2-process JAX job (random Small at 32x32, 8
 # training images, one head epoch of 2 global batches of 4, a checkpoint
-# after every batch). Measured 2026-11-26 on the shared 2-core box (load
-# 5): 64 s wall, 49 s of CPU in all (each process: imports, JAX's per-shape
-# compiles while the model is built, the train and test steps; JAX_ENV).
-# Before the fix, process 0
-# hung in `save_weights` (a cross-process check that Keras runs when it
-# creates a variable under DataParallel, run by the chief alone).
+# after every batch), then a resume where process 1 sees another checkpoint
+# folder. Measured 2026-11-26 on the shared 2-core box (load 4-5): 86 s
+# wall in all, 72 s of CPU; the first job alone 64 s wall (each process:
+# imports, JAX's per-shape compiles while the model is built, the train
+# and test steps; JAX_ENV), the refused resume ~22 s.
+# Before the fix, process 0 hung in `save_weights` (a cross-process check
+# that Keras runs when it creates a variable under DataParallel, run by the
+# chief alone).
 @pytest.mark.slow
 def test_train_cli_as_two_jax_processes_writes_the_preset_once(tmp_path):
     import mobilenetv3
@@ -129,24 +150,14 @@ def test_train_cli_as_two_jax_processes_writes_the_preset_once(tmp_path):
 
     data = make_classification_folder(tmp_path / "data", classes=("circle", "square"), per_class=6, size=32)
     out, checkpoint = tmp_path / "model", tmp_path / "checkpoint"
-    addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(1))
     common = ["train", str(data), "--out", str(out), "--preset", "mobilenet_v3_small", "--no-weights",
               "--image-size", "32", "--batch-size", "4", "--head-epochs", "1", "--fine-tune-epochs", "0",
-              "--validation-split", "0.34", "--checkpoint-dir", str(checkpoint), "--checkpoint-every-steps", "1",
-              "--quiet", "--job-addresses", addresses, "--num-processes", "2"]
-    processes = [_launch_cli([*common, "--process-id", str(i)]) for i in (0, 1)]
-    outputs = []
-    for process in processes:
-        try:
-            outputs.append(process.communicate(timeout=TIMEOUT))
-        except subprocess.TimeoutExpired:
-            for p in processes:
-                p.kill()
-            pytest.fail(f"a process of the job did not finish within {TIMEOUT} s")
-    for process, (_, stderr) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, stderr[-3000:]
-    assert f"wrote classifier preset to {out}" in outputs[0][0]
-    assert "process 1: the classifier preset is written by process 0" in outputs[1][0]
+              "--validation-split", "0.34", "--checkpoint-every-steps", "1", "--quiet"]
+    results = _cli_job([*common, "--checkpoint-dir", str(checkpoint)])
+    for code, _, stderr in results:
+        assert code == 0, stderr[-3000:]
+    assert f"wrote classifier preset to {out}" in results[0][1]
+    assert "process 1: the classifier preset is written by process 0" in results[1][1]
     # the preset and the checkpoint, whole; no staging folder left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "data", "model"]
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "labels.txt", "metadata.json", "model.weights.h5"]
@@ -155,6 +166,16 @@ def test_train_cli_as_two_jax_processes_writes_the_preset_once(tmp_path):
     model = mobilenetv3.MobileNetV3ImageClassifier.from_preset(str(out))
     assert model.num_classes == 2
     assert model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).shape == (1, 2)
+
+    # Resuming from checkpoints that differ between the processes would run
+    # different programs (and hang on each other): both refuse instead.
+    written = (out / "model.weights.h5").stat().st_mtime_ns
+    other = tmp_path / "other_checkpoint"
+    results = _cli_job([*common, "--resume"], (["--checkpoint-dir", str(checkpoint)], ["--checkpoint-dir", str(other)]))
+    for code, _, stderr in results:
+        assert code == 2 and "`checkpoint_dir` differs between the processes of the job" in stderr, stderr[-3000:]
+    assert (out / "model.weights.h5").stat().st_mtime_ns == written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "data", "model"]
 
 
 def _tf_job(tmp_path: Path, *args: str) -> tuple[dict, dict]:

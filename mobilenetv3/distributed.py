@@ -16,7 +16,8 @@ Call `join_data_parallel` at program start, before any model is built, on
 every process with the same addresses and its own `process_id`; then build,
 compile and fit inside `job.scope()` (`fine_tune` does this by itself). A
 `tf.data` dataset with the global batch size is sharded per process by the
-engine.
+engine. Files are written through `run_on_chief`, which every process
+reaches and the chief alone runs (`fine_tune`'s checkpoints and output).
 """
 
 from __future__ import annotations

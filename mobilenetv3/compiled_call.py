@@ -78,6 +78,7 @@ class CompiledInferenceCall:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not _compilable(args, kwargs):
             return super().__call__(*args, **kwargs)  # type: ignore[misc]
+        self._assert_input_compatibility(args[0])  # type: ignore[attr-defined]  # Keras' own message on bad input
         trainable = [variable.value for variable in self.trainable_variables]  # type: ignore[attr-defined]
         non_trainable = [variable.value for variable in self.non_trainable_variables]  # type: ignore[attr-defined]
         return _compiled(self)(trainable, non_trainable, args[0])  # type: ignore[arg-type]

@@ -119,6 +119,8 @@ def host_value(initializer: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarr
     if keras.distribution.distribution() is not None:  # Keras shards the initializer's output
         return None
     shape = tuple(int(d) for d in shape)
+    if math.prod(shape) >= 2**31:  # JAX splits such draws into blocks; not reproduced here
+        return None
     init = keras.initializers
     for kind, value in ((init.Zeros, 0.0), (init.Ones, 1.0)):
         if type(initializer).__call__ is kind.__call__:

@@ -109,6 +109,8 @@ def test_first_call_is_one_program_with_op_by_op_outputs(monkeypatch: pytest.Mon
     with xla_compilations() as compiles:
         compiled = np.asarray(model(images))
     assert len(compiles) == 1  # was one per op and shape (~300 for the whole Small)
+    with pytest.raises(ValueError, match=f"layer '{model.name}' is incompatible"):  # Keras' message, as op by op
+        model(np.ones((1, 48, 40, 4), "float32"))
     kernel = model.get_layer("Logits").kernel
     kernel.assign(np.asarray(kernel) * 2)  # the compiled call reads the variables' current values
     compiled_after = np.asarray(model(images, training=False))

@@ -53,6 +53,12 @@ def random_bits(key: tuple[int, int], size: int, partitionable: bool) -> np.ndar
 
     `partitionable` is JAX's `jax_threefry_partitionable` setting, which
     changes how counters are laid out.
+
+    Example:
+
+    ```python
+    random_bits((42, 0), 5, partitionable=True)  # uint32, (5,)
+    ```
     """
     if partitionable:  # counter i is the 64-bit pair (i >> 32, i & 0xffffffff)
         counts = np.arange(size, dtype=np.uint64)
@@ -113,6 +119,13 @@ def _jax_threefry() -> bool | None:
 def host_value(initializer: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray | None:
     """What Keras' `initializer(shape, dtype)` returns on JAX, computed in NumPy, or
     None where this module does not reproduce it exactly (then call Keras').
+
+    Example:
+
+    ```python
+    host_value(keras.initializers.GlorotUniform(seed=1), (3, 3, 8, 16), "float32")  # on JAX: float32 array
+    host_value(keras.initializers.GlorotNormal(seed=1), (3, 3, 8, 16), "float32")  # None: not reproduced
+    ```
     """
     if keras.backend.backend() != "jax" or keras.backend.standardize_dtype(dtype) != "float32":
         return None
@@ -162,6 +175,15 @@ def host_initializer(initializer: Any) -> Callable[..., Any]:
 class HostInitializedWeights:
     """Layer mixin: `add_weight` initializes through `host_initializer`, so that a
     layer's weights cost no XLA compilation on JAX. Configs and values are unchanged.
+
+    Example:
+
+    ```python
+    class Dense(HostInitializedWeights, keras.layers.Dense):
+        pass
+
+    Dense(4).build((None, 8))  # on JAX: kernel drawn in NumPy, as Keras would draw it
+    ```
     """
 
     def add_weight(self, *args: Any, **kwargs: Any) -> Any:

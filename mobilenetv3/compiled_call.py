@@ -2,7 +2,7 @@
 
 A Keras functional model called eagerly on JAX runs op by op, and XLA
 compiles each op for its shapes: the first `backbone(x)` of a
-MobileNetV3-Small compiled about 300 small programs (12 s on 2 CPU cores,
+MobileNetV3-Small compiled about 300 small programs (12 s on 2 loaded CPU cores,
 each later call 0.14 s). `CompiledInferenceCall` runs such a call instead
 as one `jax.jit` of `stateless_call(..., training=False)` over the
 variables' current values (what Keras' `predict` compiles): one compilation

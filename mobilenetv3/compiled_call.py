@@ -8,8 +8,8 @@ as one `jax.jit` of `stateless_call(..., training=False)` over the
 variables' current values (what Keras' `predict` compiles): one compilation
 per input shape (2.8 s), later calls in milliseconds. Calls it does not
 cover (another backend, `training=True`, symbolic or traced inputs, a
-stateless scope, a Keras distribution, other keyword arguments) run
-Keras' own `__call__`. Set `COMPILED_CALL = False` to run every call op by op.
+call from inside another layer's call, a stateless scope, a Keras
+distribution, other keyword arguments) run Keras' own `__call__`. Set `COMPILED_CALL = False` to run every call op by op.
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ def _compilable(args: tuple, kwargs: dict) -> bool:
     training = kwargs.get("training")
     if set(kwargs) - {"training"} or not (training is None or training is False):
         return False
+    from keras.src.backend.common import global_state
     from keras.src.backend.common.stateless_scope import in_stateless_scope
 
     if in_stateless_scope() or keras.distribution.distribution() is not None:
         return False
+    if global_state.get_global_attribute("current_call_ctx") is not None:  # inside another layer's call,
+        return False  # whose `training` the model inherits
     import jax
 
     leaves = jax.tree_util.tree_leaves(args[0])

@@ -7,6 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from mobilenetv3.initializers import HostInitializedWeights
+
 SAME, SYMMETRIC = "same", "symmetric"
 PADDINGS = (SAME, SYMMETRIC)
 
@@ -183,7 +185,7 @@ class _TorchConvMixin:
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class Conv2D(_TorchConvMixin, keras.layers.Conv2D):
+class Conv2D(HostInitializedWeights, _TorchConvMixin, keras.layers.Conv2D):
     """`keras.layers.Conv2D`, same weights, config and weight-file keys, whose
     PyTorch forward pass avoids Keras' two layout copies per call (see
     `_TorchConvMixin`). Other backends use Keras' own op.
@@ -204,7 +206,7 @@ class Conv2D(_TorchConvMixin, keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class BatchNormalization(keras.layers.BatchNormalization):
+class BatchNormalization(HostInitializedWeights, keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization`, same weights, config and weight-file
     keys, whose PyTorch inference pass is one `torch.nn.functional.batch_norm`
     on a channels-last view instead of Keras' separate subtract, multiply
@@ -236,7 +238,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class DepthwiseConv2D(_TorchConvMixin, keras.layers.DepthwiseConv2D):
+class DepthwiseConv2D(HostInitializedWeights, _TorchConvMixin, keras.layers.DepthwiseConv2D):
     """`keras.layers.DepthwiseConv2D`, same weights and config, whose JAX
     forward pass is `shifted_depthwise_conv` (MobileNetV3's depthwise layers
     dominate its time under XLA on CPU) and whose PyTorch forward pass skips

@@ -96,7 +96,14 @@ def _max_diff(tmp_path: Path, backend: str, *args: str) -> tuple[float, float]:
 # 189 s at load 3-8 (max |job - single| 3.9e-6, Conv_1_BatchNorm/
 # moving_variance); JAX_ENV 112 s wall at load 3-5 (109 s of CPU in all, so
 # about a minute on 2 quiet cores), max |job - single| 3.5e-6 (BatchNorm
-# statistics 3.1e-6).
+# statistics 3.1e-6). Since the weights are initialized on the host
+# (`mobilenetv3.initializers`) the lone process and the job (under a Keras
+# distribution, Keras' own initializers, unfused at this optimization level)
+# start 1 ulp apart (<= 3e-8); after the epoch: 1.5e-5
+# (expanded_conv_9_expand/kernel), BatchNorm statistics 9.7e-6.
+JAX_JOB_TOLERANCE = 5e-5
+
+
 @pytest.mark.slow
 def test_jax_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     # DataParallel compiles one program over the global batch: BatchNorm
@@ -105,7 +112,7 @@ def test_jax_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     # 0 gets the first half of every global batch of 8, process 1 the second
     # half, in the lone process's order (checked by printing the batches).
     diff, bn_diff = _max_diff(tmp_path, "jax", "--batch-size", "8")
-    assert diff <= WEIGHT_TOLERANCE, (diff, bn_diff)
+    assert diff <= JAX_JOB_TOLERANCE, (diff, bn_diff)
 
 
 def _cli_job(common: list[str], per_process: tuple[list[str], list[str]] = ([], [])) -> list[tuple[int, str, str]]:

@@ -98,8 +98,174 @@ def _runs_graph(model: Any) -> bool:
 
 
 def _run(model: Any, inputs: Any) -> Any:
-    outputs = model._run_through_graph(model._standardize_inputs(inputs), operation_fn=_operation_fn)
+    import torch
+
+    flat = model._standardize_inputs(inputs)
+    if torch.is_grad_enabled():  # autograd records the graph: no in-place ops, no cached weights
+        outputs = model._run_through_graph(flat, operation_fn=_operation_fn)
+    else:
+        outputs = _run_plan(model, flat)
     return unpack_singleton(outputs)
+
+
+# In-place PyTorch versions of the activations a fused conv step may end with.
+def _inplace_activations() -> dict:
+    import torch
+    import torch.nn.functional as functional
+
+    return {
+        keras.activations.relu: torch.relu_,
+        keras.activations.hard_swish: lambda x: functional.hardswish(x, inplace=True),
+        keras.activations.hard_sigmoid: lambda x: functional.hardsigmoid(x, inplace=True),
+        keras.activations.linear: lambda x: x,
+    }
+
+
+class _FusedConv:
+    """conv -> [BatchNormalization] -> [Activation] as one conv (the BatchNorm folded into its
+    kernel and bias, kept between calls while the variables are unchanged) and an in-place
+    activation on the conv's fresh output. Used outside autograd only."""
+
+    def __init__(self, conv: Any, norm: Any, activation: Any) -> None:
+        self.conv, self.norm = conv, norm
+        self.depthwise = isinstance(conv, keras.layers.DepthwiseConv2D)
+        self.activation = _inplace_activations()[activation] if activation is not None else None
+        self._cache: tuple = ((), None)
+
+    def _variables(self) -> list:
+        variables = [self.conv.kernel] + ([self.conv.bias] if self.conv.use_bias else [])
+        if self.norm is not None:
+            norm = self.norm
+            variables += [norm.moving_mean, norm.moving_variance] + [norm.gamma] * norm.scale + [norm.beta] * norm.center
+        return [layers._variable_value(v) for v in variables]
+
+    def weights(self, dtype: Any) -> tuple:
+        import torch
+
+        values = self._variables()
+        key = tuple((id(v), v._version) for v in values) + (dtype,)
+        if self._cache[0] == key:
+            return self._cache[1]
+        kernel = values[0].permute(*layers.torch_kernel_permutation(self.depthwise)).to(dtype)
+        bias = values[1].to(dtype) if self.conv.use_bias else None
+        if self.norm is not None:
+            norm = self.norm
+            scale = torch.rsqrt(layers._variable_value(norm.moving_variance) + norm.epsilon)
+            if norm.scale:
+                scale = scale * layers._variable_value(norm.gamma)
+            shift = -layers._variable_value(norm.moving_mean) * scale
+            if bias is not None:
+                shift = shift + bias * scale
+            if norm.center:
+                shift = shift + layers._variable_value(norm.beta)
+            kernel, bias = kernel * scale.to(dtype).reshape(-1, 1, 1, 1), shift.to(dtype)
+        weights = (kernel.contiguous(memory_format=torch.channels_last), bias)
+        self._cache = (key, weights, values)  # the values held: their ids cannot be reused
+        return weights
+
+    def __call__(self, inputs: Any) -> Any:
+        outputs = layers.torch_conv(self.conv, inputs, self.depthwise, self.weights(inputs.dtype))
+        if outputs is None:
+            raise RuntimeError(f"{self.conv.name}: no PyTorch conv for this input ({inputs.shape}).")
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+def _fusable_conv(layer: Any) -> bool:
+    return (type(layer) in (layers.Conv2D, layers.DepthwiseConv2D, keras.layers.Conv2D)
+            and layer.activation is keras.activations.linear and layers._torch_fast_path(layer)
+            and (isinstance(layer, keras.layers.DepthwiseConv2D) or layer.groups == 1))
+
+
+def _fusable_norm(layer: Any) -> bool:
+    return type(layer) is layers.BatchNormalization and layer.axis in (-1, 3)
+
+
+def _fusable_activation(layer: Any) -> bool:
+    return type(layer) is keras.layers.Activation and layer.activation in _inplace_activations()
+
+
+def _plan(model: Any) -> list:
+    """Steps of `model`'s graph for no-autograd inference: (fused callable or None, node(s))."""
+    plan = model.__dict__.get("_direct_plan")
+    if plan is not None:
+        return plan
+    nodes = [node for depth in sorted(model._nodes_by_depth, reverse=True) for node in model._nodes_by_depth[depth]
+             if node.operation is not None and not node.is_input]
+    consumers: dict[int, list] = {}
+    for node in nodes:
+        for tensor in node.input_tensors:
+            consumers.setdefault(id(tensor), []).append(node)
+    for tensor in model.outputs:
+        consumers.setdefault(id(tensor), []).append(None)
+
+    def only_consumer(node: Any, accept: Any) -> Any:
+        """The single node consuming `node`'s single output, if `accept`s it."""
+        if len(node.outputs) != 1:
+            return None
+        users = consumers.get(id(node.outputs[0]), [])
+        return users[0] if len(users) == 1 and users[0] is not None and accept(users[0].operation) else None
+
+    plan, fused, fresh = [], set(), set()
+    for node in nodes:
+        if id(node) in fused:
+            continue
+        if _fusable_conv(node.operation) and len(node.input_tensors) == 1:
+            group = [node]
+            norm = only_consumer(node, _fusable_norm)
+            if norm is not None:
+                group.append(norm)
+            activation = only_consumer(group[-1], _fusable_activation)
+            if activation is not None:
+                group.append(activation)
+            fused.update(id(n) for n in group)
+            step = _FusedConv(node.operation, norm.operation if norm is not None else None,
+                              activation.operation.activation if activation is not None else None)
+            plan.append((step, node.input_tensors[0], group[-1].outputs[0]))
+            fresh.add(id(group[-1].outputs[0]))
+            continue
+        operation = node.operation
+        if type(operation) is keras.layers.Add and len(node.input_tensors) == 2:
+            # a residual add into a fresh, otherwise unused conv output
+            target = next((t for t in reversed(node.input_tensors)
+                           if id(t) in fresh and len(consumers.get(id(t), [])) == 1), None)
+            if target is not None:
+                other = next(t for t in node.input_tensors if t is not target)
+                plan.append((_inplace_add(other), target, node.outputs[0]))
+                fresh.add(id(node.outputs[0]))
+                continue
+        if type(operation) is layers.SqueezeAndExcite2D and len(node.input_tensors) == 1:
+            source = node.input_tensors[0]
+            if id(source) in fresh and len(consumers.get(id(source), [])) == 1:
+                plan.append((_inplace_squeeze_excite(operation), source, node.outputs[0]))
+                fresh.add(id(node.outputs[0]))
+                continue
+        plan.append((None, node, None))
+    model.__dict__["_direct_plan"] = plan  # the graph of a built functional model does not change
+    return plan
+
+
+def _inplace_add(other: Any) -> Any:
+    return lambda target, values: target.add_(values[id(other)])
+
+
+def _inplace_squeeze_excite(layer: Any) -> Any:
+    return lambda inputs, values: inputs.mul_(layer._gate(inputs))
+
+
+def _run_plan(model: Any, inputs: list) -> Any:
+    values = {id(x): y for x, y in zip(model.inputs, inputs, strict=True)}
+    for step, source, output in _plan(model):
+        if step is None:
+            node = source
+            args, kwargs = node.arguments.fill_in(values)
+            outputs = _operation_fn(node.operation)(*args, **kwargs)
+            for x, y in zip(node.outputs, keras.tree.flatten(outputs), strict=False):
+                values[id(x)] = y
+        elif isinstance(step, _FusedConv):
+            values[id(output)] = step(values[id(source)])
+        else:
+            values[id(output)] = step(values[id(source)], values)
+    return keras.tree.pack_sequence_as(model._outputs_struct, [values[id(x)] for x in model.outputs])
 
 
 def call(model: keras.Model, inputs: Any, training: Any = None, mask: Any = None, **kwargs: Any) -> Any:

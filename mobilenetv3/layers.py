@@ -85,9 +85,11 @@ class SqueezeAndExcite2D(keras.layers.Layer):
         self.excite_conv.build(pooled[:-1] + (self.bottleneck_filters,))
 
     def call(self, inputs: Any) -> Any:
+        return inputs * self._gate(inputs)
+
+    def _gate(self, inputs: Any) -> Any:
         gate = ops.mean(inputs, axis=(1, 2), keepdims=True)
-        gate = invoke(self.excite_conv, invoke(self.squeeze_conv, gate))
-        return inputs * gate
+        return invoke(self.excite_conv, invoke(self.squeeze_conv, gate))
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
@@ -210,7 +212,13 @@ def _torch_kernel(layer: Any, permutation: tuple[int, ...], dtype: Any) -> Any:
     return cache[2]
 
 
-def torch_conv(layer: Any, inputs: Any, depthwise: bool = False) -> Any:
+def torch_kernel_permutation(depthwise: bool) -> tuple[int, ...]:
+    """The permutation from a Keras conv kernel (kh, kw, in, out) / depthwise kernel
+    (kh, kw, channels, 1) to PyTorch's (out, in / groups, kh, kw)."""
+    return (2, 3, 0, 1) if depthwise else (3, 2, 0, 1)
+
+
+def torch_conv(layer: Any, inputs: Any, depthwise: bool = False, weights: tuple | None = None) -> Any:
     """A channels-last Keras conv layer's forward pass on the PyTorch backend without Keras'
     layout copies, or None where it does not apply (then Keras' op must run).
 
@@ -223,6 +231,9 @@ def torch_conv(layer: Any, inputs: Any, depthwise: bool = False) -> Any:
     TF "SAME" padding with a stride (asymmetric when the total is odd) is
     conv2d's symmetric padding plus one `torch.nn.functional.pad` of the
     odd row/column, which keeps the channels-last layout.
+
+    `weights`: optional (kernel in PyTorch's layout, bias) to use instead of the
+    layer's (a BatchNorm folded in at inference, see `mobilenetv3.direct_call`).
     """
     if not _torch_fast_path(layer) or (not depthwise and layer.groups != 1):
         return None
@@ -237,8 +248,11 @@ def torch_conv(layer: Any, inputs: Any, depthwise: bool = False) -> Any:
         x = functional.pad(x, extra)
     # depthwise groups from the kernel's static shape: under torch.compile the input's shape is symbolic
     groups = int(layer.kernel.shape[2]) if depthwise else 1
-    kernel = _torch_kernel(layer, (2, 3, 0, 1) if depthwise else (3, 2, 0, 1), x.dtype)
-    bias = _variable_value(layer.bias).to(x.dtype) if layer.use_bias else None
+    if weights is None:
+        kernel = _torch_kernel(layer, torch_kernel_permutation(depthwise), x.dtype)
+        bias = _variable_value(layer.bias).to(x.dtype) if layer.use_bias else None
+    else:
+        kernel, bias = weights
     y = functional.conv2d(x, kernel, bias, layer.strides, symmetric, layer.dilation_rate, groups)
     y = y.permute(0, 2, 3, 1)
     return layer.activation(y) if layer.activation is not None else y

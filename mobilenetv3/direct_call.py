@@ -23,6 +23,7 @@ from typing import Any
 
 import keras
 from keras.src.backend import get_autocast_scope
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 from keras.src.models.functional import Functional, unpack_singleton
 
 from mobilenetv3 import layers
@@ -64,9 +65,19 @@ def _eligible(model: keras.Model, inputs: Any, training: Any, mask: Any, kwargs:
             or not all(isinstance(x, torch.Tensor) and x.dtype == torch.float32 for x in flat)
             or any(getattr(x, "_keras_mask", None) is not None for x in flat)):
         return False
-    if keras.distribution.distribution() is not None or get_autocast_scope() is not None:
+    if (keras.distribution.distribution() is not None or get_autocast_scope() is not None
+            or in_stateless_scope()):
         return False
-    return all(_eligible_layer(layer) for layer in model._flatten_layers(include_self=True, recursive=True))
+    all_layers = model.__dict__.get("_direct_layers")
+    if all_layers is None:
+        all_layers = list(model._flatten_layers(include_self=True, recursive=True))
+        model.__dict__["_direct_layers"] = all_layers  # a built functional model's layers do not change
+    key = tuple(id(layer.dtype_policy) for layer in all_layers)
+    cached = model.__dict__.get("_direct_eligible")
+    if cached is None or cached[0] != key:
+        cached = (key, all(_eligible_layer(layer) for layer in all_layers), [layer.dtype_policy for layer in all_layers])
+        model.__dict__["_direct_eligible"] = cached
+    return cached[1]
 
 
 def _keras_conv(layer: keras.layers.Conv2D) -> Any:
@@ -122,57 +133,71 @@ def _inplace_activations() -> dict:
 
 
 class _FusedConv:
-    """conv -> [BatchNormalization] -> [Activation] as one conv (the BatchNorm folded into its
+    """conv -> [BatchNormalization] -> [activation] as one conv (the BatchNorm folded into its
     kernel and bias, kept between calls while the variables are unchanged) and an in-place
-    activation on the conv's fresh output. Used outside autograd only."""
+    activation on the conv's fresh output. Used outside autograd only (variables read as
+    `_value`: `_eligible` ruled out the autocast and stateless scopes `.value` would consult)."""
 
-    def __init__(self, conv: Any, norm: Any, activation: Any) -> None:
+    def __init__(self, conv: Any, norm: Any = None, activation: Any = None) -> None:
         self.conv, self.norm = conv, norm
         self.depthwise = isinstance(conv, keras.layers.DepthwiseConv2D)
-        self.activation = _inplace_activations()[activation] if activation is not None else None
-        self._cache: tuple = ((), None)
-
-    def _variables(self) -> list:
-        variables = [self.conv.kernel] + ([self.conv.bias] if self.conv.use_bias else [])
-        if self.norm is not None:
-            norm = self.norm
+        activation = conv.activation if activation is None else activation
+        self.activation = _inplace_activations()[activation]
+        variables = [conv.kernel] + ([conv.bias] if conv.use_bias else [])
+        if norm is not None:
             variables += [norm.moving_mean, norm.moving_variance] + [norm.gamma] * norm.scale + [norm.beta] * norm.center
-        return [layers._variable_value(v) for v in variables]
+        self.variables = variables
+        self.strides, self.dilation = tuple(conv.strides), tuple(conv.dilation_rate)
+        self.groups = int(conv.kernel.shape[2]) if self.depthwise else 1
+        self._cache: tuple = ((), None)
+        self._size: tuple = ()
+        self._padding: tuple | None = None
 
     def weights(self, dtype: Any) -> tuple:
         import torch
 
-        values = self._variables()
-        key = tuple((id(v), v._version) for v in values) + (dtype,)
+        values = [variable._value for variable in self.variables]
+        key = [(id(v), v._version) for v in values] + [dtype]
         if self._cache[0] == key:
             return self._cache[1]
+        conv, norm = self.conv, self.norm
         kernel = values[0].permute(*layers.torch_kernel_permutation(self.depthwise)).to(dtype)
-        bias = values[1].to(dtype) if self.conv.use_bias else None
-        if self.norm is not None:
-            norm = self.norm
-            scale = torch.rsqrt(layers._variable_value(norm.moving_variance) + norm.epsilon)
+        bias = values[1].to(dtype) if conv.use_bias else None
+        if norm is not None:
+            scale = torch.rsqrt(norm.moving_variance._value + norm.epsilon)
             if norm.scale:
-                scale = scale * layers._variable_value(norm.gamma)
-            shift = -layers._variable_value(norm.moving_mean) * scale
+                scale = scale * norm.gamma._value
+            shift = -norm.moving_mean._value * scale
             if bias is not None:
                 shift = shift + bias * scale
             if norm.center:
-                shift = shift + layers._variable_value(norm.beta)
+                shift = shift + norm.beta._value
             kernel, bias = kernel * scale.to(dtype).reshape(-1, 1, 1, 1), shift.to(dtype)
         weights = (kernel.contiguous(memory_format=torch.channels_last), bias)
         self._cache = (key, weights, values)  # the values held: their ids cannot be reused
         return weights
 
     def __call__(self, inputs: Any) -> Any:
-        outputs = layers.torch_conv(self.conv, inputs, self.depthwise, self.weights(inputs.dtype))
-        if outputs is None:
-            raise RuntimeError(f"{self.conv.name}: no PyTorch conv for this input ({inputs.shape}).")
-        return self.activation(outputs) if self.activation is not None else outputs
+        import torch
+
+        size = tuple(inputs.shape[1:3])
+        if size != self._size:
+            self._padding = layers._torch_conv_padding(self.conv, inputs)
+            if self._padding is None:
+                raise RuntimeError(f"{self.conv.name}: no PyTorch conv for this input ({inputs.shape}).")
+            self._size = size
+        symmetric, extra = self._padding
+        x = inputs.permute(0, 3, 1, 2)  # channels-last view, see `layers.torch_conv`
+        if any(extra):
+            x = torch.nn.functional.pad(x, extra)
+        kernel, bias = self.weights(x.dtype)
+        outputs = torch.conv2d(x, kernel, bias, self.strides, symmetric, self.dilation, self.groups)
+        return self.activation(outputs.permute(0, 2, 3, 1))
 
 
 def _fusable_conv(layer: Any) -> bool:
     return (type(layer) in (layers.Conv2D, layers.DepthwiseConv2D, keras.layers.Conv2D)
-            and layer.activation is keras.activations.linear and layers._torch_fast_path(layer)
+            and layer.activation in _inplace_activations() and layers._torch_fast_path(layer)
             and (isinstance(layer, keras.layers.DepthwiseConv2D) or layer.groups == 1))
 
 
@@ -210,13 +235,14 @@ def _plan(model: Any) -> list:
         if id(node) in fused:
             continue
         if _fusable_conv(node.operation) and len(node.input_tensors) == 1:
-            group = [node]
-            norm = only_consumer(node, _fusable_norm)
-            if norm is not None:
-                group.append(norm)
-            activation = only_consumer(group[-1], _fusable_activation)
-            if activation is not None:
-                group.append(activation)
+            group, norm, activation = [node], None, None
+            if node.operation.activation is keras.activations.linear:
+                norm = only_consumer(node, _fusable_norm)
+                if norm is not None:
+                    group.append(norm)
+                activation = only_consumer(group[-1], _fusable_activation)
+                if activation is not None:
+                    group.append(activation)
             fused.update(id(n) for n in group)
             step = _FusedConv(node.operation, norm.operation if norm is not None else None,
                               activation.operation.activation if activation is not None else None)
@@ -249,7 +275,11 @@ def _inplace_add(other: Any) -> Any:
 
 
 def _inplace_squeeze_excite(layer: Any) -> Any:
-    return lambda inputs, values: inputs.mul_(layer._gate(inputs))
+    """The gate scaling its input in place; its 1x1 convs fused with their activations."""
+    if not (_fusable_conv(layer.squeeze_conv) and _fusable_conv(layer.excite_conv)):
+        return lambda inputs, values: inputs.mul_(layer._gate(inputs))
+    squeeze, excite = _FusedConv(layer.squeeze_conv), _FusedConv(layer.excite_conv)
+    return lambda inputs, values: inputs.mul_(excite(squeeze(inputs.mean((1, 2), keepdim=True))))
 
 
 def _run_plan(model: Any, inputs: list) -> Any:

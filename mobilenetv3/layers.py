@@ -218,7 +218,8 @@ def torch_kernel_permutation(depthwise: bool) -> tuple[int, ...]:
     return (2, 3, 0, 1) if depthwise else (3, 2, 0, 1)
 
 
-def torch_conv(layer: Any, inputs: Any, depthwise: bool = False, weights: tuple | None = None) -> Any:
+def torch_conv(layer: Any, inputs: Any, depthwise: bool = False, weights: tuple | None = None,
+               activate: bool = True) -> Any:
     """A channels-last Keras conv layer's forward pass on the PyTorch backend without Keras'
     layout copies, or None where it does not apply (then Keras' op must run).
 
@@ -233,7 +234,8 @@ def torch_conv(layer: Any, inputs: Any, depthwise: bool = False, weights: tuple 
     odd row/column, which keeps the channels-last layout.
 
     `weights`: optional (kernel in PyTorch's layout, bias) to use instead of the
-    layer's (a BatchNorm folded in at inference, see `mobilenetv3.direct_call`).
+    layer's (a BatchNorm folded in at inference, see `mobilenetv3.direct_call`);
+    `activate=False` leaves out the layer's activation.
     """
     if not _torch_fast_path(layer) or (not depthwise and layer.groups != 1):
         return None
@@ -255,7 +257,7 @@ def torch_conv(layer: Any, inputs: Any, depthwise: bool = False, weights: tuple 
         kernel, bias = weights
     y = functional.conv2d(x, kernel, bias, layer.strides, symmetric, layer.dilation_rate, groups)
     y = y.permute(0, 2, 3, 1)
-    return layer.activation(y) if layer.activation is not None else y
+    return layer.activation(y) if activate and layer.activation is not None else y
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")

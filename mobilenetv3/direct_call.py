@@ -326,3 +326,17 @@ class DirectCall:
         return call(self, inputs, training, mask, **kwargs)
 
     call._direct_graph = True  # type: ignore[attr-defined]
+
+
+@keras.saving.register_keras_serializable(package="mobilenetv3")
+class DirectFunctional(DirectCall, keras.Model):
+    """A plain functional `keras.Model` (`keras.Model(inputs, outputs)`) whose PyTorch inference
+    runs layer by layer (`call` above); the same model as Keras' on every other path.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((8, 8, 3))
+    model = DirectFunctional(inputs, layers.Conv2D(4, 3)(inputs))
+    ```
+    """

@@ -9,7 +9,7 @@ import pytest
 from helpers import randomize
 
 import mobilenetv3
-from mobilenetv3 import layers
+from mobilenetv3 import direct_call, layers
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch-backend fast paths")
 
@@ -38,7 +38,9 @@ def test_backbone_inference_equals_keras_ops():
 @pytest.mark.parametrize("kind, kwargs", [
     ("conv", {"filters": 5, "kernel_size": 3, "strides": 2, "padding": "valid"}),
     ("conv", {"filters": 5, "kernel_size": 2, "strides": 1, "padding": "same", "activation": "relu"}),
-    ("conv", {"filters": 5, "kernel_size": 3, "strides": 2, "padding": "same"}),  # falls back to Keras
+    ("conv", {"filters": 5, "kernel_size": 3, "strides": 2, "padding": "same"}),  # 9 -> pad (1, 1); 11 -> (1, 1)
+    ("conv", {"filters": 5, "kernel_size": 2, "strides": 2, "padding": "same"}),  # 9 -> pad (0, 1): F.pad
+    ("depthwise", {"kernel_size": 5, "strides": 2, "padding": "same"}),  # 9 -> (2, 2); 11 -> (1, 2)
     ("depthwise", {"kernel_size": 5, "strides": 1, "padding": "same", "use_bias": True}),
     ("depthwise", {"kernel_size": 3, "strides": 2, "padding": "valid"}),
 ])
@@ -96,3 +98,104 @@ def test_depthwise_fast_path_traces_with_static_groups_under_torch_compile():
     compiled = torch.compile(lambda x: layer(x), backend=record, dynamic=True)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(compiled(torch.from_numpy(images))), expected, atol=1e-6)
     assert groups == [4], groups
+
+
+def _images(shape=(2, 97, 130, 3), seed=0):
+    import torch
+
+    return torch.from_numpy(np.random.default_rng(seed).uniform(0, 255, shape).astype("float32"))
+
+
+def _no_grad_outputs(model, x):
+    import torch
+
+    with torch.no_grad():
+        return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+@pytest.mark.core
+@pytest.mark.parametrize("padding", ["same", "symmetric"])
+def test_direct_inference_equals_keras_and_leaves_inputs_alone(padding):
+    """The layer-by-layer run (BatchNorm folded into the convs, in-place activations, residual adds and
+    squeeze-excite scaling) gives Keras' own results, with and without autograd, and never writes
+    into the caller's tensor."""
+    model = mobilenetv3.MobileNetV3ImageClassifier(
+        mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True, padding=padding), num_classes=7)
+    randomize(model)
+    x = _images()
+    before = x.clone()
+    fast = _no_grad_outputs(model, x)
+    assert "_direct_plan" in model.__dict__ and "_direct_plan" in model.backbone.__dict__  # the direct run ran
+    with_autograd = keras.ops.convert_to_numpy(model(x, training=False))
+    layers.TORCH_FAST_PATHS = False
+    try:
+        reference = keras.ops.convert_to_numpy(model(x, training=False))
+    finally:
+        layers.TORCH_FAST_PATHS = True
+    assert np.abs(reference).max() > 0.1
+    np.testing.assert_allclose(fast, reference, atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(with_autograd, reference, atol=2e-5, rtol=1e-5)
+    assert bool((x == before).all())
+    # the backbone's output is an in-place activation of a fused conv: a feature model gets the same
+    np.testing.assert_allclose(_no_grad_outputs(model.backbone, x), keras.ops.convert_to_numpy(
+        model.backbone(x, training=False)), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.core
+def test_direct_inference_sees_weight_updates():
+    """The folded weights kept between calls follow every assignment (the variables' version counters)."""
+    import torch
+
+    backbone = mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=False)
+    randomize(backbone)
+    stem = keras.Model(backbone.input, backbone.get_layer("expanded_conv_depthwise_activation").output)
+    x = _images((1, 32, 32, 3), seed=1) / 255.0
+
+    def run():
+        with torch.no_grad():
+            return keras.ops.convert_to_numpy(direct_call.call(stem, x))
+
+    first = run()
+    norm = backbone.get_layer("Conv_BatchNorm")
+    norm.moving_variance.assign(norm.moving_variance.numpy() * 4.0)
+    backbone.get_layer("Conv").kernel.assign(backbone.get_layer("Conv").kernel.numpy() * -1.0)
+    second = run()
+    assert "_direct_plan" in stem.__dict__
+    layers.TORCH_FAST_PATHS = False
+    try:
+        reference = run()
+    finally:
+        layers.TORCH_FAST_PATHS = True
+    assert np.abs(first - second).max() > 0.1
+    np.testing.assert_allclose(second, reference, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.core
+def test_direct_inference_falls_back_to_keras_where_unsafe():
+    """Training, a float16 policy or a non-tensor input take Keras' own Functional.call."""
+    model = mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True)
+    x = _images((1, 32, 32, 3))
+    assert direct_call._eligible(model, x, None, None, {})
+    assert not direct_call._eligible(model, x, True, None, {})
+    assert not direct_call._eligible(model, x.double(), None, None, {})
+    assert not direct_call._eligible(model, x.numpy(), None, None, {})
+    half = mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True, dtype="mixed_float16")
+    assert not direct_call._eligible(half, x, None, None, {})
+
+
+@pytest.mark.core
+def test_folded_model_direct_inference_equals_keras():
+    model = mobilenetv3.MobileNetV3ImageClassifier(mobilenetv3.MobileNetV3SmallBackbone(), num_classes=5)
+    randomize(model)
+    folded = mobilenetv3.fold_batch_norm(model)
+    x = _images((2, 64, 80, 3)) / 127.5 - 1.0
+    fast = _no_grad_outputs(folded, x)
+    assert "_direct_plan" in folded.__dict__
+    layers.TORCH_FAST_PATHS = False
+    try:
+        reference = _no_grad_outputs(folded, x)
+        original = _no_grad_outputs(model, x)
+    finally:
+        layers.TORCH_FAST_PATHS = True
+    np.testing.assert_allclose(fast, reference, atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(fast, original, atol=2e-5, rtol=1e-5)

@@ -282,10 +282,18 @@ class Conv2D(keras.layers.Conv2D):
 @keras.saving.register_keras_serializable(package="mobilenetv3")
 class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization`, same weights, config and weight-file
-    keys, whose PyTorch inference pass is one `torch.nn.functional.batch_norm`
-    on a channels-last view instead of Keras' separate subtract, multiply
-    and add passes (30% of Large's time at batch 32). Training, masks,
-    other layouts and dtypes, and other backends use Keras' own op.
+    keys, whose PyTorch pass is one fused PyTorch batch norm on a
+    channels-last view instead of Keras' separate moments, subtract, multiply
+    and add passes (and their separate backward passes): at inference
+    `torch.nn.functional.batch_norm` on the moving statistics; in training
+    `torch.native_batch_norm` on the batch statistics, whose gradient is the
+    same as Keras' (through the batch mean and variance too), and whose batch
+    mean and biased variance (from its saved inverse standard deviation)
+    update the moving statistics exactly as Keras does
+    (`moving * momentum + batch * (1 - momentum)`, biased variance, where
+    PyTorch's own running variance would be unbiased). Masks, renorm,
+    synchronized statistics, other layouts and dtypes, and other backends use
+    Keras' own op.
 
     Example:
 
@@ -296,15 +304,32 @@ class BatchNormalization(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
-        if (keras.backend.backend() != "torch" or not TORCH_FAST_PATHS or (training and self.trainable) or mask is not None
-                or len(inputs.shape) != 4 or self.axis not in (-1, 3) or str(inputs.dtype) != "torch.float32"):
+        if (keras.backend.backend() != "torch" or not TORCH_FAST_PATHS or mask is not None or len(inputs.shape) != 4
+                or self.axis not in (-1, 3) or str(inputs.dtype) != "torch.float32"
+                or self.moving_mean.dtype != "float32"):
             return super().call(inputs, training=training, mask=mask)
+        if training and self.trainable:
+            if self.renorm or self.synchronized:
+                return super().call(inputs, training=training, mask=mask)
+            return self._torch_train(inputs)
         import torch.nn.functional as functional
 
         outputs = functional.batch_norm(
             inputs.permute(0, 3, 1, 2), _variable_value(self.moving_mean), _variable_value(self.moving_variance),
             _variable_value(self.gamma) if self.scale else None, _variable_value(self.beta) if self.center else None,
             False, 0.0, self.epsilon)
+        return outputs.permute(0, 2, 3, 1)
+
+    def _torch_train(self, inputs: Any) -> Any:
+        import torch
+
+        outputs, mean, inverse_std = torch.native_batch_norm(
+            inputs.permute(0, 3, 1, 2), _variable_value(self.gamma) if self.scale else None,
+            _variable_value(self.beta) if self.center else None, None, None, True, 0.0, self.epsilon)
+        with torch.no_grad():
+            variance = (inverse_std.double().reciprocal().square() - self.epsilon).clamp_min(0.0).float()
+            self.moving_mean.assign(self.moving_mean.value * self.momentum + mean.detach() * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance.value * self.momentum + variance * (1.0 - self.momentum))
         return outputs.permute(0, 2, 3, 1)
 
 

@@ -151,13 +151,14 @@ class _FusedConv:
         self.groups = int(conv.kernel.shape[2]) if self.depthwise else 1
         self._cache: tuple = ((), None)
         self._size: tuple = ()
+        self._shift: tuple | None = None
         self._padding: tuple | None = None
 
     def weights(self, dtype: Any) -> tuple:
         import torch
 
         values = [variable._value for variable in self.variables]
-        key = [(id(v), v._version) for v in values] + [dtype]
+        key = [(id(v), v._version) for v in values] + [dtype, self._shift]
         if self._cache[0] == key:
             return self._cache[1]
         conv, norm = self.conv, self.norm
@@ -173,6 +174,8 @@ class _FusedConv:
             if norm.center:
                 shift = shift + norm.beta._value
             kernel, bias = kernel * scale.to(dtype).reshape(-1, 1, 1, 1), shift.to(dtype)
+        if self._shift is not None:
+            kernel = torch.nn.functional.pad(kernel, (self._shift[1], 0, self._shift[0], 0))
         weights = (kernel.contiguous(memory_format=torch.channels_last), bias)
         self._cache = (key, weights, values)  # the values held: their ids cannot be reused
         return weights
@@ -182,13 +185,16 @@ class _FusedConv:
 
         size = tuple(inputs.shape[1:3])
         if size != self._size:
-            self._padding = layers._torch_conv_padding(self.conv, inputs)
-            if self._padding is None:
+            padding = layers._torch_conv_padding(self.conv, inputs)
+            if padding is None:
                 raise RuntimeError(f"{self.conv.name}: no PyTorch conv for this input ({inputs.shape}).")
-            self._size = size
+            self._shift = layers.kernel_shift(self.conv, padding[1]) if self.depthwise else None
+            if self._shift is not None:  # zeros before the kernel instead of a padded input copy
+                padding = ((padding[0][0] + self._shift[0], padding[0][1] + self._shift[1]), padding[1])
+            self._padding, self._size = padding, size
         symmetric, extra = self._padding
         x = inputs.permute(0, 3, 1, 2)  # channels-last view, see `layers.torch_conv`
-        if any(extra):
+        if self._shift is None and any(extra):
             x = torch.nn.functional.pad(x, extra)
         kernel, bias = self.weights(x.dtype)
         outputs = torch.conv2d(x, kernel, bias, self.strides, symmetric, self.dilation, self.groups)

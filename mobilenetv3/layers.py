@@ -212,6 +212,21 @@ def _torch_kernel(layer: Any, permutation: tuple[int, ...], dtype: Any) -> Any:
     return cache[2]
 
 
+def kernel_shift(layer: Any, extra: tuple[int, int, int, int]) -> tuple[int, int] | None:
+    """(rows, columns) of zeros to put before the kernel instead of padding the input, or None.
+
+    TF "SAME" with a stride pads one pixel more after than before (`extra` = (0, 1, 0, 1)); a
+    k-tap window starting at `i` is the (k+1)-tap window, with a leading zero tap, starting at
+    `i - 1`, so a kernel with a zero first row/column and symmetric padding one larger gives the
+    same sums without copying the input into a padded buffer (2x faster for the strided depthwise
+    layers at batch 32, measured; not for dense convs, where the extra taps cost more than the copy).
+    """
+    left, right, top, bottom = extra
+    if left or top or right > 1 or bottom > 1 or not (right or bottom) or tuple(layer.dilation_rate) != (1, 1):
+        return None
+    return bottom, right
+
+
 def torch_kernel_permutation(depthwise: bool) -> tuple[int, ...]:
     """The permutation from a Keras conv kernel (kh, kw, in, out) / depthwise kernel
     (kh, kw, channels, 1) to PyTorch's (out, in / groups, kh, kw)."""
@@ -245,8 +260,11 @@ def torch_conv(layer: Any, inputs: Any, depthwise: bool = False, weights: tuple 
     import torch.nn.functional as functional
 
     symmetric, extra = padding
+    shift = kernel_shift(layer, extra) if depthwise else None
     x = inputs.permute(0, 3, 1, 2)  # a view: NCHW with channels-last strides
-    if any(extra):
+    if shift is not None:
+        symmetric = (symmetric[0] + shift[0], symmetric[1] + shift[1])
+    elif any(extra):
         x = functional.pad(x, extra)
     # depthwise groups from the kernel's static shape: under torch.compile the input's shape is symbolic
     groups = int(layer.kernel.shape[2]) if depthwise else 1
@@ -255,6 +273,8 @@ def torch_conv(layer: Any, inputs: Any, depthwise: bool = False, weights: tuple 
         bias = _variable_value(layer.bias).to(x.dtype) if layer.use_bias else None
     else:
         kernel, bias = weights
+    if shift is not None and weights is None:
+        kernel = functional.pad(kernel, (shift[1], 0, shift[0], 0))
     y = functional.conv2d(x, kernel, bias, layer.strides, symmetric, layer.dilation_rate, groups)
     y = y.permute(0, 2, 3, 1)
     return layer.activation(y) if activate and layer.activation is not None else y

@@ -40,7 +40,9 @@ def test_backbone_inference_equals_keras_ops():
     ("conv", {"filters": 5, "kernel_size": 2, "strides": 1, "padding": "same", "activation": "relu"}),
     ("conv", {"filters": 5, "kernel_size": 3, "strides": 2, "padding": "same"}),  # 9 -> pad (1, 1); 11 -> (1, 1)
     ("conv", {"filters": 5, "kernel_size": 2, "strides": 2, "padding": "same"}),  # 9 -> pad (0, 1): F.pad
-    ("depthwise", {"kernel_size": 5, "strides": 2, "padding": "same"}),  # 9 -> (2, 2); 11 -> (1, 2)
+    ("depthwise", {"kernel_size": 5, "strides": 2, "padding": "same"}),  # 9 -> (2, 2); 11 -> (2, 2)
+    ("depthwise", {"kernel_size": 4, "strides": 2, "padding": "same"}),  # (1, 2): zero-shifted kernel
+    ("depthwise", {"kernel_size": 2, "strides": 2, "padding": "same", "use_bias": True}),  # (0, 1)
     ("depthwise", {"kernel_size": 5, "strides": 1, "padding": "same", "use_bias": True}),
     ("depthwise", {"kernel_size": 3, "strides": 2, "padding": "valid"}),
 ])

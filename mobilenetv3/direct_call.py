@@ -50,9 +50,10 @@ def _direct() -> Iterator[None]:
 
 
 def _eligible_layer(layer: Any) -> bool:
+    """float32 (not mixed, not quantized), no LoRA, no activity regularizer."""
     policy = layer.dtype_policy
-    return (policy.compute_dtype == "float32" and policy.variable_dtype == "float32"
-            and getattr(layer, "activity_regularizer", None) is None)
+    return (policy.name == "float32" and policy.compute_dtype == "float32" and policy.variable_dtype == "float32"
+            and getattr(layer, "activity_regularizer", None) is None and not getattr(layer, "lora_enabled", False))
 
 
 def _eligible(model: keras.Model, inputs: Any, training: Any, mask: Any, kwargs: dict) -> bool:
@@ -72,7 +73,8 @@ def _eligible(model: keras.Model, inputs: Any, training: Any, mask: Any, kwargs:
     if all_layers is None:
         all_layers = list(model._flatten_layers(include_self=True, recursive=True))
         model.__dict__["_direct_layers"] = all_layers  # a built functional model's layers do not change
-    key = tuple(id(layer.dtype_policy) for layer in all_layers)
+    key = tuple((id(layer.dtype_policy), getattr(layer, "lora_enabled", False),
+                 getattr(layer, "activity_regularizer", None) is None) for layer in all_layers)
     cached = model.__dict__.get("_direct_eligible")
     if cached is None or cached[0] != key:
         cached = (key, all(_eligible_layer(layer) for layer in all_layers), [layer.dtype_policy for layer in all_layers])

@@ -263,6 +263,8 @@ def test_direct_inference_falls_back_to_keras_where_unsafe():
     assert not direct_call._eligible(model, x.numpy(), None, None, {})
     half = mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True, dtype="mixed_float16")
     assert not direct_call._eligible(half, x, None, None, {})
+    model.get_layer("Conv").enable_lora(2)
+    assert not direct_call._eligible(model, x, None, None, {})
 
 
 @pytest.mark.core

@@ -1,15 +1,26 @@
 """Inference on the PyTorch backend without Keras' per-layer call machinery.
 
 Eager Keras runs every layer through `Layer.__call__` (input conversion, call
-spec, name scope, masks, autocast scope, call context), about 60-80 us of
-Python per layer on the benchmark machine: for MobileNetV3-Large's ~250
-layers that is as long as the arithmetic at batch 1. The package's models
-(`MobileNetV3Backbone` and the task models) run their functional graph at
+spec, name scope, masks, autocast scope, call context), 60-160 us of Python
+per layer on the benchmark machine (`benchmarks/keras_torch_call_overhead_repro.py`):
+for MobileNetV3-Large's ~250 layers that is as long as the arithmetic at
+batch 1. The package's models (`MobileNetV3Backbone`, the task models and
+`fold_batch_norm`'s `DirectFunctional`) run their functional graph at
 inference by calling each known layer's `call` directly instead, when that
 is exactly what `__call__` would compute: PyTorch backend, not training, no
-mask, eager float32 tensors, float32 layers without activity regularizers,
-no distribution, no autocast scope, not under `torch.compile`. Anything else
-(and any layer class not listed here) takes Keras' own path, unchanged.
+mask, eager float32 tensors, float32 layers (not quantized, no LoRA) without
+activity regularizers, no distribution, autocast or stateless scope, not
+under `torch.compile`. Anything else (and any layer class not listed here)
+takes Keras' own path, unchanged.
+
+Outside autograd (`predict`, `torch.no_grad`, `torch.inference_mode`) the run
+also fuses: each conv -> BatchNormalization -> activation is one conv with
+the BatchNorm folded into a cached kernel and bias (recomputed when any of
+the variables changes, by their version counters) followed by an in-place
+activation, and residual adds and squeeze-excite scaling write into the
+conv output they consume when nothing else reads it. New 100 MB activation
+buffers (page faults) are what costs at batch 32, so every pass and buffer
+saved counts. With autograd on, layers run unfused (same ops as `call`).
 
 `mobilenetv3.layers.TORCH_FAST_PATHS = False` turns this off with the other
 PyTorch fast paths.
@@ -23,6 +34,7 @@ from typing import Any
 
 import keras
 from keras.src.backend import get_autocast_scope
+from keras.src.backend.common.global_state import get_global_attribute
 from keras.src.backend.common.stateless_scope import in_stateless_scope
 from keras.src.models.functional import Functional, unpack_singleton
 
@@ -327,8 +339,32 @@ def call(model: keras.Model, inputs: Any, training: Any = None, mask: Any = None
 call._direct_graph = True  # type: ignore[attr-defined]
 
 
+def _top_level_call(model: Any, args: tuple, kwargs: dict) -> bool:
+    """Whether `model(*args, **kwargs)` may skip Keras' own `Layer.__call__` too: one eager tensor,
+    at most `training=False/None`, outside any other layer's call (whose context would decide
+    `training`), no PyTorch module hooks, and the direct run is eligible."""
+    if len(args) != 1 or any(key != "training" for key in kwargs) or kwargs.get("training"):
+        return False
+    if keras.backend.backend() != "torch" or not model.built or get_global_attribute("current_call_ctx") is not None:
+        return False
+    from torch.nn.modules import module
+
+    hooks = (model._forward_hooks, model._forward_pre_hooks, module._global_forward_hooks,
+             module._global_forward_pre_hooks)
+    return not any(hooks) and _eligible(model, args[0], None, None, {})
+
+
 class DirectCall:
-    """Mixin (before `keras.Model`) of a functional model whose `call` is `direct_call.call`."""
+    """Mixin (before `keras.Model`) of a functional model whose `call` is `direct_call.call`; a
+    top-level eligible inference call also skips the model's own `Layer.__call__` (~0.3-0.6 ms:
+    input conversion, call context, and clearing every layer's losses)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not _top_level_call(self, args, kwargs):
+            return super().__call__(*args, **kwargs)
+        self._called = True
+        with _direct():
+            return _run(self, args[0])
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None, **kwargs: Any) -> Any:
         return call(self, inputs, training, mask, **kwargs)

@@ -42,7 +42,11 @@ CLASSIFIER_MODELS = ("small", "large")
 # ssdlite320_mobilenet_v3_large at 320x320, batch 1 and batch 8.
 DETECTOR = "detector"
 DETECTOR_SIZE, DETECTOR_BATCH = 320, 8
-MODELS = (*CLASSIFIER_MODELS, DETECTOR)
+# The training group: one SGD step (forward, sparse cross-entropy, backward,
+# update) of MobileNetV3-Small at 224x224, batch 32, 1000 classes.
+TRAIN = "train"
+TRAIN_FAMILY, TRAIN_BATCH = "small", 32
+MODELS = (*CLASSIFIER_MODELS, DETECTOR, TRAIN)
 BASELINE = "keras.applications-tensorflow"
 DETECTOR_BASELINE = "ssdlite-torchvision-eager-raw"
 RESULT_MARK = "BENCHMARK_RESULT "
@@ -65,10 +69,13 @@ class Settings:
     batch32_runs: int = 5
     big_batch: int = 32
     detector_batch: int = DETECTOR_BATCH
+    train_batch: int = TRAIN_BATCH
+    train_steps: int = 10
 
     @classmethod
     def quick(cls) -> Settings:
-        return cls(warmup=1, batch1_runs=3, batch32_runs=1, big_batch=4, detector_batch=2)
+        return cls(warmup=1, batch1_runs=3, batch32_runs=1, big_batch=4, detector_batch=2, train_batch=4,
+                   train_steps=2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -444,6 +451,61 @@ OPENVINO_CASES = (
 )
 
 
+# -- the training group: step(images, labels) of one SGD step, same loss everywhere -------------
+
+def _keras_train_step(model: Any) -> Callable:
+    import keras
+
+    model.compile(optimizer=keras.optimizers.SGD(0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model.train_on_batch
+
+
+def _keras_mobilenetv3_train(model: str, exports: Path) -> Callable:
+    import mobilenetv3
+
+    backbone = mobilenetv3.MobileNetV3SmallBackbone(input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
+    return _keras_train_step(mobilenetv3.MobileNetV3ImageClassifier(backbone, 1000))
+
+
+def _keras_applications_train(model: str, exports: Path) -> Callable:
+    import keras
+
+    return _keras_train_step(keras.applications.MobileNetV3Small(
+        input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), weights=None, classes=1000, classifier_activation=None))
+
+
+def _torchvision_train(model: str, exports: Path) -> Callable:
+    import torch
+
+    torch.set_num_threads(_threads())
+    module = _torchvision_module(TRAIN_FAMILY).train()
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
+    loss = torch.nn.CrossEntropyLoss()
+
+    def step(images: np.ndarray, labels: np.ndarray) -> float:
+        optimizer.zero_grad()
+        value = loss(module(torch.from_numpy(images)), torch.from_numpy(labels))
+        value.backward()
+        optimizer.step()
+        return float(value)
+
+    return step
+
+
+def _train_case(name: str, builder: Callable, backend: str = "tensorflow", layout: str = "nhwc") -> Case:
+    return Case(name, builder, backend, layout, models=(TRAIN,))
+
+
+TRAIN_CASES = (
+    *(_train_case(f"mobilenetv3-train-{backend}", _keras_mobilenetv3_train, backend)
+      for backend in ("tensorflow", "jax", "torch")),
+    *(_train_case(f"keras.applications-train-{backend}", _keras_applications_train, backend)
+      for backend in ("tensorflow", "jax", "torch")),
+    _train_case("torchvision-eager-train", _torchvision_train, "torch", "nchw"),
+)
+
+
 # -- the cases -----------------------------------------------------------------------------
 
 CASES = (
@@ -467,6 +529,7 @@ CASES = (
     Case("mobilenetv3-litert-int8", _from_export(_litert, "tflite_int8"), export="tflite_int8"),
     *DETECTOR_CASES,
     *OPENVINO_CASES,
+    *TRAIN_CASES,
 )
 CASE_NAMES = tuple(c.name for c in CASES)
 
@@ -493,6 +556,8 @@ def _timed(predict: Callable, images: np.ndarray, runs: int) -> list[float]:
 
 def measure(case: Case, model: str, exports: Path, settings: Settings) -> dict:
     """Build `case` for `model` and time it (run inside a worker process)."""
+    if model == TRAIN:
+        return measure_training(case, exports, settings)
     rng = np.random.default_rng(0)
     size, big_batch = (DETECTOR_SIZE, settings.detector_batch) if model == DETECTOR else (IMAGE_SIZE, settings.big_batch)
     shape = (size, size, 3) if case.layout == "nhwc" else (3, size, size)
@@ -516,6 +581,37 @@ def measure(case: Case, model: str, exports: Path, settings: Settings) -> dict:
         "batch1_img_s": round(1 / latency, 1),
         "batch": big_batch,
         "batch_img_s": round(big_batch / batch_time, 1),
+        "peak_rss_delta_mib": round(_peak_rss_mib() - baseline, 1),
+    }
+
+
+def measure_training(case: Case, exports: Path, settings: Settings) -> dict:
+    """Build a training case and time its steps: `warmup` steps (the first
+    compiles), then the median of `train_steps` single steps."""
+    rng = np.random.default_rng(0)
+    shape = (IMAGE_SIZE, IMAGE_SIZE, 3) if case.layout == "nhwc" else (3, IMAGE_SIZE, IMAGE_SIZE)
+    images = rng.uniform(0, 255, (settings.train_batch, *shape)).astype(np.float32)
+    labels = rng.integers(0, 1000, settings.train_batch)
+    baseline = _rss_mib()
+    start = time.perf_counter()
+    step = case.builder(TRAIN, exports)
+    build_s = time.perf_counter() - start
+    for _ in range(max(1, settings.warmup)):
+        step(images, labels)
+    times = []
+    for _ in range(settings.train_steps):
+        start = time.perf_counter()
+        step(images, labels)
+        times.append(time.perf_counter() - start)
+    step_s = statistics.median(times)
+    return {
+        "case": case.name,
+        "model": TRAIN,
+        "backend": case.backend,
+        "build_s": round(build_s, 3),
+        "batch": settings.train_batch,
+        "step_ms": round(step_s * 1000, 2),
+        "train_img_s": round(settings.train_batch / step_s, 1),
         "peak_rss_delta_mib": round(_peak_rss_mib() - baseline, 1),
     }
 
@@ -584,7 +680,7 @@ def roofline_bounds(models: list[str], batches: tuple[int, ...], seconds: float 
     rates = roofline.measure_machine(seconds=seconds)
     bounds = {}
     for model in models:
-        if model == DETECTOR:  # any input size: no fixed-shape roofline (rows left without one)
+        if model not in CLASSIFIER_MODELS:  # detector (any input size), training: no roofline
             continue
         costs = roofline.layer_costs(_mobilenetv3_classifier(model))
         bounds[model] = {str(b): roofline.lower_bound_seconds(costs, rates, batch=b) for b in batches}
@@ -660,11 +756,13 @@ def run_benchmark(
     """Run every selected case for every selected model; return result rows.
 
     Args:
-        models: "small", "large" and/or "detector" (the SSDLite group:
-            `DETECTOR_CASES`, 320x320, batch 1 and 8) (default small and
-            large; `quick`: small).
+        models: "small", "large", "detector" (the SSDLite group:
+            `DETECTOR_CASES`, 320x320, batch 1 and 8) and/or "train" (the
+            training group: `TRAIN_CASES`, one SGD step of Small at 224x224,
+            batch 32) (default small and large; `quick`: small).
         cases: names from `CASE_NAMES` or globs ("*openvino*"; default all).
-        quick: one warm-up, three batch-1 calls, one batch of 4.
+        quick: one warm-up, three batch-1 calls, one batch of 4 (training:
+            two steps of batch 4).
         exports_dir: where the exported files go (default: a temp folder).
         log: progress printer.
         timeout: seconds per subprocess.
@@ -692,10 +790,12 @@ def run_benchmark(
             done, error = _worker(args, "tensorflow", timeout)
             if done is None:
                 log(f"  export failed: {error}")
-        log("measuring this machine's roofline limit ...")
-        limits, error = _worker(["roofline", ",".join(models), str(settings.big_batch)], "tensorflow", timeout)
-        if limits is None:
-            log(f"  roofline failed: {error}")
+        limits = None
+        if any(m in CLASSIFIER_MODELS for m in models):
+            log("measuring this machine's roofline limit ...")
+            limits, error = _worker(["roofline", ",".join(models), str(settings.big_batch)], "tensorflow", timeout)
+            if limits is None:
+                log(f"  roofline failed: {error}")
         rows = []
         for case in selected:
             for model in (m for m in models if m in case.models):
@@ -714,6 +814,10 @@ def _run_case(case: Case, model: str, exports: Path, settings: Settings, quick: 
     if row is None:
         log(f"  skipped: {error}")
         return {"case": case.name, "model": model, "skipped": error}
+    if model == TRAIN:
+        log(f"  training step {row['step_ms']:.0f} ms at batch {row['batch']} ({row['train_img_s']:.1f} img/s), "
+            f"build {row['build_s']:.2f} s, RSS +{row['peak_rss_delta_mib']:.0f} MiB")
+        return row
     log(f"  batch 1: {row['batch1_ms']:.2f} ms ({row['batch1_img_s']:.0f} img/s), "
         f"batch {row['batch']}: {row['batch_img_s']:.0f} img/s, build {row['build_s']:.2f} s, "
         f"RSS +{row['peak_rss_delta_mib']:.0f} MiB")
@@ -748,7 +852,16 @@ def _fraction(row: dict, key: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Results as a Markdown table, with throughput ratios to keras.applications on TF (detector rows:
+    """Results as Markdown: the inference table (see `_inference_table`),
+    then the training group's (`training_table`) when it ran."""
+    training = [r for r in rows if r["model"] == TRAIN]
+    inference = [r for r in rows if r["model"] != TRAIN]
+    tables = [_inference_table(inference)] if inference or not training else []
+    return "\n\n".join(tables + ([training_table(training)] if training else []))
+
+
+def _inference_table(rows: list[dict]) -> str:
+    """Inference results as a Markdown table, with throughput ratios to keras.applications on TF (detector rows:
     to torchvision's raw SSDLite, eager) and to the fastest peer of the run, and each row's fraction of the roofline limit."""
     header = ("| model | implementation | batch 1 latency (ms) | batch 1 img/s | batch N img/s (N) "
               "| vs keras.applications TF; detector: vs torchvision raw eager (b1 / bN) | vs fastest peer (b1 / bN) | roofline fraction (b1 / bN) "
@@ -769,11 +882,34 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _train_ratio(row: dict, rows: list[dict], baseline: str) -> str:
+    base = next((r for r in rows if r["case"] == baseline and "train_img_s" in r), None)
+    return f"{row['train_img_s'] / base['train_img_s']:.2f}x" if base else "-"
+
+
+def training_table(rows: list[dict]) -> str:
+    """The training group as a Markdown table: images/s of one SGD step, with
+    ratios to keras.applications on the same backend and to torchvision."""
+    lines = ["| implementation | backend | training step (ms) at batch N | images/s | vs keras.applications, same "
+             "backend | vs torchvision eager | build (s) | peak RSS delta (MiB) |", "|" + "---|" * 8]
+    for row in rows:
+        if "skipped" in row:
+            lines.append(f"| {row['case']} | | skipped: {row['skipped'][:80]} | | | | | |")
+            continue
+        same_backend = _train_ratio(row, rows, f"keras.applications-train-{row['backend']}")
+        lines.append(
+            f"| {row['case']} | {row['backend']} | {row['step_ms']:.0f} ({row['batch']}) | {row['train_img_s']:.1f} "
+            f"| {same_backend} | {_train_ratio(row, rows, 'torchvision-eager-train')} | {row['build_s']:.2f} "
+            f"| {row['peak_rss_delta_mib']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def summary(rows: list[dict]) -> str:
     """Per model and batch: our fastest path against the fastest peer, and the roofline limit."""
     lines = []
     for model in [m for m in MODELS if any(r["model"] == m for r in rows)]:
-        for key, label in (("batch1_img_s", "batch 1"), ("batch_img_s", "batch N")):
+        for key, label in (("batch1_img_s", "batch 1"), ("batch_img_s", "batch N"), ("train_img_s", "training step")):
             ours, peer = _best(rows, model, key, peer=False), _best(rows, model, key, peer=True)
             if ours is None or peer is None:
                 continue
@@ -798,7 +934,7 @@ def bar_chart(rows: list[dict], path: str | os.PathLike) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    measured = [r for r in rows if "skipped" not in r]
+    measured = [r for r in rows if "batch1_img_s" in r]  # inference rows
     models = sorted({r["model"] for r in measured}, key=MODELS.index)
     figure, axes = plt.subplots(len(models), 1, figsize=(11, 0.45 * len(measured) + 2), squeeze=False)
     for axis, model in zip(axes[:, 0], models, strict=True):
@@ -835,7 +971,7 @@ def write_report(rows: list[dict], out_dir: str | os.PathLike, note: str = "") -
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     (out / "results.md").write_text((note + "\n\n" if note else "") + summary(rows) + "\n\n" + markdown_table(rows) + "\n")
-    if any("skipped" not in r for r in rows) and chart_note() is None:
+    if any("batch1_img_s" in r for r in rows) and chart_note() is None:
         bar_chart(rows, out / "results.png")
     return out
 

@@ -19,6 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3 import distributed
 from mobilenetv3.utils import atomic_path
 
 STATE_FILE = "state.json"
@@ -48,11 +49,14 @@ class TrainingState:
 
 
 def _arrays(variables: list) -> dict[str, np.ndarray]:
-    return {f"{i:05d}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(variables)}
+    return {f"{i:05d}": array for i, array in enumerate(distributed.host_arrays(variables))}
 
 
 def save_checkpoint(path: str | os.PathLike, model: keras.Model, state: TrainingState) -> Path:
     """Write `model`'s and its optimizer's variables and `state`, atomically.
+
+    In a multi-process job (`mobilenetv3.distributed`) every process calls
+    this: all of them fetch the variables, the chief alone writes.
 
     Example:
 
@@ -67,11 +71,16 @@ def save_checkpoint(path: str | os.PathLike, model: keras.Model, state: Training
         "model_variables": _signature(model.variables),
         "optimizer_variables": _signature(optimizer_variables),
     }
-    with atomic_path(path, directory=True) as staging:
-        staging.mkdir()
-        np.savez(staging / MODEL_FILE, **_arrays(model.variables))
-        np.savez(staging / OPTIMIZER_FILE, **_arrays(optimizer_variables))
-        (staging / STATE_FILE).write_text(json.dumps(meta, indent=1))
+    model_arrays, optimizer_arrays = _arrays(model.variables), _arrays(optimizer_variables)
+
+    def write() -> None:
+        with atomic_path(path, directory=True) as staging:
+            staging.mkdir()
+            np.savez(staging / MODEL_FILE, **model_arrays)
+            np.savez(staging / OPTIMIZER_FILE, **optimizer_arrays)
+            (staging / STATE_FILE).write_text(json.dumps(meta, indent=1))
+
+    distributed.run_on_chief(write)
     return Path(path)
 
 
@@ -131,18 +140,18 @@ class CheckpointCallback(keras.callbacks.Callback):
         every_steps: 0 writes nothing mid-epoch.
         steps_per_epoch: batches per epoch (the epoch's end is written by
             the caller, as the next epoch's start).
-        enabled: False on processes that must not write (non-chief).
+
+    In a multi-process job it runs on every process (`save_checkpoint`
+    writes on the chief only).
     """
 
-    def __init__(
-        self, path: str | os.PathLike, state: TrainingState, every_steps: int, steps_per_epoch: int, enabled: bool = True
-    ) -> None:
+    def __init__(self, path: str | os.PathLike, state: TrainingState, every_steps: int, steps_per_epoch: int) -> None:
         super().__init__()
-        self.path, self.state, self.every_steps, self.enabled = path, state, every_steps, enabled
+        self.path, self.state, self.every_steps = path, state, every_steps
         self.steps_per_epoch = steps_per_epoch
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         step = self.state.step + batch + 1
         mid_epoch = step < self.steps_per_epoch
-        if self.enabled and self.every_steps and step % self.every_steps == 0 and mid_epoch:
+        if self.every_steps and step % self.every_steps == 0 and mid_epoch:
             save_checkpoint(self.path, self.model, dataclasses.replace(self.state, step=step))

@@ -16,7 +16,8 @@ Call `join_data_parallel` at program start, before any model is built, on
 every process with the same addresses and its own `process_id`; then build,
 compile and fit inside `job.scope()` (`fine_tune` does this by itself). A
 `tf.data` dataset with the global batch size is sharded per process by the
-engine.
+engine. Files are written through `run_on_chief`, which every process
+reaches and the chief alone runs (`fine_tune`'s checkpoints and output).
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Iterator, Sequence
-from typing import Any
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import keras
+import numpy as np
+
+T = TypeVar("T")
 
 _ACTIVE: DataParallelJob | None = None
 
@@ -153,6 +158,122 @@ def check_fit_supported() -> None:
 def is_chief() -> bool:
     """True unless this process is a non-zero process of a job."""
     return _ACTIVE is None or _ACTIVE.is_chief
+
+
+def _jax_job() -> bool:
+    """True in a JAX job of more than one process."""
+    return _ACTIVE is not None and _ACTIVE.num_processes > 1 and keras.backend.backend() == "jax"
+
+
+def host_arrays(values: Sequence[Any]) -> list[np.ndarray]:
+    """The values of `values` (variables or tensors) as NumPy arrays.
+
+    Every process of a job must call this together: in a JAX job an array
+    split across processes is gathered (a collective). Arrays replicated on
+    every process (all variables under `DataParallel`) are read from this
+    process's copy.
+
+    Example:
+
+    ```python
+    arrays = host_arrays(model.variables)  # on every process
+    ```
+    """
+    arrays = []
+    for value in values:
+        value = value.value if isinstance(value, keras.Variable) else value
+        if _jax_job() and not getattr(value, "is_fully_addressable", True) and not value.is_fully_replicated:
+            from jax.experimental import multihost_utils
+
+            value = multihost_utils.process_allgather(value, tiled=True)
+        arrays.append(keras.ops.convert_to_numpy(value))
+    return arrays
+
+
+@contextlib.contextmanager
+def _local_keras_objects() -> Iterator[None]:
+    """No Keras distribution inside: variables created here stay on this
+    process (under `DataParallel` creating one is a cross-process check)."""
+    if not _jax_job():
+        yield
+        return
+    saved = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(saved)
+
+
+def check_same_on_every_process(name: str, value: Any, hint: str = "") -> None:
+    """Raise a `ValueError` naming `name` unless `value` (JSON-serializable)
+    is the same on every process of a JAX job; every process calls this.
+
+    Processes that disagree (e.g. on the checkpoint they resume from) would
+    run different programs and wait forever on each other's collectives;
+    all of them raise instead.
+
+    Example:
+
+    ```python
+    check_same_on_every_process("checkpoint_dir", {"epoch": 2, "step": 0})
+    ```
+    """
+    if not _jax_job():
+        return
+    from jax.experimental import multihost_utils
+
+    digest = np.uint32(zlib.crc32(json.dumps(value, sort_keys=True).encode()))
+    digests = np.asarray(multihost_utils.process_allgather(digest)).ravel().tolist()
+    if len(set(digests)) > 1:
+        raise ValueError(
+            f"`{name}` differs between the processes of the job (this is process {_ACTIVE.process_id}, "
+            f"which has {value!r}){': ' + hint if hint else ''}."
+        )
+
+
+_BARRIERS = [0]
+
+
+def _barrier() -> None:
+    """Every process of a JAX job waits here for all the others."""
+    if _jax_job():
+        from jax.experimental import multihost_utils
+
+        _BARRIERS[0] += 1
+        multihost_utils.sync_global_devices(f"mobilenetv3.distributed.barrier.{_BARRIERS[0]}")
+
+
+def run_on_chief(write: Callable[[], T]) -> T | None:
+    """Run `write` (e.g. saving a file) on the chief only; every process of
+    a job must call this at the same point.
+
+    Writing on one process alone must not start a cross-process
+    computation, which the others would never join (the chief would hang):
+    inside `write` no Keras distribution is active, so the Keras objects it
+    creates (Keras' `save_weights` builds a throwaway optimizer) stay on the
+    chief; read the job's variables with `host_arrays` on every process
+    beforehand, or read replicated ones (`DataParallel`'s) directly. Then
+    every process waits for the others (even if `write` raised), so none
+    goes on (or exits) before the chief has written.
+
+    Returns:
+        `write()`'s result on the chief, None on the other processes.
+
+    Example:
+
+    ```python
+    arrays = host_arrays(model.variables)  # every process
+    run_on_chief(lambda: np.savez("weights.npz", *arrays))
+    ```
+    """
+    try:
+        if is_chief():
+            with _local_keras_objects():
+                return write()
+        return None
+    finally:
+        _barrier()
 
 
 def synchronize_batchnorm(model: keras.Model, synchronized: bool = True) -> int:

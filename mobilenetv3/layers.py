@@ -8,6 +8,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from mobilenetv3.initializers import HostInitializedWeights
+
 SAME, SYMMETRIC = "same", "symmetric"
 PADDINGS = (SAME, SYMMETRIC)
 
@@ -281,7 +283,7 @@ def torch_conv(layer: Any, inputs: Any, depthwise: bool = False, weights: tuple 
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class Conv2D(keras.layers.Conv2D):
+class Conv2D(HostInitializedWeights, keras.layers.Conv2D):
     """`keras.layers.Conv2D`, same weights, config and weight-file keys, whose
     PyTorch forward pass avoids Keras' two layout copies per call (see
     `torch_conv`). Other backends use Keras' own op.
@@ -300,7 +302,7 @@ class Conv2D(keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class BatchNormalization(keras.layers.BatchNormalization):
+class BatchNormalization(HostInitializedWeights, keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization`, same weights, config and weight-file
     keys, whose PyTorch pass is one fused PyTorch batch norm on a
     channels-last view instead of Keras' separate moments, subtract, multiply
@@ -354,7 +356,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
+class DepthwiseConv2D(HostInitializedWeights, keras.layers.DepthwiseConv2D):
     """`keras.layers.DepthwiseConv2D`, same weights and config, whose JAX
     forward pass is `shifted_depthwise_conv` (MobileNetV3's depthwise layers
     dominate its time under XLA on CPU) and whose PyTorch forward pass skips

@@ -451,8 +451,8 @@ def fine_tune(
             if train_batchnorm:
                 calibrate_batchnorm(model.backbone, epochs.batches(0))
         val_accuracy = float(model.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
-    if out is not None and distributed.is_chief():
-        save_classifier(model, out, class_names)
+    if out is not None:
+        distributed.run_on_chief(lambda: save_classifier(model, out, class_names))  # every process calls
     return FineTuneResult(model, class_names, head, fine_history, val_accuracy)
 
 
@@ -554,6 +554,11 @@ class _Run:
 
     def resume_state(self) -> checkpointing.TrainingState | None:
         state = checkpointing.read_state(self.checkpoint_dir)
+        distributed.check_same_on_every_process(
+            "checkpoint_dir", None if state is None else dataclasses.asdict(state),
+            "every process of a job resumes from the same checkpoint, so it must be a folder all of them read "
+            "(process 0 writes it), e.g. on a shared filesystem",
+        )
         if state is not None:
             if state.seed != self.epochs.seed:
                 raise ValueError(f"The checkpoint was written with seed {state.seed}; got `seed={self.epochs.seed}`.")
@@ -576,7 +581,7 @@ class _Run:
             if self.checkpoint_dir is not None:
                 callbacks.append(
                     checkpointing.CheckpointCallback(
-                        self.checkpoint_dir, state, self.every_steps, self.epochs.steps_per_epoch, distributed.is_chief()
+                        self.checkpoint_dir, state, self.every_steps, self.epochs.steps_per_epoch
                     )
                 )
             fitted = self.model.fit(
@@ -590,7 +595,7 @@ class _Run:
             for key, values in fitted.history.items():
                 history.setdefault(key, []).extend(float(v) for v in values)
             skip = 0
-            if self.checkpoint_dir is not None and distributed.is_chief():
+            if self.checkpoint_dir is not None:  # every process: the chief writes
                 checkpointing.save_checkpoint(
                     self.checkpoint_dir, self.model, checkpointing.TrainingState(name, epoch + 1, 0, self.epochs.seed, self.history)
                 )

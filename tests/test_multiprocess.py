@@ -32,6 +32,13 @@ TF_WORKER = Path(__file__).with_name("tf_job_worker.py")
 # statistics 5.4e-7; without synchronization the statistics differ by 0.82.
 WEIGHT_TOLERANCE = 1e-5
 TIMEOUT = 600  # generous: CI machines and shared 2-core boxes are slow
+# JAX processes compile ~460 small XLA programs (op by op while the model is
+# built and BatchNorm calibrated, then the train and test steps): without
+# LLVM's optimizations that takes 28 s of CPU instead of 46 s per process
+# (measured), and the programs run on 64x64 images for 2 steps, where speed
+# does not matter. The compared processes all use the same flags.
+JAX_ENV = {"KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()}
 
 
 def _free_ports(count: int) -> list[int]:
@@ -45,7 +52,7 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _launch(backend: str, data: Path, out: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, **(JAX_ENV if backend == "jax" else {"KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""})}
     command = [sys.executable, str(WORKER), str(data), str(out), "--train-bn", "--dropout", "0",
                "--head-epochs", "0", "--fine-tune-epochs", "1", "--validation-split", "0.34", *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -82,12 +89,15 @@ def _max_diff(tmp_path: Path, backend: str, *args: str) -> tuple[float, float]:
     return diff, bn_diff
 
 
-# About 3 x 45 s of CPU (3 processes: imports, JAX's eager variable
-# initialization and BatchNorm calibration, compiling the train and test
-# steps), so over a minute on 2 quiet cores: opt-in, not in CI.
-# Measured 2026-11-26 (load 14 on 2 cores, 410 s wall): max |job - single|
-# 3.9e-6 (Conv_1_BatchNorm/moving_variance), weights <= 2.8e-6.
-@pytest.mark.heavy
+# 3 processes (imports, JAX's eager variable initialization and BatchNorm
+# calibration, compiling the train and test steps): about 3 x 46 s of CPU
+# with XLA's default optimization, 3 x 28 s with JAX_ENV's flags. Measured
+# 2026-11-26 on the shared 2-core box: default flags 410 s wall at load 14,
+# 189 s at load 3-8 (max |job - single| 3.9e-6, Conv_1_BatchNorm/
+# moving_variance); JAX_ENV 112 s wall at load 3-5 (109 s of CPU in all, so
+# about a minute on 2 quiet cores), max |job - single| 3.5e-6 (BatchNorm
+# statistics 3.1e-6).
+@pytest.mark.slow
 def test_jax_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     # DataParallel compiles one program over the global batch: BatchNorm
     # statistics are the global batch's without any option. Keras shards the
@@ -96,6 +106,76 @@ def test_jax_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     # half, in the lone process's order (checked by printing the batches).
     diff, bn_diff = _max_diff(tmp_path, "jax", "--batch-size", "8")
     assert diff <= WEIGHT_TOLERANCE, (diff, bn_diff)
+
+
+def _cli_job(common: list[str], per_process: tuple[list[str], list[str]] = ([], [])) -> list[tuple[int, str, str]]:
+    """`python -m mobilenetv3 *common` as processes 0 and 1 of a JAX job over
+    127.0.0.1 (plus each process's own arguments); (exit code, stdout,
+    stderr) of each."""
+    addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(1))
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mobilenetv3", *common, "--job-addresses", addresses, "--num-processes", "2",
+             "--process-id", str(i), *extra],
+            env={**os.environ, **JAX_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i, extra in enumerate(per_process)
+    ]
+    results = []
+    for process in processes:
+        try:
+            stdout, stderr = process.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            pytest.fail(f"a process of the job did not finish within {TIMEOUT} s")
+        results.append((process.returncode, stdout, stderr))
+    return results
+
+
+# `mobilenetv3 train` as a real 2-process JAX job (random Small at 32x32, 8
+# training images, one head epoch of 2 global batches of 4, a checkpoint
+# after every batch), then a resume where process 1 sees another checkpoint
+# folder. Measured 2026-11-26 on the shared 2-core box (load 4-5): 86 s
+# wall in all, 72 s of CPU; the first job alone 64 s wall (each process:
+# imports, JAX's per-shape compiles while the model is built, the train
+# and test steps; JAX_ENV), the refused resume ~22 s.
+# Before the fix, process 0 hung in `save_weights` (a cross-process check
+# that Keras runs when it creates a variable under DataParallel, run by the
+# chief alone).
+@pytest.mark.slow
+def test_train_cli_as_two_jax_processes_writes_the_preset_once(tmp_path):
+    import mobilenetv3
+    from mobilenetv3 import checkpointing
+
+    data = make_classification_folder(tmp_path / "data", classes=("circle", "square"), per_class=6, size=32)
+    out, checkpoint = tmp_path / "model", tmp_path / "checkpoint"
+    common = ["train", str(data), "--out", str(out), "--preset", "mobilenet_v3_small", "--no-weights",
+              "--image-size", "32", "--batch-size", "4", "--head-epochs", "1", "--fine-tune-epochs", "0",
+              "--validation-split", "0.34", "--checkpoint-every-steps", "1", "--quiet"]
+    results = _cli_job([*common, "--checkpoint-dir", str(checkpoint)])
+    for code, _, stderr in results:
+        assert code == 0, stderr[-3000:]
+    assert f"wrote classifier preset to {out}" in results[0][1]
+    assert "process 1: the classifier preset is written by process 0" in results[1][1]
+    # the preset and the checkpoint, whole; no staging folder left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "data", "model"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "labels.txt", "metadata.json", "model.weights.h5"]
+    state = checkpointing.read_state(checkpoint)
+    assert (state.phase, state.epoch, state.step) == ("head", 1, 0)
+    model = mobilenetv3.MobileNetV3ImageClassifier.from_preset(str(out))
+    assert model.num_classes == 2
+    assert model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).shape == (1, 2)
+
+    # Resuming from checkpoints that differ between the processes would run
+    # different programs (and hang on each other): both refuse instead.
+    written = (out / "model.weights.h5").stat().st_mtime_ns
+    other = tmp_path / "other_checkpoint"
+    results = _cli_job([*common, "--resume"], (["--checkpoint-dir", str(checkpoint)], ["--checkpoint-dir", str(other)]))
+    for code, _, stderr in results:
+        assert code == 2 and "`checkpoint_dir` differs between the processes of the job" in stderr, stderr[-3000:]
+    assert (out / "model.weights.h5").stat().st_mtime_ns == written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "data", "model"]
 
 
 def _tf_job(tmp_path: Path, *args: str) -> tuple[dict, dict]:

@@ -17,10 +17,13 @@ def register(subparsers: Any) -> None:
         "Small/Large at 224x224. Each case runs in its own subprocess; peers that are not installed "
         "are skipped with a note. --models detector runs the SSDLite group instead: our SSDLite (Keras TF, "
         "ONNX Runtime, LiteRT, OpenVINO; raw network and end to end) against torchvision's "
-        "ssdlite320_mobilenet_v3_large (eager, and its torch.onnx export) at 320x320, batch 1 and 8.",
+        "ssdlite320_mobilenet_v3_large (eager, and its torch.onnx export) at 320x320, batch 1 and 8. "
+        "--models train runs the training group: one SGD step (sparse cross-entropy) of MobileNetV3-Small at "
+        "224x224, batch 32, ours vs keras.applications on TensorFlow, JAX and PyTorch, and torchvision eager.",
     )
     parser.add_argument("--models", nargs="+", choices=benchmark.MODELS, default=None,
-                        help="models to run (default: small and large; --quick: small); detector: the SSDLite group")
+                        help="models to run (default: small and large; --quick: small); detector: the SSDLite group; "
+                        "train: training steps")
     parser.add_argument("--cases", nargs="+", default=None, metavar="CASE",
                         help="implementations to run, names or globs such as '*openvino*' (default all): "
                         f"{', '.join(benchmark.CASE_NAMES)}")

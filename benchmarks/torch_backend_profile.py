@@ -1,11 +1,12 @@
-"""Where the Keras PyTorch backend spends MobileNetV3-Large's time (same-process A/B).
+"""Where the Keras PyTorch backend spends MobileNetV3's time (same-process A/B).
 
-Runs under KERAS_BACKEND=torch: our Large classifier (random weights) called
-eagerly under `torch.no_grad()` against torchvision's eager model (NCHW and
+Runs under KERAS_BACKEND=torch: our classifier (random weights) called
+eagerly under `torch.no_grad()`, with Keras' own ops, through
+`predict_on_batch` and folded, against torchvision's eager model (NCHW and
 channels-last), batch 1 and 32, interleaved rounds (medians); then the
 torch.profiler top ops of the Keras model at batch 32.
 
-    KERAS_BACKEND=torch python benchmarks/torch_backend_profile.py [--rounds 3] [--profile]
+    KERAS_BACKEND=torch python benchmarks/torch_backend_profile.py [--model small] [--rounds 5] [--threads 1] [--profile]
 """
 
 # ruff: noqa: I001  (torchvision must be imported before TensorFlow)
@@ -62,15 +63,20 @@ def _train_steps(model, loss, optimizer, x, y, runs: int) -> float:
     return (time.perf_counter() - start) / runs
 
 
-def candidates(threads: int) -> dict:
+def candidates(threads: int, model_name: str = "large") -> dict:
     torch.set_num_threads(threads)
-    model = mobilenetv3.MobileNetV3ImageClassifier(
-        mobilenetv3.MobileNetV3LargeBackbone(input_shape=(224, 224, 3), include_rescaling=True), num_classes=1000)
-    reference = torchvision.models.mobilenet_v3_large().eval()
-    reference_cl = torchvision.models.mobilenet_v3_large().eval().to(memory_format=torch.channels_last)
+    backbone = mobilenetv3.MobileNetV3LargeBackbone if model_name == "large" else mobilenetv3.MobileNetV3SmallBackbone
+    model = mobilenetv3.MobileNetV3ImageClassifier(backbone(input_shape=(224, 224, 3), include_rescaling=True),
+                                                  num_classes=1000)
+    folded = mobilenetv3.fold_batch_norm(model)
+    build = torchvision.models.mobilenet_v3_large if model_name == "large" else torchvision.models.mobilenet_v3_small
+    reference = build().eval()
+    reference_cl = build().eval().to(memory_format=torch.channels_last)
     return {
         "keras (torch backend), Keras' own ops": (_keras_ops(lambda x: model(x, training=False)), "nhwc"),
         "keras (torch backend), eager call": (lambda x: model(x, training=False), "nhwc"),
+        "keras (torch backend), predict_on_batch": (model.predict_on_batch, "nhwc"),
+        "keras (torch backend), folded predict_on_batch": (folded.predict_on_batch, "nhwc"),
         "torchvision eager": (reference, "nchw"),
         "torchvision eager channels-last": (reference_cl, "nchw_cl"),
     }
@@ -109,13 +115,14 @@ def _inputs(layout: str, batch: int) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model", choices=("small", "large"), default="large")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--train", action="store_true", help="also one training step at batch 32")
     parser.add_argument("--profile-path", default="keras (torch backend), eager call")
     args = parser.parse_args()
     assert keras.backend.backend() == "torch", "run with KERAS_BACKEND=torch"
-    paths = candidates(args.threads)
+    paths = candidates(args.threads, args.model)
     for batch, runs in ((1, 10), (32, 1)):
         times = {k: [] for k in paths}
         for _ in range(args.rounds):
@@ -123,7 +130,9 @@ def main() -> None:
                 times[name].append(_time(fn, _inputs(layout, batch), runs))
         speeds = {k: batch / statistics.median(v) for k, v in times.items()}
         base = speeds["torchvision eager"]
-        print(f"batch {batch}: " + ", ".join(f"{k} {v:.1f} img/s ({v / base:.2f}x)" for k, v in speeds.items()))
+        print(f"{args.model} batch {batch} (load {os.getloadavg()}):")
+        for name, speed in speeds.items():
+            print(f"  {name}: {speed:.1f} img/s, {1000 * batch / speed:.1f} ms per call ({speed / base:.2f}x)")
     if args.train:
         train_step_ab(args.threads)
     if args.profile:

@@ -8,8 +8,9 @@ Runs under KERAS_BACKEND=torch. Inference at batch 1 and 32 (interleaved rounds,
   constant-folded and pre-packed for oneDNN: the permuted/re-laid-out kernels computed once),
 - torchvision eager, NCHW and channels-last.
 
-With `--train`: one SGD training step at batch 32, Keras `train_on_batch` eager and `jit_compile=True`
-against torchvision eager (same loss, same optimizer). Compile time is reported apart (first call).
+With `--train`: one SGD training step at batch 32, Keras `train_on_batch` eager (the package's fused
+BatchNorm), with Keras' own ops, and `jit_compile=True` (unless `--no-jit`) against torchvision eager,
+NCHW and channels-last (same loss, same optimizer). Compile time is reported apart (first call).
 The load average is printed beside every figure: on a shared machine only the ratios mean anything.
 
     KERAS_BACKEND=torch python benchmarks/torch_compile_ab.py [--model large] [--rounds 3] [--train]
@@ -23,6 +24,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torchvision  # noqa: F401, I001  (before TensorFlow: see tests/conftest.py)
 import keras
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 
 import mobilenetv3
+from mobilenetv3 import layers
 
 
 def _load() -> str:
@@ -113,27 +116,50 @@ def inference_ab(model_name: str, rounds: int, freezing: bool, jit_compile: bool
             print(f"  {name}: {speed:.1f} img/s ({speed / base:.2f}x torchvision eager)", flush=True)
 
 
-def train_ab(model_name: str, rounds: int, batch: int = 32) -> None:
-    labels = np.random.default_rng(1).integers(0, 1000, batch)
-    steps = {}
-    for jit_compile in (False, True):
-        model = _classifier(model_name)
-        model.compile(optimizer=keras.optimizers.SGD(1e-3), jit_compile=jit_compile,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        x = _inputs("nhwc", batch)
-        steps[f"keras train_on_batch jit_compile={jit_compile}"] = (
-            lambda x, model=model: model.train_on_batch(x, labels), x)
+def _keras_ops(step: Callable) -> Callable:
+    """`step` with the package's PyTorch fast paths off (Keras' own conv and BatchNorm ops)."""
+
+    def run(x: torch.Tensor) -> Any:
+        layers.TORCH_FAST_PATHS = False
+        try:
+            return step(x)
+        finally:
+            layers.TORCH_FAST_PATHS = True
+
+    return run
+
+
+def _torchvision_step(model_name: str, batch: int, labels: np.ndarray, channels_last: bool) -> tuple:
     reference = _torchvision(model_name).train()
+    if channels_last:
+        reference = reference.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(reference.parameters(), lr=1e-3)
     loss = torch.nn.CrossEntropyLoss()
     target = torch.from_numpy(labels)
 
-    def torch_step(x: torch.Tensor) -> None:
+    def step(x: torch.Tensor) -> None:
         optimizer.zero_grad()
         loss(reference(x), target).backward()
         optimizer.step()
 
-    steps["torchvision eager"] = (torch_step, _inputs("nchw", batch))
+    return step, _inputs("nchw_cl" if channels_last else "nchw", batch)
+
+
+def train_ab(model_name: str, rounds: int, batch: int = 32, jit_compile: bool = True) -> None:
+    labels = np.random.default_rng(1).integers(0, 1000, batch)
+    steps = {}
+    for jit in (False, True) if jit_compile else (False,):
+        model = _classifier(model_name)
+        model.compile(optimizer=keras.optimizers.SGD(1e-3), jit_compile=jit,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        steps[f"keras train_on_batch jit_compile={jit}"] = (
+            lambda x, model=model: model.train_on_batch(x, labels), _inputs("nhwc", batch))
+    own = _classifier(model_name)
+    own.compile(optimizer=keras.optimizers.SGD(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    steps["keras train_on_batch, Keras' own ops"] = (
+        _keras_ops(lambda x: own.train_on_batch(x, labels)), _inputs("nhwc", batch))
+    steps["torchvision eager"] = _torchvision_step(model_name, batch, labels, channels_last=False)
+    steps["torchvision eager channels-last"] = _torchvision_step(model_name, batch, labels, channels_last=True)
     for name, (step, x) in steps.items():
         start = time.perf_counter()
         step(x)
@@ -167,7 +193,7 @@ def main() -> None:
     if not args.no_inference:
         inference_ab(args.model, args.rounds, args.freezing, not args.no_jit)
     if args.train:
-        train_ab(args.model, args.rounds)
+        train_ab(args.model, args.rounds, jit_compile=not args.no_jit)
 
 
 if __name__ == "__main__":

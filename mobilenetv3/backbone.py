@@ -13,6 +13,7 @@ import numpy as np
 from mobilenetv3 import architectures, models, preset_io, presets, validation
 from mobilenetv3.architectures import BlockSpec, make_divisible
 from mobilenetv3.compiled_call import CompiledInferenceCall
+from mobilenetv3.direct_call import DirectCall
 from mobilenetv3.layers import (
     PADDINGS,
     BatchNormalization,
@@ -154,7 +155,7 @@ class _GraphBuilder:
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
 @models.register_model(models.BACKBONE)
-class MobileNetV3Backbone(CompiledInferenceCall, keras.Model):
+class MobileNetV3Backbone(CompiledInferenceCall, DirectCall, keras.Model):
     """MobileNetV3 backbone, a drop-in for `keras_cv.models.MobileNetV3Backbone`.
 
     A functional `keras.Model` mapping images `(batch, height, width, 3)` to

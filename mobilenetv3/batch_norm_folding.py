@@ -10,6 +10,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3.direct_call import DirectFunctional
+
 _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
 
@@ -24,8 +26,9 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     the graph loses one elementwise pass per convolution: on the TensorFlow
     backend MobileNetV3 runs 1.6-1.9x faster at batch 1 and 2.1-2.3x at
     batch 32 on the benchmark machine. The copy has its own weights; it is a
-    plain functional `keras.Model` (not a `MobileNetV3Backbone`), so fold
-    again after further training.
+    plain functional `keras.Model` (not a `MobileNetV3Backbone`; on PyTorch it
+    runs layer by layer like the package's models, see
+    `mobilenetv3.direct_call`), so fold again after further training.
 
     Args:
         model: a functional Keras model, e.g. a backbone, classifier or
@@ -98,7 +101,7 @@ def _fold(model: keras.Model) -> keras.Model:
         for tensor, value in zip(node.outputs, keras.tree.flatten(outputs), strict=True):
             values[id(tensor)] = value
     outputs = keras.tree.map_structure(lambda t: values[id(t)], model._outputs_struct)
-    return keras.Model(inputs, outputs, name=model.name)
+    return DirectFunctional(inputs, outputs, name=model.name)
 
 
 def _copy_layer(layer: Any, batch_norm: Any, args: tuple, kwargs: dict) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import keras
@@ -86,9 +87,11 @@ class SqueezeAndExcite2D(keras.layers.Layer):
         self.excite_conv.build(pooled[:-1] + (self.bottleneck_filters,))
 
     def call(self, inputs: Any) -> Any:
+        return inputs * self._gate(inputs)
+
+    def _gate(self, inputs: Any) -> Any:
         gate = ops.mean(inputs, axis=(1, 2), keepdims=True)
-        gate = self.excite_conv(self.squeeze_conv(gate))
-        return inputs * gate
+        return invoke(self.excite_conv, invoke(self.squeeze_conv, gate))
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
@@ -146,6 +149,19 @@ def shifted_depthwise_conv(inputs: Any, kernel: Any, strides: tuple, padding: st
     return total
 
 
+_direct = threading.local()
+
+
+def direct_run() -> bool:
+    """Whether this thread is inside `mobilenetv3.direct_call`'s layer-by-layer inference run."""
+    return getattr(_direct, "active", False)
+
+
+def invoke(layer: keras.layers.Layer, *args: Any) -> Any:
+    """`layer(*args)`, or `layer.call(*args)` inside a direct inference run (a layer's sublayers)."""
+    return layer.call(*args) if direct_run() else layer(*args)
+
+
 # The PyTorch fast paths of Conv2D, DepthwiseConv2D and BatchNormalization below (set
 # False to run Keras' own ops, e.g. for an A/B comparison).
 TORCH_FAST_PATHS = True
@@ -153,14 +169,76 @@ TORCH_FAST_PATHS = True
 
 def _torch_fast_path(layer: Any) -> bool:
     """Whether a conv layer can run as one `torch.nn.functional.conv2d` on a channels-last view."""
-    if not TORCH_FAST_PATHS:
-        return False
-    strided_same = layer.padding == "same" and any(s != 1 for s in layer.strides)
-    return layer.data_format == "channels_last" and not strided_same and getattr(layer, "depth_multiplier", 1) == 1
+    return TORCH_FAST_PATHS and layer.data_format == "channels_last" and getattr(layer, "depth_multiplier", 1) == 1
 
 
-class _TorchConvMixin:
-    """The PyTorch backend's conv without Keras' layout copies.
+def _variable_value(variable: Any) -> Any:
+    return variable.value if hasattr(variable, "value") else variable
+
+
+def _torch_conv_padding(layer: Any, inputs: Any) -> tuple[tuple[int, int], tuple[int, int, int, int]] | None:
+    """The conv's padding for `torch.nn.functional.conv2d`: (symmetric padding, extra
+    asymmetric (left, right, top, bottom) padding for `torch.nn.functional.pad`), or
+    None when the spatial sizes are not plain ints (symbolic under torch.compile).
+
+    TF "SAME" pads `total // 2` before and the rest after; with a stride the total can be odd,
+    which conv2d's own (symmetric) padding cannot express: the odd pixel goes to `pad`.
+    """
+    if layer.padding == "valid":
+        return (0, 0), (0, 0, 0, 0)
+    sizes = tuple(inputs.shape[1:3])
+    if any(s != 1 for s in layer.strides) and not all(isinstance(size, int) for size in sizes):
+        return None  # with a stride, TF "SAME" padding depends on the size
+    axes = [same_padding(size if isinstance(size, int) else k, k, s, d)[:2]
+            for size, k, s, d in zip(sizes, layer.kernel_size, layer.strides, layer.dilation_rate, strict=True)]
+    (top, bottom), (left, right) = axes
+    symmetric = (min(top, bottom), min(left, right))
+    extra = (left - symmetric[1], right - symmetric[1], top - symmetric[0], bottom - symmetric[0])
+    return symmetric, extra
+
+
+def _torch_kernel(layer: Any, permutation: tuple[int, ...], dtype: Any) -> Any:
+    """The layer's kernel in PyTorch's layout. Outside autograd (inference under `no_grad` /
+    `inference_mode`) it is kept between calls, keyed on the variable's tensor and its version
+    counter (bumped by every in-place assignment), instead of conv2d re-laying it out every call."""
+    import torch
+
+    kernel = _variable_value(layer.kernel)
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return kernel.permute(*permutation).to(dtype)
+    cache = layer.__dict__.get("_torch_kernel_cache")
+    if cache is None or cache[0] is not kernel or cache[1] != kernel._version or cache[2].dtype != dtype:
+        laid_out = kernel.permute(*permutation).to(dtype).contiguous(memory_format=torch.channels_last)
+        cache = (kernel, kernel._version, laid_out)
+        layer.__dict__["_torch_kernel_cache"] = cache  # untracked: no Keras / nn.Module bookkeeping
+    return cache[2]
+
+
+def kernel_shift(layer: Any, extra: tuple[int, int, int, int]) -> tuple[int, int] | None:
+    """(rows, columns) of zeros to put before the kernel instead of padding the input, or None.
+
+    TF "SAME" with a stride pads one pixel more after than before (`extra` = (0, 1, 0, 1)); a
+    k-tap window starting at `i` is the (k+1)-tap window, with a leading zero tap, starting at
+    `i - 1`, so a kernel with a zero first row/column and symmetric padding one larger gives the
+    same sums without copying the input into a padded buffer (2x faster for the strided depthwise
+    layers at batch 32, measured; not for dense convs, where the extra taps cost more than the copy).
+    """
+    left, right, top, bottom = extra
+    if left or top or right > 1 or bottom > 1 or not (right or bottom) or tuple(layer.dilation_rate) != (1, 1):
+        return None
+    return bottom, right
+
+
+def torch_kernel_permutation(depthwise: bool) -> tuple[int, ...]:
+    """The permutation from a Keras conv kernel (kh, kw, in, out) / depthwise kernel
+    (kh, kw, channels, 1) to PyTorch's (out, in / groups, kh, kw)."""
+    return (2, 3, 0, 1) if depthwise else (3, 2, 0, 1)
+
+
+def torch_conv(layer: Any, inputs: Any, depthwise: bool = False, weights: tuple | None = None,
+               activate: bool = True) -> Any:
+    """A channels-last Keras conv layer's forward pass on the PyTorch backend without Keras'
+    layout copies, or None where it does not apply (then Keras' op must run).
 
     Keras runs a channels-last conv on PyTorch as permute -> `.contiguous()`
     (an NCHW copy) -> `.contiguous(channels_last)` (a second copy, back to
@@ -168,27 +246,47 @@ class _TorchConvMixin:
     input twice (30% of Large's time at batch 32). An NHWC tensor permuted to
     NCHW already *is* a channels-last tensor: convolving that view directly
     gives the same result with no copy (oneDNN's channels-last kernels).
+    TF "SAME" padding with a stride (asymmetric when the total is odd) is
+    conv2d's symmetric padding plus one `torch.nn.functional.pad` of the
+    odd row/column, which keeps the channels-last layout.
+
+    `weights`: optional (kernel in PyTorch's layout, bias) to use instead of the
+    layer's (a BatchNorm folded in at inference, see `mobilenetv3.direct_call`);
+    `activate=False` leaves out the layer's activation.
     """
+    if not _torch_fast_path(layer) or (not depthwise and layer.groups != 1):
+        return None
+    padding = _torch_conv_padding(layer, inputs)
+    if padding is None:
+        return None
+    import torch.nn.functional as functional
 
-    def _torch_call(self, inputs: Any, kernel: Any, groups: int) -> Any:
-        import torch.nn.functional as functional
-
-        bias = None
-        if self.use_bias:
-            bias = self.bias.value if hasattr(self.bias, "value") else self.bias
-        x = inputs.permute(0, 3, 1, 2)  # a view: NCHW with channels-last strides
-        kernel = kernel.to(x.dtype)
-        bias = bias.to(x.dtype) if bias is not None else None
-        y = functional.conv2d(x, kernel, bias, self.strides, self.padding, self.dilation_rate, groups)
-        y = y.permute(0, 2, 3, 1)
-        return self.activation(y) if self.activation is not None else y
+    symmetric, extra = padding
+    shift = kernel_shift(layer, extra) if depthwise else None
+    x = inputs.permute(0, 3, 1, 2)  # a view: NCHW with channels-last strides
+    if shift is not None:
+        symmetric = (symmetric[0] + shift[0], symmetric[1] + shift[1])
+    elif any(extra):
+        x = functional.pad(x, extra)
+    # depthwise groups from the kernel's static shape: under torch.compile the input's shape is symbolic
+    groups = int(layer.kernel.shape[2]) if depthwise else 1
+    if weights is None:
+        kernel = _torch_kernel(layer, torch_kernel_permutation(depthwise), x.dtype)
+        bias = _variable_value(layer.bias).to(x.dtype) if layer.use_bias else None
+    else:
+        kernel, bias = weights
+    if shift is not None and weights is None:
+        kernel = functional.pad(kernel, (shift[1], 0, shift[0], 0))
+    y = functional.conv2d(x, kernel, bias, layer.strides, symmetric, layer.dilation_rate, groups)
+    y = y.permute(0, 2, 3, 1)
+    return layer.activation(y) if activate and layer.activation is not None else y
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class Conv2D(HostInitializedWeights, _TorchConvMixin, keras.layers.Conv2D):
+class Conv2D(HostInitializedWeights, keras.layers.Conv2D):
     """`keras.layers.Conv2D`, same weights, config and weight-file keys, whose
     PyTorch forward pass avoids Keras' two layout copies per call (see
-    `_TorchConvMixin`). Other backends use Keras' own op.
+    `torch_conv`). Other backends use Keras' own op.
 
     Example:
 
@@ -199,19 +297,25 @@ class Conv2D(HostInitializedWeights, _TorchConvMixin, keras.layers.Conv2D):
     """
 
     def call(self, inputs: Any) -> Any:
-        if keras.backend.backend() != "torch" or self.groups != 1 or not _torch_fast_path(self):
-            return super().call(inputs)
-        kernel = self.kernel.value if hasattr(self.kernel, "value") else self.kernel
-        return self._torch_call(inputs, kernel.permute(3, 2, 0, 1), groups=1)
+        outputs = torch_conv(self, inputs) if keras.backend.backend() == "torch" else None
+        return super().call(inputs) if outputs is None else outputs
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
 class BatchNormalization(HostInitializedWeights, keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization`, same weights, config and weight-file
-    keys, whose PyTorch inference pass is one `torch.nn.functional.batch_norm`
-    on a channels-last view instead of Keras' separate subtract, multiply
-    and add passes (30% of Large's time at batch 32). Training, masks,
-    other layouts and dtypes, and other backends use Keras' own op.
+    keys, whose PyTorch pass is one fused PyTorch batch norm on a
+    channels-last view instead of Keras' separate moments, subtract, multiply
+    and add passes (and their separate backward passes): at inference
+    `torch.nn.functional.batch_norm` on the moving statistics; in training
+    `torch.native_batch_norm` on the batch statistics, whose gradient is the
+    same as Keras' (through the batch mean and variance too), and whose batch
+    mean and biased variance (from its saved inverse standard deviation)
+    update the moving statistics exactly as Keras does
+    (`moving * momentum + batch * (1 - momentum)`, biased variance, where
+    PyTorch's own running variance would be unbiased). Masks, renorm,
+    synchronized statistics, other layouts and dtypes, and other backends use
+    Keras' own op.
 
     Example:
 
@@ -222,27 +326,41 @@ class BatchNormalization(HostInitializedWeights, keras.layers.BatchNormalization
     """
 
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
-        if (keras.backend.backend() != "torch" or not TORCH_FAST_PATHS or (training and self.trainable) or mask is not None
-                or len(inputs.shape) != 4 or self.axis not in (-1, 3) or str(inputs.dtype) != "torch.float32"):
+        if (keras.backend.backend() != "torch" or not TORCH_FAST_PATHS or mask is not None or len(inputs.shape) != 4
+                or self.axis not in (-1, 3) or str(inputs.dtype) != "torch.float32"
+                or self.moving_mean.dtype != "float32"):
             return super().call(inputs, training=training, mask=mask)
+        if training and self.trainable:
+            if self.renorm or self.synchronized:
+                return super().call(inputs, training=training, mask=mask)
+            return self._torch_train(inputs)
         import torch.nn.functional as functional
 
-        def value(variable: Any) -> Any:
-            return variable.value if hasattr(variable, "value") else variable
-
         outputs = functional.batch_norm(
-            inputs.permute(0, 3, 1, 2), value(self.moving_mean), value(self.moving_variance),
-            value(self.gamma) if self.scale else None, value(self.beta) if self.center else None,
+            inputs.permute(0, 3, 1, 2), _variable_value(self.moving_mean), _variable_value(self.moving_variance),
+            _variable_value(self.gamma) if self.scale else None, _variable_value(self.beta) if self.center else None,
             False, 0.0, self.epsilon)
+        return outputs.permute(0, 2, 3, 1)
+
+    def _torch_train(self, inputs: Any) -> Any:
+        import torch
+
+        outputs, mean, inverse_std = torch.native_batch_norm(
+            inputs.permute(0, 3, 1, 2), _variable_value(self.gamma) if self.scale else None,
+            _variable_value(self.beta) if self.center else None, None, None, True, 0.0, self.epsilon)
+        with torch.no_grad():
+            variance = (inverse_std.double().reciprocal().square() - self.epsilon).clamp_min(0.0).float()
+            self.moving_mean.assign(self.moving_mean.value * self.momentum + mean.detach() * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance.value * self.momentum + variance * (1.0 - self.momentum))
         return outputs.permute(0, 2, 3, 1)
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class DepthwiseConv2D(HostInitializedWeights, _TorchConvMixin, keras.layers.DepthwiseConv2D):
+class DepthwiseConv2D(HostInitializedWeights, keras.layers.DepthwiseConv2D):
     """`keras.layers.DepthwiseConv2D`, same weights and config, whose JAX
     forward pass is `shifted_depthwise_conv` (MobileNetV3's depthwise layers
     dominate its time under XLA on CPU) and whose PyTorch forward pass skips
-    Keras' layout copies (see `_TorchConvMixin`). TensorFlow uses Keras' op.
+    Keras' layout copies (see `torch_conv`). TensorFlow uses Keras' op.
 
     Example:
 
@@ -253,10 +371,9 @@ class DepthwiseConv2D(HostInitializedWeights, _TorchConvMixin, keras.layers.Dept
     """
 
     def call(self, inputs: Any) -> Any:
-        if keras.backend.backend() == "torch" and _torch_fast_path(self):
-            kernel = self.kernel.value if hasattr(self.kernel, "value") else self.kernel
-            # groups from the kernel's static shape: under torch.compile the input's shape is symbolic
-            return self._torch_call(inputs, kernel.permute(2, 3, 0, 1), groups=int(self.kernel.shape[2]))
+        if keras.backend.backend() == "torch":
+            outputs = torch_conv(self, inputs, depthwise=True)
+            return super().call(inputs) if outputs is None else outputs
         if (keras.backend.backend() != "jax" or self.data_format != "channels_last" or self.depth_multiplier != 1
                 or None in tuple(inputs.shape[1:3])):
             return super().call(inputs)

@@ -16,7 +16,8 @@ PACKAGE = Path(mobilenetv3.__file__).parent
 # the layers below it (README, "Development"). A module name matches its
 # longest listed prefix.
 LAYERS = (
-    ("mobilenetv3.version", "mobilenetv3.utils", "mobilenetv3.initializers", "mobilenetv3.compiled_call", "mobilenetv3.layers", "mobilenetv3.decode",
+    ("mobilenetv3.version", "mobilenetv3.utils", "mobilenetv3.initializers", "mobilenetv3.compiled_call",
+     "mobilenetv3.layers", "mobilenetv3.direct_call", "mobilenetv3.decode",
      "mobilenetv3.batch_norm_folding", "mobilenetv3.macs", "mobilenetv3.datasets", "mobilenetv3.images",
      "mobilenetv3.detection", "mobilenetv3.roofline", "mobilenetv3.checkpointing", "mobilenetv3.distributed",
      "mobilenetv3.data_pipeline", "mobilenetv3.validation"),

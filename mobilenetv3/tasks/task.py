@@ -32,6 +32,7 @@ import keras
 from mobilenetv3 import models, preset_io, presets, validation
 from mobilenetv3.backbone import MobileNetV3Backbone, backbone_arguments
 from mobilenetv3.compiled_call import CompiledInferenceCall
+from mobilenetv3.direct_call import DirectCall
 from mobilenetv3.utils import classproperty
 from mobilenetv3.weights import Checkpoint
 
@@ -47,7 +48,7 @@ _PROBABILITY_LOSSES = {
 }
 
 
-class MobileNetV3Task(CompiledInferenceCall, keras.Model):
+class MobileNetV3Task(CompiledInferenceCall, DirectCall, keras.Model):
     """Base class of the task models: a `backbone_cls` backbone and a head.
 
     Subclasses build their functional graph on `backbone` and call

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import keras
+import numpy as np
 from keras.src.backend import get_autocast_scope
 from keras.src.backend.common.global_state import get_global_attribute
 from keras.src.backend.common.stateless_scope import in_stateless_scope
@@ -106,7 +107,12 @@ def _keras_conv(layer: keras.layers.Conv2D) -> Any:
 
 def _operation_fn(operation: Any) -> Any:
     if isinstance(operation, Functional) and _runs_graph(operation):
-        return lambda *args, **kwargs: operation(*args, **kwargs) if kwargs else _run(operation, *args)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if set(kwargs) <= {"training", "mask"} and not kwargs.get("training") and kwargs.get("mask") is None:
+                return _run(operation, *args)  # eligible with its parent: no __call__ of its own
+            return operation(*args, **kwargs)
+
+        return run
     if type(operation) is keras.layers.Conv2D:
         return _keras_conv(operation)
     if type(operation) in _DIRECT_LAYERS:
@@ -370,6 +376,24 @@ class DirectCall:
         return call(self, inputs, training, mask, **kwargs)
 
     call._direct_graph = True  # type: ignore[attr-defined]
+
+    def predict_on_batch(self, x: Any) -> Any:
+        """Keras' `predict_on_batch`; on PyTorch a float32 array batch that the direct run
+        takes goes straight to it under `torch.inference_mode` (same outputs, without Keras'
+        predict function: ~1 ms per call at batch 1)."""
+        if (keras.backend.backend() != "torch" or type(self).predict_step is not keras.Model.predict_step
+                or not isinstance(x, np.ndarray) or x.dtype != np.float32):
+            return super().predict_on_batch(x)  # type: ignore[misc]
+        import torch
+
+        with torch.inference_mode():
+            tensor = keras.ops.convert_to_tensor(x)
+            if not _top_level_call(self, (tensor,), {}):
+                return super().predict_on_batch(x)  # type: ignore[misc]
+            self._called = True
+            with _direct():
+                outputs = _run(self, tensor)
+            return keras.tree.map_structure(keras.ops.convert_to_numpy, outputs)
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")

@@ -283,3 +283,30 @@ def test_folded_model_direct_inference_equals_keras():
         layers.TORCH_FAST_PATHS = True
     np.testing.assert_allclose(fast, reference, atol=2e-5, rtol=1e-5)
     np.testing.assert_allclose(fast, original, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.core
+def test_predict_on_batch_takes_the_direct_run_and_equals_keras(monkeypatch):
+    """`predict_on_batch` on a float32 array goes straight to the direct run (after the first,
+    the nested backbone without a `Layer.__call__` of its own); float64 input, a custom `predict_step` and the fast
+    paths off take Keras' predict function. All give Keras' outputs."""
+    model = mobilenetv3.MobileNetV3ImageClassifier(mobilenetv3.MobileNetV3SmallBackbone(), num_classes=5)
+    randomize(model)
+    x = keras.ops.convert_to_numpy(_images((2, 64, 64, 3)))
+    model.predict_on_batch(x)  # the first run builds the plan
+    calls = []
+    original = keras.Layer.__call__
+    monkeypatch.setattr(keras.Layer, "__call__", lambda self, *a, **k: calls.append(self.name) or original(self, *a, **k))
+    fast = model.predict_on_batch(x)
+    assert isinstance(fast, np.ndarray) and calls == []
+    assert "_direct_plan" in model.__dict__ and "_direct_plan" in model.backbone.__dict__
+    keras_path = model.predict_on_batch(x.astype("float64"))
+    assert calls  # Keras' predict function called the model
+    layers.TORCH_FAST_PATHS = False
+    try:
+        reference = model.predict_on_batch(x)
+    finally:
+        layers.TORCH_FAST_PATHS = True
+    assert np.abs(reference).max() > 0.1
+    np.testing.assert_allclose(fast, reference, atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(keras_path, reference, atol=2e-5, rtol=1e-5)

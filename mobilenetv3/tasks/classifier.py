@@ -9,7 +9,7 @@ import keras
 from mobilenetv3 import validation
 from mobilenetv3.architectures import make_divisible
 from mobilenetv3.backbone import MobileNetV3Backbone
-from mobilenetv3.layers import check_activation
+from mobilenetv3.layers import Conv2D, check_activation
 from mobilenetv3.models import register_model
 from mobilenetv3.tasks.task import MobileNetV3Task, check_backbone
 from mobilenetv3.weights import Checkpoint
@@ -94,10 +94,10 @@ class MobileNetV3ImageClassifier(MobileNetV3Task):
             outputs = keras.layers.Dense(num_classes, activation=activation, name="predictions", dtype=dtype)(x)
         else:
             x = pool(keepdims=True, name="avg_pool", dtype=dtype)(x)
-            x = keras.layers.Conv2D(head_filters, 1, use_bias=True, name="Conv_2", dtype=dtype)(x)
+            x = Conv2D(head_filters, 1, use_bias=True, name="Conv_2", dtype=dtype)(x)
             x = keras.layers.Activation(head_activation, name="Conv_2_activation", dtype=dtype)(x)
             x = keras.layers.Dropout(dropout, name="dropout", dtype=dtype)(x)
-            x = keras.layers.Conv2D(num_classes, 1, name="Logits", dtype=dtype)(x)
+            x = Conv2D(num_classes, 1, name="Logits", dtype=dtype)(x)
             x = keras.layers.Flatten(name="flatten", dtype=dtype)(x)
             # Softmax in float32 even under mixed precision.
             outputs = keras.layers.Activation(activation or "linear", name="predictions", dtype="float32")(x)

@@ -13,7 +13,7 @@ from mobilenetv3 import detection, validation
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.detection.anchors import boxes_per_location, default_boxes
 from mobilenetv3.detection.boxes import to_xyxy
-from mobilenetv3.layers import DepthwiseConv2D, conv_padding
+from mobilenetv3.layers import BatchNormalization, Conv2D, DepthwiseConv2D, conv_padding
 from mobilenetv3.models import register_model
 from mobilenetv3.tasks.task import MobileNetV3Task
 from mobilenetv3.utils import check_choice
@@ -289,12 +289,11 @@ class _HeadBuilder:
             layer = DepthwiseConv2D(3, strides=stride, padding=mode, use_bias=False,
                                     depthwise_initializer=init, name=name, dtype=self.dtype)
         else:
-            layer = keras.layers.Conv2D(filters, 1, use_bias=bias, kernel_initializer=init,
-                                        name=name, dtype=self.dtype)
+            layer = Conv2D(filters, 1, use_bias=bias, kernel_initializer=init, name=name, dtype=self.dtype)
         return layer(x)
 
     def _bn_relu6(self, x: Any, name: str) -> Any:
-        x = keras.layers.BatchNormalization(
+        x = BatchNormalization(
             epsilon=self.bn_epsilon, momentum=HEAD_BN_MOMENTUM, name=f"{name}_BatchNorm", dtype=self.dtype
         )(x)
         return keras.layers.ReLU(max_value=6.0, name=f"{name}_relu6", dtype=self.dtype)(x)

@@ -919,9 +919,10 @@ def summary(rows: list[dict]) -> str:
         row = next((r for r in rows if r["model"] == model and "limit_img_s" in r), None)
         if row is not None:
             rates = row["machine_rates"]
-            lines.append(f"- Roofline limit, {model} (fp32, per layer the larger of compute and memory time; machine "
-                         f"measured in this run: sgemm {rates['gemm_flops']:.0f} GFLOP/s, vector "
-                         f"{rates['vector_flops']:.0f} GFLOP/s, {rates['bandwidth']:.1f} GB/s): "
+            lines.append(f"- Roofline limit, {model} (fp32, per layer the larger of compute time at the sgemm rate and "
+                         f"memory time at the in-cache bandwidth; machine measured in this run: sgemm "
+                         f"{rates['gemm_flops']:.0f} GFLOP/s, in-cache copy {rates['bandwidth']:.1f} GB/s, DRAM copy "
+                         f"{rates['dram_bandwidth']:.1f} GB/s): "
                          f"{row['limit_img_s'][0]:.0f} img/s at batch 1, {row['limit_img_s'][1]:.0f} img/s at "
                          f"batch {row['batch']}.")
     return "\n".join(lines)

@@ -7,13 +7,16 @@ deployment path folds BatchNorm into the convolutions and fuses activations
 into the op before them, so those cost nothing here; squeeze-and-excite
 reads its input twice (pool, then scale) and writes it once.
 
-`measure_machine` measures the sustained sgemm rate, an elementwise
-(depthwise-friendly) vector rate and the memory bandwidth with numpy, and
-`lower_bound_seconds` adds up, layer by layer, the larger of compute time
-(at the gemm rate for convolutions and dense layers, the vector rate for
-depthwise and elementwise layers) and memory time: no path can run a model
+`measure_machine` measures the sustained sgemm rate (the arithmetic peak:
+sgemm runs at the FMA units' limit, and no kernel, depthwise included, does
+more FLOP/s), the in-cache copy bandwidth and, for reference, the DRAM
+bandwidth, with numpy. `lower_bound_seconds` adds up, layer by layer, the
+larger of compute time (at the sgemm rate) and memory time (every byte at
+the in-cache bandwidth: a runtime may keep activations and weights in cache
+between layers, and the fastest ones do). No fp32 path can run a model
 faster on this machine, so `images_per_second * lower_bound` is the
-fraction of the limit a path reaches.
+fraction of the limit a path reaches (int8 and bf16 paths do cheaper
+arithmetic and move fewer bytes, so they may exceed 1).
 
 Example:
 
@@ -31,7 +34,6 @@ print(1 / roofline.lower_bound_seconds(costs, rates, batch=32), "images/s at mos
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -55,14 +57,15 @@ class LayerCost:
 
 @dataclass(frozen=True)
 class MachineRates:
-    """Sustained rates: FLOP/s for gemm and vector work, bytes/s to memory."""
+    """Sustained rates: sgemm FLOP/s (the arithmetic peak), in-cache and DRAM bytes/s."""
 
     gemm_flops: float
-    vector_flops: float
-    bandwidth: float
+    bandwidth: float  # in-cache copy: what the bound uses
+    dram_bandwidth: float = math.nan  # for reference
 
     def rate(self, kind: str) -> float:
-        return self.gemm_flops if kind == "gemm" else self.vector_flops
+        """FLOP/s any layer kind can reach at most: the sgemm rate."""
+        return self.gemm_flops
 
 
 def _size(shape: Any) -> int:
@@ -254,18 +257,15 @@ def _best_rate(work: float, run: Any, seconds: float) -> float:
     return work / best
 
 
-def measure_machine(seconds: float = 1.0, threads: int | None = None) -> MachineRates:
-    """Measure sustained sgemm FLOP/s, vector FLOP/s and memory bandwidth (numpy).
+def measure_machine(seconds: float = 1.0) -> MachineRates:
+    """Measure sustained sgemm FLOP/s and the in-cache and DRAM copy bandwidth (numpy).
 
     - gemm: float32 1024x1024 matrix products (numpy's BLAS, its threads).
-    - vector: `a * b + c` on float32 arrays that fit in L2 (numpy runs it on
-      one core), times `threads` (default: all cores): the rate depthwise
-      convolutions and elementwise ops can reach.
-    - bandwidth: a 256 MiB float32 copy (read + write), one stream.
+    - bandwidth: a 256 KiB float32 copy (read + write) that stays in L2.
+    - dram_bandwidth: a 256 MiB float32 copy, one stream.
 
     Args:
         seconds: time spent on each measurement (the best run counts).
-        threads: cores the vector rate scales to.
 
     Returns:
         `MachineRates`.
@@ -277,21 +277,19 @@ def measure_machine(seconds: float = 1.0, threads: int | None = None) -> Machine
     print(rates.gemm_flops / 1e9, "GFLOP/s sgemm")
     ```
     """
-    threads = threads or os.cpu_count() or 1
     rng = np.random.default_rng(0)
     n = 1024
     a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
     gemm = _best_rate(2 * n**3, lambda: a @ b, seconds)
-    m = 16384  # 3 x 64 KiB: in L2
-    x, y, z, out = (rng.standard_normal(m, np.float32) for _ in range(4))
+    return MachineRates(gemm, _copy_rate(256 * 2**10, 256, seconds), _copy_rate(256 * 2**20, 1, seconds))
 
-    def fma() -> None:
-        for _ in range(64):
-            np.multiply(x, y, out=out)
-            np.add(out, z, out=out)
 
-    vector = _best_rate(64 * 2 * m, fma, seconds) * threads
-    big = np.ones(64 * 2**20, np.float32)
-    target = np.empty_like(big)
-    bandwidth = _best_rate(2 * big.nbytes, lambda: np.copyto(target, big), seconds)
-    return MachineRates(gemm, vector, bandwidth)
+def _copy_rate(nbytes: int, repeats: int, seconds: float) -> float:
+    source = np.ones(nbytes // 4, np.float32)
+    target = np.empty_like(source)
+
+    def copy() -> None:
+        for _ in range(repeats):
+            np.copyto(target, source)
+
+    return _best_rate(2 * nbytes * repeats, copy, seconds)

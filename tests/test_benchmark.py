@@ -52,7 +52,7 @@ def _row(case, b1, bn):
 def test_roofline_fraction_and_peer_ratios_in_table_and_summary():
     rows = [_row("mobilenetv3-onnxruntime", 300.0, 400.0), _row("torchvision-eager", 100.0, 500.0),
             _row("timm-eager", 150.0, 200.0), {"case": "keras-cv-0.9-tensorflow", "model": "small", "skipped": "x"}]
-    limits = {"rates": {"gemm_flops": 3e11, "vector_flops": 1e11, "bandwidth": 1e10},
+    limits = {"rates": {"gemm_flops": 3e11, "bandwidth": 1e11, "dram_bandwidth": 1e10},
               "bounds": {"small": {"1": 1 / 1000, "32": 1 / 2000}}}
     benchmark._add_roofline(rows, limits)
     assert rows[0]["roofline_b1"] == pytest.approx(0.3) and rows[0]["roofline_bN"] == pytest.approx(0.2)

@@ -19,11 +19,10 @@ import time
 
 import torchvision  # noqa: F401, I001  (before TensorFlow: see tests/conftest.py)
 import keras
-import numpy as np
 import torch
 
 import mobilenetv3
-from mobilenetv3 import layers
+from torch_compile_ab import _inputs, _keras_ops  # same folder: one input maker and fast-paths-off switch
 
 
 def _time(fn, x, runs: int) -> float:
@@ -33,19 +32,6 @@ def _time(fn, x, runs: int) -> float:
         for _ in range(runs):
             fn(x)
     return (time.perf_counter() - start) / runs
-
-
-def _keras_ops(fn):
-    """`fn` with the package's PyTorch fast paths off: Keras' own conv and BatchNorm."""
-
-    def run(x):
-        layers.TORCH_FAST_PATHS = False
-        try:
-            return fn(x)
-        finally:
-            layers.TORCH_FAST_PATHS = True
-
-    return run
 
 
 def _train_steps(model, loss, optimizer, x, y, runs: int) -> float:
@@ -102,14 +88,6 @@ def train_step_ab(threads: int, batch: int = 32, runs: int = 1) -> None:
         optimizer = torch.optim.SGD(list(parameters), lr=1e-3)
         seconds = _train_steps(forward, loss, optimizer, _inputs(layout, batch), labels, runs)
         print(f"training step, batch {batch}: {name} {batch / seconds:.1f} img/s")
-
-
-def _inputs(layout: str, batch: int) -> torch.Tensor:
-    x = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (batch, 224, 224, 3)).astype("float32"))
-    if layout == "nhwc":
-        return x
-    x = x.permute(0, 3, 1, 2)
-    return x.contiguous(memory_format=torch.channels_last) if layout == "nchw_cl" else x.contiguous()
 
 
 def main() -> None:

@@ -63,10 +63,6 @@ class MachineRates:
     bandwidth: float  # in-cache copy: what the bound uses
     dram_bandwidth: float = math.nan  # for reference
 
-    def rate(self, kind: str) -> float:
-        """FLOP/s any layer kind can reach at most: the sgemm rate."""
-        return self.gemm_flops
-
 
 def _size(shape: Any) -> int:
     """Elements per image of a (batch, ...) shape."""
@@ -207,14 +203,7 @@ def lower_bound_seconds(costs: list[LayerCost], rates: MachineRates, batch: int 
 
     Weights are read once per batch of `batch` images.
     """
-    if batch < 1:
-        raise ValueError(f"`batch` must be at least 1; got {batch!r}.")
-    total = 0.0
-    for cost in costs:
-        compute = cost.flops / rates.rate(cost.kind)
-        memory = (cost.activation_bytes + cost.weight_bytes / batch) / rates.bandwidth
-        total += max(compute, memory)
-    return total
+    return sum(breakdown(costs, rates, batch).values())
 
 
 def model_lower_bound(model: Any, rates: MachineRates, batch: int = 1, element_bytes: int = 4) -> float:
@@ -232,10 +221,13 @@ def model_lower_bound(model: Any, rates: MachineRates, batch: int = 1, element_b
 
 def breakdown(costs: list[LayerCost], rates: MachineRates, batch: int = 1) -> dict[str, float]:
     """Seconds per image of the lower bound by what limits each layer:
-    "gemm", "vector" (compute-bound layers of that kind) and "memory"."""
+    "gemm", "vector" (compute-bound layers of that kind; every kind at the
+    sgemm rate) and "memory"."""
+    if batch < 1:
+        raise ValueError(f"`batch` must be at least 1; got {batch!r}.")
     out = {"gemm": 0.0, "vector": 0.0, "memory": 0.0}
     for cost in costs:
-        compute = cost.flops / rates.rate(cost.kind)
+        compute = cost.flops / rates.gemm_flops
         memory = (cost.activation_bytes + cost.weight_bytes / batch) / rates.bandwidth
         out[cost.kind if compute >= memory else "memory"] += max(compute, memory)
     return out

@@ -368,9 +368,13 @@ class DirectCall:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not _top_level_call(self, args, kwargs):
             return super().__call__(*args, **kwargs)
+        return self._direct_run(args[0])
+
+    def _direct_run(self, inputs: Any) -> Any:
+        """The direct run of a top-level call (`_top_level_call` said yes)."""
         self._called = True
         with _direct():
-            return _run(self, args[0])
+            return _run(self, inputs)
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None, **kwargs: Any) -> Any:
         return call(self, inputs, training, mask, **kwargs)
@@ -390,10 +394,7 @@ class DirectCall:
             tensor = keras.ops.convert_to_tensor(x)
             if not _top_level_call(self, (tensor,), {}):
                 return super().predict_on_batch(x)  # type: ignore[misc]
-            self._called = True
-            with _direct():
-                outputs = _run(self, tensor)
-            return keras.tree.map_structure(keras.ops.convert_to_numpy, outputs)
+            return keras.tree.map_structure(keras.ops.convert_to_numpy, self._direct_run(tensor))
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")

@@ -253,6 +253,36 @@ def test_direct_inference_sees_weight_updates():
 
 
 @pytest.mark.core
+def test_batch_one_pointwise_convs_run_as_matrix_products_and_equal_keras(monkeypatch):
+    """At batch 1 every 1x1 conv (expansions, projections, squeeze-excite, head) is one matrix
+    product over the pixels; the results equal Keras' own ops, before and after a weight changes."""
+    model = mobilenetv3.MobileNetV3ImageClassifier(mobilenetv3.MobileNetV3SmallBackbone(), num_classes=5)
+    randomize(model)
+    x = _images((1, 61, 75, 3)) / 127.5 - 1.0
+    products = []
+    matmul = direct_call._FusedConv._matmul
+    monkeypatch.setattr(direct_call._FusedConv, "_matmul",
+                        lambda self, inputs: products.append(id(self.conv)) or matmul(self, inputs))
+
+    def keras_ops():
+        layers.TORCH_FAST_PATHS = False
+        try:
+            return _no_grad_outputs(model, x)
+        finally:
+            layers.TORCH_FAST_PATHS = True
+
+    fast = _no_grad_outputs(model, x)
+    pointwise = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Conv2D)
+                 and tuple(layer.kernel_size) == (1, 1)]
+    assert len(pointwise) > 20 and set(products) == {id(layer) for layer in pointwise}
+    np.testing.assert_allclose(fast, keras_ops(), atol=2e-5, rtol=1e-5)
+    pointwise[-1].kernel.assign(pointwise[-1].kernel.numpy() * 2.0)
+    changed = _no_grad_outputs(model, x)
+    assert np.abs(changed - fast).max() > 0.1
+    np.testing.assert_allclose(changed, keras_ops(), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.core
 def test_direct_inference_falls_back_to_keras_where_unsafe():
     """Training, a float16 policy or a non-tensor input take Keras' own Functional.call."""
     model = mobilenetv3.MobileNetV3SmallBackbone(include_rescaling=True)

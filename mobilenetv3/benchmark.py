@@ -50,6 +50,12 @@ MODELS = (*CLASSIFIER_MODELS, DETECTOR, TRAIN)
 BASELINE = "keras.applications-tensorflow"
 DETECTOR_BASELINE = "ssdlite-torchvision-eager-raw"
 RESULT_MARK = "BENCHMARK_RESULT "
+# glibc's malloc hands every large freed buffer back to the OS and page-faults it in again on the next
+# call; PyTorch's eager CPU rows then vary 2x between processes at batch 32 (Small, ours: 381-729 img/s,
+# measured). Every worker keeps freed memory instead (glibc's documented tunables), the no-install
+# equivalent of the caching allocators (jemalloc, tcmalloc) PyTorch's and Intel's CPU tuning guides
+# recommend. Same setting for every row; `system_malloc=True` (`--system-malloc`) leaves glibc's defaults.
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": "2000000000", "MALLOC_TRIM_THRESHOLD_": "4000000000"}
 # Exported files the runtime cases load: kind -> (export format, int8).
 EXPORT_KINDS = {"onnx": ("onnx", False), "onnx_int8": ("onnx", True), "tflite": ("tflite", False),
                 "tflite_int8": ("tflite", True), "openvino": ("openvino", False), "openvino_int8": ("openvino", True)}
@@ -717,8 +723,15 @@ def select_cases(patterns: list[str] | None) -> list[Case]:
 
 # -- orchestration (parent process) -----------------------------------------------------
 
-def _worker(args: list[str], backend: str, timeout: float) -> tuple[dict | None, str]:
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def worker_env(backend: str, system_malloc: bool = False) -> dict[str, str]:
+    """A worker's environment: ours plus `ALLOCATOR_ENV` (unless `system_malloc`; variables the
+    caller already set win), the Keras backend and TensorFlow's logging quiet."""
+    allocator = {} if system_malloc else ALLOCATOR_ENV
+    return {**allocator, **os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def _worker(args: list[str], backend: str, timeout: float, system_malloc: bool = False) -> tuple[dict | None, str]:
+    env = worker_env(backend, system_malloc)
     command = [sys.executable, "-m", "mobilenetv3.benchmark", *args]
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
@@ -752,6 +765,7 @@ def run_benchmark(
     log: Callable[[str], None] = print,
     timeout: float = 900,
     calibration: str | os.PathLike | None = None,
+    system_malloc: bool = False,
 ) -> list[dict]:
     """Run every selected case for every selected model; return result rows.
 
@@ -768,6 +782,8 @@ def run_benchmark(
         timeout: seconds per subprocess.
         calibration: a folder of images to calibrate the int8 exports on
             (default: random pixels).
+        system_malloc: leave glibc's malloc defaults in the workers instead
+            of `ALLOCATOR_ENV` (environment variables already set win either way).
 
     Returns:
         One dict per measured (case, model); skipped cases get a `skipped` reason.
@@ -787,29 +803,30 @@ def run_benchmark(
         if kinds:
             log(f"exporting {', '.join(kinds)} for {', '.join(models)} ...")
             args = ["export", str(exports), ",".join(models), ",".join(kinds), str(calibration or "")]
-            done, error = _worker(args, "tensorflow", timeout)
+            done, error = _worker(args, "tensorflow", timeout, system_malloc)
             if done is None:
                 log(f"  export failed: {error}")
         limits = None
         if any(m in CLASSIFIER_MODELS for m in models):
             log("measuring this machine's roofline limit ...")
-            limits, error = _worker(["roofline", ",".join(models), str(settings.big_batch)], "tensorflow", timeout)
+            limits, error = _worker(["roofline", ",".join(models), str(settings.big_batch)], "tensorflow", timeout,
+                                    system_malloc)
             if limits is None:
                 log(f"  roofline failed: {error}")
         rows = []
         for case in selected:
             for model in (m for m in models if m in case.models):
-                rows.append(_run_case(case, model, exports, settings, quick, log, timeout))
+                rows.append(_run_case(case, model, exports, settings, quick, log, timeout, system_malloc))
         _add_roofline(rows, limits or {})
     return rows
 
 
 def _run_case(case: Case, model: str, exports: Path, settings: Settings, quick: bool, log: Callable,
-              timeout: float) -> dict:
+              timeout: float, system_malloc: bool = False) -> dict:
     log(f"{case.name} / {model} ...")
     args = ["measure", case.name, model, str(exports), "quick" if quick else "full"]
     start = time.perf_counter()
-    row, error = _worker(args, case.backend, timeout)
+    row, error = _worker(args, case.backend, timeout, system_malloc)
     log(f"  ({time.perf_counter() - start:.0f} s wall, load {os.getloadavg()[0]:.1f})")
     if row is None:
         log(f"  skipped: {error}")
@@ -987,8 +1004,8 @@ def chart_note() -> str | None:
     return None
 
 
-def machine_note() -> str:
-    """CPU model, core count and the load average when the run ended."""
+def machine_note(system_malloc: bool = False) -> str:
+    """CPU model, core count, the allocator setting and the load average when the run ended."""
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -998,7 +1015,9 @@ def machine_note() -> str:
     except OSError:
         pass
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"Machine: {cpu}, {os.cpu_count()} cores; load average at the end (1/5/15 min): {load}."
+    allocator = ("glibc malloc defaults" if system_malloc else
+                 "glibc malloc keeping freed memory (" + ", ".join(f"{k}={v}" for k, v in ALLOCATOR_ENV.items()) + ")")
+    return f"Machine: {cpu}, {os.cpu_count()} cores, {allocator}; load average at the end (1/5/15 min): {load}."
 
 
 def _main(argv: list[str]) -> int:

@@ -63,3 +63,18 @@ def test_roofline_fraction_and_peer_ratios_in_table_and_summary():
     text = benchmark.summary(rows)
     assert "fastest ours mobilenetv3-onnxruntime 300 img/s vs fastest peer timm-eager 150 img/s (2.00x)" in text
     assert "torchvision-eager 500 img/s (0.80x)" in text and "1000 img/s at batch 1, 2000 img/s at batch 32" in text
+
+
+def test_workers_keep_freed_memory_unless_told_or_already_set(monkeypatch):
+    """Every worker gets glibc's keep-freed-memory tunables; `--system-malloc` leaves them out, and a
+    value the user exported wins."""
+    for name in benchmark.ALLOCATOR_ENV:
+        monkeypatch.delenv(name, raising=False)
+    env = benchmark.worker_env("torch")
+    assert env["KERAS_BACKEND"] == "torch"
+    assert {k: env[k] for k in benchmark.ALLOCATOR_ENV} == benchmark.ALLOCATOR_ENV
+    assert not set(benchmark.ALLOCATOR_ENV) & set(benchmark.worker_env("torch", system_malloc=True))
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert benchmark.worker_env("jax")["MALLOC_MMAP_THRESHOLD_"] == "131072"
+    assert "glibc malloc defaults" in benchmark.machine_note(system_malloc=True)
+    assert "MALLOC_TRIM_THRESHOLD_=" in benchmark.machine_note()

@@ -60,9 +60,44 @@ def test_conv_forward_and_gradients_equal_keras_ops(kind, kwargs):
         layer(x).square().sum().backward()
         return layer.kernel.value.grad.clone()
 
-    fast, reference = _both(lambda: layer(x))
-    np.testing.assert_allclose(fast, reference, atol=1e-5, rtol=1e-5)
+    def inference():
+        with torch.no_grad():  # strided depthwise: the zero-tap kernel instead of a padded copy
+            return layer(x)
+
+    for forward in (lambda: layer(x), inference):
+        fast, reference = _both(forward)
+        np.testing.assert_allclose(fast, reference, atol=1e-5, rtol=1e-5)
     fast, reference = _both(kernel_gradient)
+    np.testing.assert_allclose(fast, reference, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.core
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_pointwise_conv_of_a_pooled_map_is_a_matrix_product_with_keras_gradients(use_bias, monkeypatch):
+    """A 1x1 conv of a 1x1 map (squeeze-excite, classifier head) is one matrix product on the stored
+    kernel: outputs and the gradients of kernel, bias and input equal Keras' own ops."""
+    import torch
+
+    layer = layers.Conv2D(5, 1, use_bias=use_bias, activation="relu")
+    x = torch.tensor(np.random.default_rng(1).normal(size=(3, 1, 1, 6)).astype("float32"), requires_grad=True)
+    layer.build(x.shape)
+    if use_bias:
+        layer.bias.assign(np.random.default_rng(2).normal(size=layer.bias.shape))
+    products = []
+    matmul = layers._pointwise_matmul
+    monkeypatch.setattr(layers, "_pointwise_matmul", lambda *a: products.append(1) or matmul(*a))
+
+    def gradients():
+        for tensor in [x] + [v.value for v in layer.trainable_variables]:
+            tensor.grad = None
+        layer(x).square().sum().backward()
+        return np.concatenate([t.grad.numpy().ravel() for t in [x] + [v.value for v in layer.trainable_variables]])
+
+    fast, reference = _both(lambda: layer(x))
+    assert products
+    assert np.abs(reference).max() > 0.1
+    np.testing.assert_allclose(fast, reference, atol=1e-5, rtol=1e-5)
+    fast, reference = _both(gradients)
     np.testing.assert_allclose(fast, reference, atol=1e-4, rtol=1e-5)
 
 

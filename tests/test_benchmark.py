@@ -78,3 +78,23 @@ def test_workers_keep_freed_memory_unless_told_or_already_set(monkeypatch):
     assert benchmark.worker_env("jax")["MALLOC_MMAP_THRESHOLD_"] == "131072"
     assert "glibc malloc defaults" in benchmark.machine_note(system_malloc=True)
     assert "MALLOC_TRIM_THRESHOLD_=" in benchmark.machine_note()
+
+
+def test_best_of_rounds_keeps_each_cases_fastest_round_and_every_rounds_figures():
+    runs = [
+        {"case": "a", "model": "small", "batch1_img_s": 90.0, "batch1_ms": 11.1, "batch": 32, "batch_img_s": 300.0,
+         "build_s": 1.0},
+        {"case": "b", "model": "small", "skipped": "not installed"},
+        {"case": "t", "model": "train", "batch": 32, "train_img_s": 80.0, "step_ms": 400.0},
+        {"case": "a", "model": "small", "batch1_img_s": 100.0, "batch1_ms": 10.0, "batch": 32, "batch_img_s": 280.0,
+         "build_s": 2.0},
+        {"case": "b", "model": "small", "skipped": "not installed"},
+        {"case": "t", "model": "train", "batch": 32, "train_img_s": 64.0, "step_ms": 500.0},
+    ]
+    a, b, t = benchmark.best_of_rounds(runs)
+    assert (a["batch1_img_s"], a["batch1_ms"], a["batch_img_s"], a["build_s"]) == (100.0, 10.0, 300.0, 1.0)
+    assert a["rounds_img_s"] == [[90.0, 300.0], [100.0, 280.0]]
+    assert b == {"case": "b", "model": "small", "skipped": "not installed"}
+    assert (t["train_img_s"], t["step_ms"], t["rounds_img_s"]) == (80.0, 400.0, [[80.0], [64.0]])
+    with pytest.raises(ValueError, match="rounds"):
+        benchmark.run_benchmark(models=["small"], cases=["mobilenetv3-onnxruntime"], rounds=0)

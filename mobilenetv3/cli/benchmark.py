@@ -33,6 +33,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--exports-dir", default=None, metavar="DIR", help="keep the exported models here")
     parser.add_argument("--calibration", default=None, metavar="DIR",
                         help="images to calibrate the int8 exports on (default: random pixels)")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="run every case N times (all cases once per round) and keep each case's best "
+                        "round: steadier on a shared machine (default 1)")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc's malloc defaults in the workers (default: keep freed memory, "
                         f"{' '.join(f'{k}={v}' for k, v in benchmark.ALLOCATOR_ENV.items())}, for every row)")
@@ -46,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     rows = benchmark.run_benchmark(models=args.models, cases=args.cases, quick=args.quick,
                                    exports_dir=args.exports_dir, calibration=args.calibration,
-                                   system_malloc=args.system_malloc)
-    note = f"{benchmark.machine_note(args.system_malloc)} Run took {(time.perf_counter() - start) / 60:.1f} min."
+                                   system_malloc=args.system_malloc, rounds=args.rounds)
+    rounds = f" Best of {args.rounds} rounds per case." if args.rounds > 1 else ""
+    note = f"{benchmark.machine_note(args.system_malloc)}{rounds} Run took {(time.perf_counter() - start) / 60:.1f} min."
     out = benchmark.write_report(rows, args.out, note)
     print()
     print(note)

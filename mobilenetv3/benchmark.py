@@ -6,8 +6,8 @@ baseline, its own `KERAS_BACKEND`, and cannot disturb the others. Exports
 subprocess before the runtime cases load them. Per case and model: build
 time (construct the model or runtime session), batch-1 latency (median of
 repeated single-image calls after warm-up), batch-32 throughput (median of
-repeated batch calls) and peak RSS growth over the process's RSS before
-the build.
+repeated batch calls; Python's garbage collector paused while timing, as
+`timeit` does) and peak RSS growth over the process's RSS before the build.
 
 Example:
 
@@ -553,11 +553,23 @@ def _peak_rss_mib() -> float:
 
 
 def _timed(predict: Callable, images: np.ndarray, runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        predict(images)
-        times.append(time.perf_counter() - start)
+    """Seconds of each of `runs` calls, with Python's cyclic garbage collector paused as `timeit`
+    does (after one full collection): a collection of the ~500,000 objects Keras, TensorFlow and
+    PyTorch leave in a process takes 250 ms, and whichever call it lands in measures it."""
+    import gc
+
+    gc.collect()
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            predict(images)
+            times.append(time.perf_counter() - start)
+    finally:
+        if paused:
+            gc.enable()
     return times
 
 
@@ -605,12 +617,7 @@ def measure_training(case: Case, exports: Path, settings: Settings) -> dict:
     build_s = time.perf_counter() - start
     for _ in range(max(1, settings.warmup)):
         step(images, labels)
-    times = []
-    for _ in range(settings.train_steps):
-        start = time.perf_counter()
-        step(images, labels)
-        times.append(time.perf_counter() - start)
-    step_s = statistics.median(times)
+    step_s = statistics.median(_timed(lambda _: step(images, labels), images, settings.train_steps))
     return {
         "case": case.name,
         "model": TRAIN,

@@ -169,8 +169,7 @@ class _FusedConv:
         self.variables = variables
         self.strides, self.dilation = tuple(conv.strides), tuple(conv.dilation_rate)
         self.groups = int(conv.kernel.shape[2]) if self.depthwise else 1
-        self.pointwise = (not self.depthwise and tuple(conv.kernel_size) == (1, 1) and self.strides == (1, 1)
-                          and conv.padding in ("valid", "same"))
+        self.pointwise = layers.is_pointwise(conv, self.depthwise)
         self._cache: tuple = ((), None)
         self._size: tuple = ()
         self._shift: tuple | None = None
@@ -226,15 +225,11 @@ class _FusedConv:
         return self.activation(outputs.permute(0, 2, 3, 1))
 
     def _matmul(self, inputs: Any) -> Any:
-        """A 1x1 conv of an NHWC tensor as one matrix product (pixels x channels): at batch 1 and
-        on pooled 1x1 maps, PyTorch's conv re-lays out the kernel or takes its slow im2col path
+        """The 1x1 conv as one matrix product (`layers.pointwise_product`): at batch 1 and on
+        pooled 1x1 maps, PyTorch's conv re-lays out the kernel or takes its slow im2col path
         every call, 1.5-4x the matrix product's time (measured)."""
-        import torch
-
         _, bias, matrix = self.weights(inputs.dtype)
-        rows = inputs.reshape(-1, inputs.shape[-1])
-        outputs = torch.mm(rows, matrix) if bias is None else torch.addmm(bias, rows, matrix)
-        return outputs.view(*inputs.shape[:-1], matrix.shape[1])
+        return layers.pointwise_product(inputs, matrix, bias)
 
 
 def _fusable_conv(layer: Any) -> bool:

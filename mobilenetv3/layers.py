@@ -288,24 +288,34 @@ def torch_conv(layer: Any, inputs: Any, depthwise: bool = False, weights: tuple 
     return layer.activation(y) if activate and layer.activation is not None else y
 
 
+def is_pointwise(layer: Any, depthwise: bool = False) -> bool:
+    """A dense 1x1 conv with stride 1: one matrix product over the pixels (`pointwise_product`)."""
+    return not depthwise and tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (1, 1)
+
+
+def pointwise_product(inputs: Any, matrix: Any, bias: Any = None) -> Any:
+    """A 1x1 conv of an NHWC PyTorch tensor as one matrix product: (pixels, in) x `matrix` (in,
+    out) [+ `bias`], back in NHWC."""
+    import torch
+
+    rows = inputs.reshape(-1, inputs.shape[-1])
+    outputs = torch.mm(rows, matrix) if bias is None else torch.addmm(bias, rows, matrix)
+    return outputs.view(*inputs.shape[:-1], matrix.shape[1])
+
+
 def _pooled_pointwise(layer: Any, inputs: Any, depthwise: bool) -> bool:
     """A 1x1 conv (stride 1) of a 1x1 map: squeeze-excite and classifier-head convs."""
-    return (not depthwise and tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (1, 1)
-            and tuple(inputs.shape[1:3]) == (1, 1))
+    return is_pointwise(layer, depthwise) and tuple(inputs.shape[1:3]) == (1, 1)
 
 
 def _pointwise_matmul(layer: Any, inputs: Any) -> Any:
     """`_pooled_pointwise` as one matrix product with the Keras kernel as it is stored, (1, 1, in,
     out) viewed as (in, out): no kernel re-layout, and a matrix-product backward, where PyTorch's
     conv (and its backward) on a 1x1 map costs 2-4x more (classifier head, batch 32, measured)."""
-    import torch
-
     kernel = _variable_value(layer.kernel)
     matrix = kernel.reshape(kernel.shape[2], kernel.shape[3]).to(inputs.dtype)
-    rows = inputs.reshape(-1, inputs.shape[-1])
-    outputs = (torch.addmm(_variable_value(layer.bias).to(inputs.dtype), rows, matrix) if layer.use_bias
-               else torch.mm(rows, matrix))
-    return outputs.view(*inputs.shape[:-1], matrix.shape[1])
+    bias = _variable_value(layer.bias).to(inputs.dtype) if layer.use_bias else None
+    return pointwise_product(inputs, matrix, bias)
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")

@@ -154,7 +154,6 @@ class _GraphBuilder:
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-@models.register_model(models.BACKBONE)
 class MobileNetV3Backbone(CompiledInferenceCall, DirectCall, keras.Model):
     """MobileNetV3 backbone, a drop-in for `keras_cv.models.MobileNetV3Backbone`.
 
@@ -242,6 +241,8 @@ class MobileNetV3Backbone(CompiledInferenceCall, DirectCall, keras.Model):
     model(np.ones((8, 224, 224, 3))).shape  # (8, 7, 7, 576)
     ```
     """
+
+    kind = models.BACKBONE  # its row in `models.MODEL_CLASSES`
 
     def __init__(
         self,

@@ -11,16 +11,16 @@ written atomically, so a failed conversion leaves no output behind.
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
 
-from mobilenetv3 import decode, models, preset_io, weights
+from mobilenetv3 import models, preset_io, weights
 
-KERAS_CV = "keras-cv"
+KERAS_CV = preset_io.PRESET_FOLDER
 AUTO = "auto"
 
 
@@ -34,6 +34,7 @@ def convert(
     output_dir: str | os.PathLike,
     format: str = AUTO,
     overwrite: bool = False,
+    report: Callable[[dict[str, Any]], None] | None = None,
     **options: Any,
 ) -> keras.Model:
     """Convert a weights file into a preset folder and return the model.
@@ -46,6 +47,9 @@ def convert(
         output_dir: the preset folder to write.
         format: "auto" (detect) or one of `source_formats()`.
         overwrite: replace `output_dir` when it exists and is not empty.
+        report: called with the summary of what was found (format, family,
+            width, head, class names, origin) before the folder is written;
+            `mobilenetv3 convert` prints it.
         **options: passed to the format's reader, e.g. `variant=` or
             `tf_padding=` for timm.
 
@@ -69,23 +73,11 @@ def convert(
     source, output = str(source), Path(output_dir)
     check_output(output, overwrite)
     model, summary = load(source, format, **options)
-    preset_io.save_preset(model, output, class_names=class_names(model), origin=summary["origin"])
+    names = getattr(model, "class_names", None)
+    if report is not None:
+        report({**summary, "class_names": names})
+    preset_io.save_preset(model, output, class_names=names, origin=summary["origin"])
     return model
-
-
-def class_names(model: keras.Model) -> list[str] | None:
-    """The class names a converted model comes with: torchvision's 91 COCO
-    categories for a 91-class detector (its COCO release's layout), else None.
-
-    Example:
-
-    ```python
-    class_names(models.build_model(weights.read("ssdlite320_mobilenet_v3_large_coco-a79551df.pth")))[1]  # 'person'
-    ```
-    """
-    if getattr(model, "kind", None) == "detector" and model.num_classes == decode.NUM_COCO_CATEGORIES:
-        return list(decode.coco_category_names())
-    return None
 
 
 def load(source: str, format: str = AUTO, **options: Any) -> tuple[keras.Model, dict[str, Any]]:
@@ -113,13 +105,7 @@ def resolve_format(source: str, format: str = AUTO) -> str:
         raise ValueError(f"Source {source!r} does not exist.")
     if format != AUTO:
         return format
-    from mobilenetv3.weights import keras_hub_preset
-
-    if keras_hub_preset.detect(source):
-        return "keras-hub"
-    if _is_keras_cv_folder(source):
-        return KERAS_CV
-    detected = weights.detect_format(source)
+    detected = preset_io.identify(source) if not source.startswith("hf://") else weights.detect_format(source)
     if detected is not None:
         return detected
     if source.endswith(".weights.h5"):
@@ -167,16 +153,3 @@ def check_output(output: Path, overwrite: bool) -> None:
 def _keras_cv_folder(source: str) -> str:
     path = Path(source)
     return str(path.parent if path.is_file() else path)
-
-
-def _is_keras_cv_folder(source: str) -> bool:
-    config = Path(_keras_cv_folder(source)) / "config.json"
-    if source.startswith("hf://") or not config.is_file():
-        return False
-    if Path(source).is_file() and not source.endswith(".weights.h5"):
-        return False
-    try:
-        spec = json.loads(config.read_text())
-    except (ValueError, OSError):
-        return False
-    return isinstance(spec, dict) and "registered_name" in spec and "config" in spec

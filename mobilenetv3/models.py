@@ -8,29 +8,40 @@ supported format (`mobilenetv3.weights.FORMATS`). `build_model` turns a
 `weights.Checkpoint` into its model.
 
 The classes are found by kind ("backbone", "classifier", "segmenter", ...)
-in `MODEL_CLASSES`, which each class fills with `@register_model(kind)`; so
-this module sits below the backbone and the tasks and imports neither.
+in `MODEL_CLASSES`, an explicit table of import paths resolved on first
+use; so this module sits below the backbone and the tasks and imports
+neither, and no caller has to import a model module first.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import keras
 
-from mobilenetv3 import preset_io, presets, weights
+from mobilenetv3 import decode, preset_io, presets, weights
+from mobilenetv3.normalization import ImagePolicy
 from mobilenetv3.preset_io import PresetError
 from mobilenetv3.weights import download
 
 BACKBONE = "backbone"
 
-# kind -> class; filled by `register_model`.
-MODEL_CLASSES: dict[str, type] = {}
-# serialized class name (a folder's `registered_name`) -> kind.
-_KIND_OF_CLASS_NAME: dict[str, str] = {}
+# The one table of model classes: kind -> "module:Class". It is data, read
+# when a kind is first asked for (`model_class`), so loading works whatever
+# the caller imported before, and this module needs no import of the classes
+# (they sit above it and call it from `from_preset`). A new task is one row.
+MODEL_CLASSES: dict[str, str | type] = {
+    BACKBONE: "mobilenetv3.backbone:MobileNetV3Backbone",
+    "classifier": "mobilenetv3.tasks.classifier:MobileNetV3ImageClassifier",
+    "segmenter": "mobilenetv3.tasks.segmenter:MobileNetV3ImageSegmenter",
+    "detector": "mobilenetv3.tasks.detector:MobileNetV3ObjectDetector",
+}
+# Serialized class names (a folder config's `registered_name`) of other
+# libraries that mean one of our kinds (keras-cv / keras-hub's classifier).
+FOREIGN_CLASS_NAMES = {"ImageClassifier": "classifier"}
 
 # `load_model` keywords that `from_preset` passes on besides head and backbone arguments.
 LOAD_KEYWORDS = ("weights_file", "verify_weights_file")
@@ -39,26 +50,31 @@ LOAD_KEYWORDS = ("weights_file", "verify_weights_file")
 _FOREIGN_KEYS = ("input_tensor",)
 
 
-def register_model(kind: str, class_names: Iterable[str] = ()) -> Callable[[type], type]:
-    """Class decorator: the factory builds `kind` models (and folders whose
-    config names the class or one of `class_names`) with this class.
+def model_class(kind: str) -> type:
+    """The class `MODEL_CLASSES` names for `kind`.
 
     Example:
 
     ```python
-    @register_model("detector")
-    class MobileNetV3ObjectDetector(MobileNetV3Task): ...
+    model_class("classifier").__name__  # 'MobileNetV3ImageClassifier'
     ```
     """
+    if kind not in MODEL_CLASSES:
+        raise PresetError(f"Unknown model kind {kind!r}; this package builds {sorted(MODEL_CLASSES)}.")
+    entry = MODEL_CLASSES[kind]
+    if isinstance(entry, type):
+        return entry
+    module, _, name = entry.partition(":")
+    return getattr(importlib.import_module(module), name)
 
-    def decorate(cls: type) -> type:
-        MODEL_CLASSES[kind] = cls
-        cls.kind = kind
-        for name in (cls.__name__, *class_names):
-            _KIND_OF_CLASS_NAME[name] = kind
-        return cls
 
-    return decorate
+def kind_of_class_name(class_name: str) -> str | None:
+    """The kind whose class serializes as `class_name`, or None."""
+    for kind, entry in MODEL_CLASSES.items():
+        name = entry.__name__ if isinstance(entry, type) else entry.rpartition(":")[2]
+        if name == class_name:
+            return kind
+    return FOREIGN_CLASS_NAMES.get(class_name)
 
 
 def load_model(
@@ -109,10 +125,8 @@ def load_model(
             f"`weights_file` replaces the download of a registered preset; {source!r} is a "
             f"{'folder' if os.path.isdir(source) else 'file'}, which holds its own weights."
         )
-    if os.path.isdir(source):
-        return load_folder(source, load_weights, expected, head_args, **overrides)
-    if os.path.isfile(source):
-        return _load_checkpoint(source, expected, load_weights, overrides)
+    if os.path.exists(source):
+        return _load_local(source, expected, load_weights, head_args, overrides)
     if os.sep in source or "/" in source or source.startswith((".", "~")):
         raise PresetError(
             f"No such folder or file: {source!r}. A preset is a registered name, an existing preset "
@@ -120,10 +134,10 @@ def load_model(
         )
     preset = presets.find(source, family=_family(expected))
     _check_kind(preset.task, expected, source)
-    own_head_args = head_args if MODEL_CLASSES[preset.task] is expected else None
+    own_head_args = head_args if model_class(preset.task) is expected else None
     if weights_file is not None:
         _check_weights_file(preset, load_weights, weights_file, verify_weights_file)
-    backbone_cls = expected if _is_backbone_class(expected) else MODEL_CLASSES[BACKBONE]
+    backbone_cls = expected if _is_backbone_class(expected) else model_class(BACKBONE)
     return _load_registered(preset, load_weights, weights_file, own_head_args or {}, overrides, backbone_cls)
 
 
@@ -139,18 +153,18 @@ def build_model(checkpoint: weights.Checkpoint, **backbone_overrides: Any) -> ke
     """
     model = _model_for(checkpoint, backbone_overrides)
     weights.load_into(model, checkpoint)
-    return model
+    return _with_preprocessor(model, checkpoint.preprocessing, default_class_names(model))
 
 
 def _model_for(
     checkpoint: weights.Checkpoint, backbone_overrides: dict, backbone_cls: type | None = None
 ) -> keras.Model:
-    backbone_cls = backbone_cls or MODEL_CLASSES[BACKBONE]
+    backbone_cls = backbone_cls or model_class(BACKBONE)
     config = {k: v for k, v in {**checkpoint.backbone_config, **backbone_overrides}.items() if k not in _FOREIGN_KEYS}
     model = backbone_cls(**config)
     if checkpoint.kind == BACKBONE:
         return model
-    task = MODEL_CLASSES[checkpoint.kind]
+    task = model_class(checkpoint.kind)
     return task(model, checkpoint.num_classes, **task.head_args_from_checkpoint(checkpoint))
 
 
@@ -175,7 +189,7 @@ def build_embedder(checkpoint: weights.Checkpoint) -> keras.Model:
     """
     if checkpoint.head_filters is None:
         raise ValueError(f"{checkpoint.source} has no Conv_2 head to embed with.")
-    backbone = MODEL_CLASSES[BACKBONE](**checkpoint.backbone_config)
+    backbone = model_class(BACKBONE)(**checkpoint.backbone_config)
     dtype = backbone.dtype_policy
     x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool", dtype=dtype)(backbone.output)
     x = keras.layers.Conv2D(checkpoint.head_filters, 1, name="Conv_2", dtype=dtype)(x)
@@ -186,31 +200,41 @@ def build_embedder(checkpoint: weights.Checkpoint) -> keras.Model:
     return model
 
 
-def load_folder(
-    path: str,
-    load_weights: bool | None,
-    expected: type | None = None,
-    head_args: dict | None = None,
-    **overrides: Any,
+def _load_local(
+    source: str, expected: type | None, load_weights: bool | None, head_args: dict | None, overrides: dict
 ) -> keras.Model:
-    """Build the model a preset folder describes and load its weights;
-    `overrides` go to its backbone's config. Folders in another library's
-    layout (keras-hub presets, timm Hugging Face repos) are converted on the
-    fly; a backbone caller gets their backbone without the head."""
-    checkpoint = preset_io.foreign_checkpoint(path)
-    if checkpoint is not None:
-        if _is_backbone_class(expected):
+    """A local folder or file, by what `preset_io.identify` finds in it."""
+    found = preset_io.identify(source)
+    if os.path.isdir(source):
+        if found is None or found == preset_io.PRESET_FOLDER:
+            return _load_preset_folder(source, load_weights, expected, head_args, overrides)
+        checkpoint = weights.read(source, found)
+        if _is_backbone_class(expected):  # a backbone caller takes another library's model without its head
             checkpoint = dataclasses.replace(checkpoint, num_classes=None, task=None)
-        return _from_checkpoint(checkpoint, path, expected, load_weights, overrides)
+        return _from_checkpoint(checkpoint, source, expected, load_weights, overrides)
+    if found is None or found == preset_io.PRESET_FOLDER:
+        raise PresetError(
+            f"`preset` {source!r} is a file, and not a weights file of a format this package reads "
+            f"({', '.join(weights.FORMATS)}); a preset is a registered name, a folder holding "
+            f"{preset_io.CONFIG_FILE} and {preset_io.WEIGHTS_FILE}, or a kaggle:// / hf:// handle."
+        )
+    return _from_checkpoint(weights.read(source, found), source, expected, load_weights, overrides)
+
+
+def _load_preset_folder(
+    path: str, load_weights: bool | None, expected: type | None, head_args: dict | None, overrides: dict
+) -> keras.Model:
+    """Build the model a preset folder's config describes and load its
+    weights; `overrides` go to its backbone's config."""
     spec = preset_io.read_folder(path)
-    kind = _KIND_OF_CLASS_NAME.get(spec.class_name)
+    kind = kind_of_class_name(spec.class_name)
     if kind is None:
         raise PresetError(
             f"{spec.config_path} describes a {spec.class_name!r}; this package reads "
-            f"{sorted(_KIND_OF_CLASS_NAME)}."
+            f"{sorted(model_class(k).__name__ for k in MODEL_CLASSES)}."
         )
     _check_kind(kind, expected, path)
-    cls = MODEL_CLASSES[kind]
+    cls = model_class(kind)
     config = {k: v for k, v in spec.config.items() if k not in _FOREIGN_KEYS}
     if kind == BACKBONE:
         config.update(overrides)
@@ -224,18 +248,7 @@ def load_folder(
             config.update(head_args or {})
     model = cls.from_config(config)
     preset_io.load_folder_weights(model, spec, load_weights)
-    return model
-
-
-def _load_checkpoint(path: str, expected: type | None, load_weights: bool | None, overrides: dict) -> keras.Model:
-    format = weights.detect_format(path)
-    if format is None:
-        raise PresetError(
-            f"`preset` {path!r} is a file, and not a weights file of a format this package reads "
-            f"({', '.join(weights.FORMATS)}); a preset is a registered name, a folder holding "
-            f"{preset_io.CONFIG_FILE} and {preset_io.WEIGHTS_FILE}, or a kaggle:// / hf:// handle."
-        )
-    return _from_checkpoint(weights.read(path, format), path, expected, load_weights, overrides)
+    return _with_preprocessor(model, preset_io.read_preprocessing(path), preset_io.read_class_names(path))
 
 
 def _from_checkpoint(
@@ -246,11 +259,11 @@ def _from_checkpoint(
     model = _model_for(checkpoint, overrides, backbone_cls)
     if load_weights is not False:
         weights.load_into(model, checkpoint)
-    return model
+    return _with_preprocessor(model, checkpoint.preprocessing, default_class_names(model))
 
 
 def _is_backbone_class(cls: type | None) -> bool:
-    return cls is not None and issubclass(cls, MODEL_CLASSES[BACKBONE])
+    return cls is not None and issubclass(cls, model_class(BACKBONE))
 
 
 def _load_registered(
@@ -270,7 +283,7 @@ def _load_registered(
     config = {k: v for k, v in {**preset.config, **overrides}.items() if k not in _FOREIGN_KEYS}
     model = backbone_cls(**config)  # e.g. MobileNetV3HubBackbone.from_preset(name)
     if preset.task != BACKBONE:
-        model = MODEL_CLASSES[preset.task](model, **{**preset.head, **head_args})
+        model = model_class(preset.task)(model, **{**preset.head, **head_args})
     if preset.weights is not None and load_weights is not False:
         source = preset.weights
         path = weights_file or download.fetch(
@@ -279,7 +292,34 @@ def _load_registered(
             local_hint=f"pass it as from_preset({preset.name!r}, weights_file='/path/to/{source.filename}')",
         )
         weights.load_into(model, weights.read(path, source.format))
+    return _with_preprocessor(model, preset.image_preprocessing, None)
+
+
+def _with_preprocessor(model: keras.Model, policy: ImagePolicy | None, class_names: list[str] | None) -> keras.Model:
+    """Attach what the preset says about the model's inputs and outputs:
+    the backbone's `image_policy` (kept when a new head is put on it) and
+    the model's `class_names`; `save_preset` writes both back."""
+    backbone = getattr(model, "backbone", model)
+    backbone.image_policy = policy or ImagePolicy.of_model(model, recorded=False)
+    if class_names is not None and getattr(model, "num_classes", None) == len(class_names):
+        model.class_names = list(class_names)
     return model
+
+
+def default_class_names(model: keras.Model) -> list[str] | None:
+    """The class names a model from a weights file comes with: torchvision's
+    91 COCO categories for a 91-class detector (its COCO release's layout),
+    else None.
+
+    Example:
+
+    ```python
+    default_class_names(load_model("ssdlite320_mobilenet_v3_large_coco-a79551df.pth"))[1]  # 'person'
+    ```
+    """
+    if getattr(model, "kind", None) == "detector" and model.num_classes == decode.NUM_COCO_CATEGORIES:
+        return list(decode.coco_category_names())
+    return None
 
 
 def _check_weights_file(preset: presets.Preset, load_weights: bool | None, path: Any, verify: bool) -> None:
@@ -316,10 +356,10 @@ def _kind(model: keras.Model) -> str:
 def _check_kind(kind: str, expected: type | None, source: str) -> None:
     """The one error for a source whose kind the caller cannot take: a
     backbone caller takes backbones only."""
-    backbone_cls = MODEL_CLASSES[BACKBONE]
+    backbone_cls = model_class(BACKBONE)
     if expected is None or not issubclass(expected, backbone_cls) or kind == BACKBONE:
         return
-    holder = MODEL_CLASSES[kind].__name__
+    holder = model_class(kind).__name__
     raise PresetError(
         f"{source!r} holds a {kind} ({holder}), not a {expected.__name__}: load it with "
         f"{holder}.from_preset({source!r}). Backbone presets: "

@@ -18,14 +18,10 @@ import numpy as np
 from mobilenetv3 import preset_io, presets
 from mobilenetv3.normalization import PREPROCESSING_MODES, ImagePolicy, scale_and_offset
 
-DEFAULT_IMAGE_SIZE = 224
-
 
 def preprocessing_for(preset: str | os.PathLike) -> ImagePolicy:
-    """The image policy of a registered preset name or a local preset folder.
-
-    A folder records only the pixel scaling (its backbone's `preprocessing`);
-    its images are squashed to the model's static input size, or 224x224.
+    """The image policy of a registered preset name or a local preset folder
+    (its `preprocessor.json`; see `preset_io.read_preprocessing`).
 
     Example:
 
@@ -37,30 +33,18 @@ def preprocessing_for(preset: str | os.PathLike) -> ImagePolicy:
     registered = presets.all_presets()
     if name in registered:
         return registered[name].image_preprocessing
-    config_path = Path(name) / preset_io.CONFIG_FILE
-    if not config_path.is_file():
+    if not (Path(name) / preset_io.CONFIG_FILE).is_file():
         raise ValueError(
             f"`preset` must be a registered preset name or a preset folder; got {name!r}. "
             f"Registered: {sorted(registered)}."
         )
-    config = preset_io.read_folder(name).config
-    backbone = config.get("backbone", {}).get("config", config) if "backbone" in config else config
-    return _policy_from_backbone_config(backbone)
+    return preset_io.read_preprocessing(name)
 
 
 def preprocessing_for_model(model: Any) -> ImagePolicy:
-    """The image policy implied by a built backbone or classifier."""
-    backbone = getattr(model, "backbone", model)
-    return _policy_from_backbone_config(
-        {"preprocessing": getattr(backbone, "preprocessing", "unit"), "input_shape": backbone.input_shape[1:]}
-    )
-
-
-def _policy_from_backbone_config(config: dict) -> ImagePolicy:
-    shape = config.get("input_shape") or (None, None, 3)
-    height, width = shape[0], shape[1]
-    size = height if height is not None and height == width else DEFAULT_IMAGE_SIZE
-    return ImagePolicy(config.get("preprocessing", "unit"), size, "squash")
+    """The image policy of a loaded model: the one its preset recorded
+    (see `ImagePolicy.of_model`), else the one its backbone implies."""
+    return ImagePolicy.of_model(model)
 
 
 def load_image(path: str | os.PathLike, preprocessing: ImagePolicy | str) -> np.ndarray:
@@ -115,12 +99,16 @@ def _resample(name: str) -> Any:
 
 
 def _resize_shorter(image: Any, size: int, resample: Any) -> Any:
+    """The shorter side to `size`, the longer scaled and truncated, as
+    torchvision's `Resize(size)` (and so timm's eval transform) does."""
     width, height = image.size
-    scale = size / min(width, height)
-    return image.resize((max(size, round(width * scale)), max(size, round(height * scale))), resample)
+    if width <= height:
+        return image.resize((size, int(size * height / width)), resample)
+    return image.resize((int(size * width / height), size), resample)
 
 
 def _center_crop(image: Any, size: int) -> Any:
+    """The central `size` square, offsets rounded as torchvision's `center_crop`."""
     width, height = image.size
-    left, top = (width - size) // 2, (height - size) // 2
+    left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
     return image.crop((left, top, left + size, top + size))

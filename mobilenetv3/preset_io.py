@@ -21,14 +21,16 @@ from typing import Any
 
 import keras
 
+from mobilenetv3.normalization import ImagePolicy
 from mobilenetv3.utils import atomic_path
 from mobilenetv3.version import __version__
-from mobilenetv3.weights import Checkpoint, canonical
+from mobilenetv3.weights import canonical, detect_format
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 METADATA_FILE = "metadata.json"
 LABELS_FILE = "labels.txt"  # class names of a classifier, one per line
+PREPROCESSOR_FILE = "preprocessor.json"  # how images are prepared: `normalization.ImagePolicy`
 
 
 class PresetError(ValueError):
@@ -120,18 +122,48 @@ def load_folder_weights(model: keras.Model, spec: FolderSpec, load_weights: bool
     canonical.check_tensors(canonical.model_weights(model), str(spec.weights_path))
 
 
-def foreign_checkpoint(folder: str | os.PathLike) -> Checkpoint | None:
-    """The weights of a folder in another library's layout, converted on the
-    fly (a keras-hub MobileNet preset, a timm Hugging Face repo with
-    `config.json` + `model.safetensors`), or None for a preset folder."""
-    from mobilenetv3.weights import keras_hub_preset, timm
+# What `identify` calls a preset folder in this package's (and keras-cv's)
+# layout; also the `convert --from` name of such a folder.
+PRESET_FOLDER = "keras-cv"
 
-    if keras_hub_preset.detect(folder):
-        return keras_hub_preset.read(folder)
-    if timm.detect(str(folder)):
-        return timm.read(str(folder))
-    return None
 
+def identify(source: str | os.PathLike) -> str | None:
+    """The one format sniffer: what a local file or folder holds.
+
+    Returns `PRESET_FOLDER` for a preset folder in keras-cv's layout (ours
+    too), or a `.weights.h5` file inside one; a `weights.FORMATS` name for
+    a weights file or another library's folder (keras-hub preset, timm
+    Hugging Face repo); None when nothing recognises it.
+
+    Example:
+
+    ```python
+    identify("my_preset")  # 'keras-cv'
+    identify("mobilenetv3_large_100.safetensors")  # 'timm'
+    ```
+    """
+    path = Path(source)
+    if path.is_dir():
+        from mobilenetv3.weights import keras_hub_preset
+
+        if keras_hub_preset.detect(path):  # its config.json looks like ours
+            return "keras-hub"
+        if is_preset_folder(path):
+            return PRESET_FOLDER
+    elif path.name.endswith(".weights.h5") and is_preset_folder(path.parent):
+        return PRESET_FOLDER
+    return detect_format(str(path)) if path.exists() else None
+
+
+def is_preset_folder(folder: str | os.PathLike) -> bool:
+    """Whether `folder` has a `config.json` in keras-cv's layout
+    (`registered_name` + `config`)."""
+    config = Path(folder) / CONFIG_FILE
+    try:
+        spec = json.loads(config.read_text())
+    except (ValueError, OSError):
+        return False
+    return isinstance(spec, dict) and "registered_name" in spec and "config" in spec
 
 
 # Where each hub downloads from (checked once before a download, so an
@@ -206,12 +238,17 @@ def save_preset(
     path: str | os.PathLike,
     class_names: list[str] | None = None,
     origin: dict[str, Any] | None = None,
+    preprocessing: ImagePolicy | None = None,
 ) -> None:
     """Write `model` as a preset folder, atomically (see `save_to_preset`).
 
-    `class_names` (a classifier's labels, in output order) go to
-    `labels.txt` and to `metadata.json`'s "class_names"; `origin` (where
-    converted weights came from: source, file, tag) to its "origin"."""
+    `class_names` (a classifier's labels, in output order; default: the
+    ones the model was loaded with) go to `labels.txt` and to
+    `metadata.json`'s "class_names"; `origin` (where converted weights came
+    from: source, file, tag) to its "origin"; `preprocessing` (default: the
+    model's, see `ImagePolicy.of_model`) to `preprocessor.json`."""
+    class_names = class_names if class_names is not None else getattr(model, "class_names", None)
+    preprocessing = preprocessing or ImagePolicy.of_model(model)
     with atomic_path(path, directory=True) as staging:
         staging.mkdir()
         spec = keras.saving.serialize_keras_object(model)
@@ -230,6 +267,35 @@ def save_preset(
             metadata["class_names"] = list(class_names)
             (staging / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=4))
+        (staging / PREPROCESSOR_FILE).write_text(json.dumps(preprocessing.to_dict(), indent=4))
+
+
+def read_preprocessing(path: str | os.PathLike) -> ImagePolicy:
+    """How a preset folder's model expects images: its `preprocessor.json`;
+    for folders written before it existed, timm's data config of the tag
+    recorded in `metadata.json`, else what the config implies.
+
+    Example:
+
+    ```python
+    read_preprocessing("converted_timm_preset").resize  # 'center_crop'
+    ```
+    """
+    folder = Path(path)
+    file = folder / PREPROCESSOR_FILE
+    if file.is_file():
+        try:
+            return ImagePolicy.from_dict(json.loads(file.read_text()))
+        except (ValueError, TypeError) as error:
+            raise PresetError(f"{file} is not a valid image preprocessor ({error}).") from None
+    origin = read_metadata(folder).get("origin") or {}
+    from mobilenetv3.weights import timm
+
+    policy = timm.data_config(origin.get("tag")) if origin.get("source") == "timm" else None
+    if policy is not None:
+        return policy
+    config = read_folder(folder).config
+    return ImagePolicy.for_backbone_config(config["backbone"]["config"] if "backbone" in config else config)
 
 
 def _json_safe(value: Any) -> Any:

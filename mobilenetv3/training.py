@@ -25,6 +25,7 @@ from mobilenetv3 import checkpointing, distributed, models, preset_io
 from mobilenetv3.architectures import block_index
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.images import IMAGE_SUFFIXES
+from mobilenetv3.normalization import ImagePolicy
 from mobilenetv3.tasks import MobileNetV3ImageClassifier
 from mobilenetv3.utils import check_positive_int
 
@@ -628,4 +629,7 @@ def save_classifier(model: MobileNetV3ImageClassifier, path: str | os.PathLike, 
         raise ValueError(
             f"`class_names` has {len(class_names)} names for a model with {model.num_classes} classes."
         )
-    preset_io.save_preset(model, path, class_names=list(class_names))
+    # The images were squashed to the model's input size (`_read_class_folders`).
+    preset_io.save_preset(
+        model, path, class_names=list(class_names), preprocessing=ImagePolicy.of_model(model, recorded=False)
+    )

@@ -39,7 +39,17 @@ def test_registered_names_give_their_kind(random_classifier_preset):
     classifier = models.load_model(random_classifier_preset, input_shape=(64, 64, 3))
     assert type(classifier) is MobileNetV3ImageClassifier
     assert classifier.num_classes == 1000 and classifier.input_shape == (None, 64, 64, 3)
-    assert models.MODEL_CLASSES["segmenter"] is MobileNetV3ImageSegmenter
+    assert models.model_class("segmenter") is MobileNetV3ImageSegmenter
+
+
+@pytest.mark.core
+def test_the_class_table_is_explicit_and_matches_each_class():
+    for kind in models.MODEL_CLASSES:
+        cls = models.model_class(kind)
+        assert cls.kind == kind and models.kind_of_class_name(cls.__name__) == kind
+    assert models.kind_of_class_name("ImageClassifier") == "classifier"  # keras-cv / keras-hub folders
+    with pytest.raises(PresetError, match="Unknown model kind 'toy'"):
+        models.model_class("toy")
 
 
 @pytest.mark.core
@@ -73,6 +83,8 @@ def test_task_base_owns_head_arguments_and_dtype_policy():
 class _ToyTask(MobileNetV3Task):
     """A task with dict outputs and its own head argument, as a detector is."""
 
+    kind = "toy"
+
     def __init__(self, backbone, num_classes, width=4, **kwargs):
         x = keras.layers.GlobalAveragePooling2D(name="toy_pool")(backbone.output)
         outputs = {
@@ -85,10 +97,8 @@ class _ToyTask(MobileNetV3Task):
 
 
 def test_a_new_task_is_one_class(tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "MODEL_CLASSES", dict(models.MODEL_CLASSES))
-    monkeypatch.setattr(models, "_KIND_OF_CLASS_NAME", dict(models._KIND_OF_CLASS_NAME))
-    toy = models.register_model("toy")(_ToyTask)
-    model = toy.from_preset("mobilenet_v3_small", num_classes=3, width=2, input_shape=(64, 64, 3))
+    monkeypatch.setitem(models.MODEL_CLASSES, "toy", f"{__name__}:_ToyTask")  # one table row
+    model = _ToyTask.from_preset("mobilenet_v3_small", num_classes=3, width=2, input_shape=(64, 64, 3))
     assert model.kind == "toy" and model.get_config()["width"] == 2
     x = images(1, 64, 64, scale=255)
     model.save_to_preset(tmp_path / "toy")

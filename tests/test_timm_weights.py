@@ -210,6 +210,7 @@ def test_pretrained_table_is_timms() -> None:
         assert np.allclose(ours.mean, cfg.mean, atol=1e-3) and np.allclose(ours.std, cfg.std, atol=1e-3), tag
         assert ours.input_size == tuple(cfg.input_size[1:]) and ours.crop_pct == cfg.crop_pct, tag
         assert ours.num_classes == cfg.num_classes, tag
+        assert ours.interpolation == cfg.interpolation and cfg.crop_mode == "center", tag
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tempfile
+from typing import Any
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS = ["info", "demo", "predict", "train", "convert", "export", "benchmark", "segment", "detect"]
@@ -57,6 +58,46 @@ def weights_kwargs(args: argparse.Namespace) -> dict:
             raise ValueError("--no-verify-weights-file applies to --weights-file only.")
         return {}
     return {"weights_file": args.weights_file, "verify_weights_file": not args.no_verify_weights_file}
+
+
+def load_task(args: argparse.Namespace, kind: str, head_args: dict | None = None, hint: str = "") -> Any:
+    """The `kind` model ("classifier", "segmenter", "detector") that
+    `--preset` holds, through the one loader (registered name, preset
+    folder, weights file or handle; `--weights-file` honoured), with the
+    preset's preprocessing and class names attached; a ValueError naming
+    what `--preset` holds instead, followed by `hint`."""
+    from mobilenetv3 import models
+
+    cls = models.model_class(kind)
+    model = models.load_model(args.preset, cls, head_args=head_args, **weights_kwargs(args))
+    if not isinstance(model, cls):
+        raise ValueError(
+            f"--preset {args.preset!r} holds a {getattr(model, 'kind', 'backbone')}, not a {kind}. {hint}".strip()
+        )
+    return model
+
+
+def image_files(paths: list[str]) -> list[str]:
+    """Image arguments as files: a folder gives its images (sorted, by
+    suffix), a file itself. Checked before any model loads, so a typo costs
+    no start-up; a ValueError names the missing path or empty folder."""
+    from pathlib import Path
+
+    from mobilenetv3.images import IMAGE_SUFFIXES
+
+    files: list[str] = []
+    for path in paths:
+        entry = Path(path)
+        if entry.is_dir():
+            found = sorted(str(f) for f in entry.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ValueError(f"Image folder {path!r} has no images (looked for {', '.join(IMAGE_SUFFIXES)}).")
+            files.extend(found)
+        elif entry.is_file():
+            files.append(path)
+        else:
+            raise ValueError(f"Image {path!r} does not exist.")
+    return files
 
 
 def start_backend(verbose: bool = False) -> None:

@@ -4,11 +4,10 @@ preset folder that `from_preset(OUTPUT_DIR)` loads."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from mobilenetv3 import conversion, preset_io
+    from mobilenetv3 import conversion
 
     options = {}
     if args.variant is not None:
@@ -17,16 +16,18 @@ def run(args: argparse.Namespace) -> int:
         options["tf_padding"] = args.tf_padding
     if options and args.format not in ("auto", "timm"):
         raise ValueError("--variant and --tf-padding apply to timm checkpoints only (--from timm).")
-    conversion.check_output(Path(args.output_dir), args.overwrite)
-    model, found = conversion.load(args.source, args.format, **options)
+    conversion.convert(args.source, args.output_dir, args.format, args.overwrite, report=_print_summary, **options)
+    print(f"Wrote preset folder {args.output_dir}.")
+    return 0
+
+
+def _print_summary(found: dict) -> None:
+    names = found.pop("class_names", None)
     for key, value in found.items():
         print(f"{key:>14}: {value}")
-    names = conversion.class_names(model)
     if names:
         print(f"{'class names':>14}: {len(names)} ({', '.join(names[:4])}, ...)")
-    preset_io.save_preset(model, args.output_dir, class_names=names, origin=found["origin"])
-    print(f"Wrote preset folder {args.output_dir} (load it with {found['model']}.from_preset).")
-    return 0
+    print(f"{'load it with':>14}: {found['model']}.from_preset(FOLDER)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import colorsys
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mobilenetv3.cli import add_weights_args, image_files, load_task
 
 DEFAULT_SCORE_THRESHOLD = 0.3
 DEFAULT_MAX_DETECTIONS = 20
@@ -34,7 +35,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("--preset", required=True, help="detector preset folder, name or handle")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads) or folders of them")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the annotated PNGs")
     parser.add_argument(
         "--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
@@ -44,27 +45,27 @@ def register(subparsers: Any) -> None:
         "--max-detections", type=int, default=DEFAULT_MAX_DETECTIONS,
         help=f"detections kept per image (default {DEFAULT_MAX_DETECTIONS})",
     )
+    add_weights_args(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Detect in every image, print the detections, write one PNG each."""
-    from mobilenetv3 import images, preset_io
-    from mobilenetv3.tasks import MobileNetV3ObjectDetector
+    from mobilenetv3 import images
     from mobilenetv3.utils import atomic_path, check_positive_int
 
     if not 0 <= args.score_threshold <= 1:
         raise ValueError(f"--score-threshold must be in [0, 1]; got {args.score_threshold}.")
     check_positive_int("--max-detections", args.max_detections)
-    model = MobileNetV3ObjectDetector.from_preset(
-        args.preset, score_threshold=args.score_threshold, max_detections=args.max_detections,
-        bounding_box_format="xyxy",
-    )
-    names = preset_io.read_class_names(args.preset) if os.path.isdir(args.preset) else None
-    pictures = [images.read_rgb(path) for path in args.images]  # every file readable before any output
+    files = image_files(args.images)
+    head_args = {"score_threshold": args.score_threshold, "max_detections": args.max_detections,
+                 "bounding_box_format": "xyxy"}
+    model = load_task(args, "detector", head_args)
+    names = getattr(model, "class_names", None)
+    pictures = [images.read_rgb(path) for path in files]  # every file readable before any output
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for path, picture in zip(args.images, pictures):
+    for path, picture in zip(files, pictures):
         found = model.predict(picture[None].astype("float32"), verbose=0)
         count = int(found["num_detections"][0])
         boxes, scores = found["boxes"][0, :count], found["confidence"][0, :count]

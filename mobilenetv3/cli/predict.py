@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.cli import add_weights_args, weights_kwargs
+from mobilenetv3.cli import add_weights_args, image_files, load_task
 
 TOP = 5
 
@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
         required=True,
         help="classifier preset name (e.g. mobilenet_v3_large_imagenet_classifier), preset folder or handle",
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads) or folders of them")
     add_weights_args(parser)
     parser.add_argument("--top", type=int, default=TOP, help=f"classes to print per image (default {TOP})")
     parser.set_defaults(func=run)
@@ -36,31 +36,25 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, classify every image, print `--top` lines per image."""
-    from mobilenetv3 import models, preprocessing, preset_io, presets
-    from mobilenetv3.tasks import MobileNetV3ImageClassifier
+    from mobilenetv3 import preprocessing, presets
 
+    files = image_files(args.images)
     classifiers = sorted(presets.classifier_presets())
     if not _is_path_or_handle(args.preset) and args.preset not in presets.all_presets():
         raise ValueError(f"Unknown preset {args.preset!r}. Classifier presets: {classifiers}; or a classifier "
                          "preset folder (e.g. written by `mobilenetv3 train` or `convert`) or handle.")
-    model = models.load_model(args.preset, MobileNetV3ImageClassifier, **weights_kwargs(args))
-    if not isinstance(model, MobileNetV3ImageClassifier):
-        raise ValueError(
-            f"--preset {args.preset!r} holds a {getattr(model, 'kind', 'backbone')}, which has no classes to "
-            f"predict. Use a classifier preset ({classifiers}), or train one on your images with "
-            "`mobilenetv3 train DATA_DIR --preset PRESET --out FOLDER`."
-        )
-    if args.preset in presets.all_presets():
-        policy = preprocessing.preprocessing_for(args.preset)
-    else:
-        policy = preprocessing.preprocessing_for_model(model)
-    images = preprocessing.load_images(args.images, policy)
+    model = load_task(args, "classifier", hint=(
+        f"It has no classes to predict. Use a classifier preset ({classifiers}), or train one on your images "
+        "with `mobilenetv3 train DATA_DIR --preset PRESET --out FOLDER`."
+    ))
+    policy = preprocessing.preprocessing_for_model(model)
+    images = preprocessing.load_images(files, policy)
     if not model.backbone.include_rescaling:
         images = preprocessing.rescale(images, policy.mode)
     scores = np.asarray(model.predict(images, verbose=0), dtype="float64")
     probabilities = scores if model.activation == "softmax" else _softmax(scores)
-    class_names = preset_io.read_class_names(args.preset) if os.path.isdir(args.preset) else None
-    for path, lines in zip(args.images, _top_classes(probabilities, args.top, class_names)):
+    class_names = getattr(model, "class_names", None)
+    for path, lines in zip(files, _top_classes(probabilities, args.top, class_names)):
         print(f"{path}:")
         for rank, (name, probability) in enumerate(lines, 1):
             print(f"  {rank}. {name:<40} {probability:.4f}")

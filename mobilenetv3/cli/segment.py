@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.cli import add_weights_args, weights_kwargs
+from mobilenetv3.cli import add_weights_args, image_files, load_task
 
 # --out suffix -> the PIL format written.
 OUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
@@ -53,16 +53,14 @@ def run(args: argparse.Namespace) -> int:
     """Load the segmenter, predict the mask, write the overlay."""
     from PIL import Image
 
-    from mobilenetv3 import images, models
-    from mobilenetv3.tasks import MobileNetV3ImageSegmenter
+    from mobilenetv3 import images
     from mobilenetv3.utils import atomic_path
 
     if not 0 <= args.opacity <= 1:
         raise ValueError(f"`--opacity` must be in [0, 1]; got {args.opacity}.")
     out_format = _out_format(args.out)
-    model = models.load_model(args.preset, MobileNetV3ImageSegmenter, **weights_kwargs(args))
-    if not isinstance(model, MobileNetV3ImageSegmenter):
-        raise ValueError(f"--preset {args.preset!r} holds a {getattr(model, 'kind', 'backbone')}, not a segmenter.")
+    image_files([args.image])
+    model = load_task(args, "segmenter")
     # The whole image goes through the network at full resolution: at most
     # images.WHOLE_IMAGE_MAX_PIXELS (4096 x 4096).
     pixels = images.read_rgb(args.image, max_pixels=images.WHOLE_IMAGE_MAX_PIXELS).astype("float32")

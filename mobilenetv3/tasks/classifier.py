@@ -10,7 +10,6 @@ from mobilenetv3 import validation
 from mobilenetv3.architectures import make_divisible
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.layers import Conv2D, check_activation
-from mobilenetv3.models import register_model
 from mobilenetv3.tasks.task import MobileNetV3Task, check_backbone
 from mobilenetv3.weights import Checkpoint
 
@@ -28,7 +27,6 @@ def default_head_filters(backbone: MobileNetV3Backbone) -> int:
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-@register_model("classifier", class_names=("ImageClassifier",))
 class MobileNetV3ImageClassifier(MobileNetV3Task):
     """Image classifier: a MobileNetV3 backbone and a classification head.
 
@@ -59,6 +57,8 @@ class MobileNetV3ImageClassifier(MobileNetV3Task):
     model(np.ones((2, 224, 224, 3))).shape  # (2, 10)
     ```
     """
+
+    kind = "classifier"  # its row in `models.MODEL_CLASSES`
 
     def __init__(
         self,

@@ -14,7 +14,6 @@ from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.detection.anchors import boxes_per_location, default_boxes
 from mobilenetv3.detection.boxes import to_xyxy
 from mobilenetv3.layers import BatchNormalization, Conv2D, DepthwiseConv2D, conv_padding
-from mobilenetv3.models import register_model
 from mobilenetv3.tasks.task import MobileNetV3Task
 from mobilenetv3.utils import check_choice
 from mobilenetv3.weights import Checkpoint
@@ -59,7 +58,6 @@ class ResizeImages(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-@register_model("detector")
 class MobileNetV3ObjectDetector(MobileNetV3Task):
     """SSDLite object detection on a MobileNetV3 backbone.
 
@@ -121,6 +119,8 @@ class MobileNetV3ObjectDetector(MobileNetV3Task):
     detections["boxes"].shape  # (1, 300, 4)
     ```
     """
+
+    kind = "detector"  # its row in `models.MODEL_CLASSES`
 
     def __init__(
         self,

@@ -12,7 +12,6 @@ from mobilenetv3 import validation
 from mobilenetv3.architectures import block_tap
 from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.layers import check_activation
-from mobilenetv3.models import register_model
 from mobilenetv3.tasks.task import MobileNetV3Task, check_backbone
 from mobilenetv3.weights import Checkpoint
 
@@ -68,7 +67,6 @@ def torchvision_low_level(backbone: MobileNetV3Backbone) -> str:
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-@register_model("segmenter")
 class MobileNetV3ImageSegmenter(MobileNetV3Task):
     """Semantic segmentation with the MobileNetV3 paper's LR-ASPP head, or
     torchvision's DeepLabV3 head.
@@ -127,6 +125,8 @@ class MobileNetV3ImageSegmenter(MobileNetV3Task):
     deeplab = mobilenetv3.MobileNetV3ImageSegmenter(backbone, num_classes=21, head="deeplabv3")
     ```
     """
+
+    kind = "segmenter"  # its row in `models.MODEL_CLASSES`
 
     def __init__(
         self,

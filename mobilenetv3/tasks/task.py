@@ -6,7 +6,6 @@ A task is a backbone plus a head. The base owns the backbone's
 dtype policy (the backbone's). A new task (say a detector) is one file:
 
 ```python
-@models.register_model("detector")
 class MobileNetV3ObjectDetector(MobileNetV3Task):
     def __init__(self, backbone, num_classes, anchors=6, **kwargs):
         inputs = backbone.input
@@ -70,7 +69,7 @@ class MobileNetV3Task(CompiledInferenceCall, DirectCall, keras.Model):
     """
 
     backbone_cls: type = MobileNetV3Backbone
-    kind: str = "task"  # set by `models.register_model`
+    kind: str = "task"  # each task's row in `models.MODEL_CLASSES`
 
     def __init__(self, backbone: keras.Model, inputs: Any, outputs: Any, **kwargs: Any) -> None:
         valid = (*type(self).config_arguments(), "backbone", *validation.KERAS_MODEL_KWARGS)

@@ -19,6 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3.normalization import ImagePolicy
 from mobilenetv3.weights import canonical
 from mobilenetv3.weights.canonical import WeightsFileError, WeightsMismatchError
 
@@ -52,6 +53,9 @@ class Checkpoint:
         source: a description of the file, for messages.
         metadata: where the weights came from (`source` library, `file`,
             timm `tag`, ...), recorded in a converted preset's metadata.
+        preprocessing: how the weights expect images (size, resize/crop,
+            interpolation, mean/std), saved as the converted preset's
+            `preprocessor.json`; None: implied by `backbone_config`.
     """
 
     tensors: dict[str, np.ndarray]
@@ -63,6 +67,7 @@ class Checkpoint:
     task: str | None = None
     head_activation: str | None = None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    preprocessing: ImagePolicy | None = None
 
     @property
     def kind(self) -> str:

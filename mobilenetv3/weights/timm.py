@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from mobilenetv3.architectures import block_prefix
-from mobilenetv3.normalization import PREPROCESSING_MEAN, PREPROCESSING_MODES, PREPROCESSING_STD
+from mobilenetv3.normalization import ImagePolicy, mode_of
 from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights._torch import load_state_dict
 from mobilenetv3.weights.architecture_inference import Architecture, BlockFacts, infer_architecture
@@ -76,6 +76,7 @@ class PretrainedConfig:
     crop_pct: float
     test_input_size: tuple[int, int] | None
     num_classes: int
+    interpolation: str = "bilinear"
 
 
 # Every `mobilenetv3_*` / `tf_mobilenetv3_*` tag timm 1.0 registers, as
@@ -83,15 +84,15 @@ class PretrainedConfig:
 # the installed timm). A file's preprocessing comes from here, by tag.
 PRETRAINED_CFGS: dict[str, PretrainedConfig] = {
     "mobilenetv3_large_075.untrained": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
-    "mobilenetv3_large_100.ra_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
-    "mobilenetv3_large_100.ra4_e3600_r224_in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.95, (256, 256), 1000),
+    "mobilenetv3_large_100.ra_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000, "bicubic"),
+    "mobilenetv3_large_100.ra4_e3600_r224_in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.95, (256, 256), 1000, "bicubic"),
     "mobilenetv3_large_100.miil_in21k_ft_in1k": PretrainedConfig((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (224, 224), 0.875, None, 1000),
     "mobilenetv3_large_100.miil_in21k": PretrainedConfig((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (224, 224), 0.875, None, 11221),
     "mobilenetv3_large_150d.ra4_e3600_r256_in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (256, 256), 0.95, (320, 320), 1000),
-    "mobilenetv3_rw.rmsp_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
-    "mobilenetv3_small_050.lamb_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
-    "mobilenetv3_small_075.lamb_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
-    "mobilenetv3_small_100.lamb_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000),
+    "mobilenetv3_rw.rmsp_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000, "bicubic"),
+    "mobilenetv3_small_050.lamb_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000, "bicubic"),
+    "mobilenetv3_small_075.lamb_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000, "bicubic"),
+    "mobilenetv3_small_100.lamb_in1k": PretrainedConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (224, 224), 0.875, None, 1000, "bicubic"),
     "tf_mobilenetv3_large_075.in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.875, None, 1000),
     "tf_mobilenetv3_large_100.in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.875, None, 1000),
     "tf_mobilenetv3_large_minimal_100.in1k": PretrainedConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (224, 224), 0.875, None, 1000),
@@ -187,7 +188,25 @@ def read(path: str, variant: str | None = None, tf_padding: bool | None = None) 
         head_activation="relu" if architecture.minimalistic else "hard_swish",
         source=f"timm checkpoint {file}",
         metadata=_metadata(file, conventions),
+        preprocessing=data_config(conventions.pretrained_tag),
     )
+
+
+def data_config(tag: str | None) -> ImagePolicy | None:
+    """timm's evaluation transform for a pretrained tag, as an image policy
+    (input size, `crop_pct`, interpolation, mean / std), or None when the
+    tag is unknown (the model's own config then decides).
+
+    Example:
+
+    ```python
+    data_config("mobilenetv3_large_100.ra_in1k").resize_size  # 256: floor(224 / 0.875)
+    ```
+    """
+    if tag is None or tag not in PRETRAINED_CFGS:
+        return None
+    cfg = PRETRAINED_CFGS[tag]
+    return ImagePolicy.from_mean_std(cfg.mean, cfg.std, cfg.input_size[0], cfg.crop_pct, cfg.interpolation)
 
 
 def _metadata(file: Path, conventions: Conventions) -> dict[str, Any]:
@@ -361,15 +380,7 @@ def _check_name_matches(match: re.Match, architecture: Architecture, file: Path)
 
 def _preprocessing(stats: tuple | None, is_tf: bool) -> str:
     if stats is not None:
-        mean, std = stats
-        for name in PREPROCESSING_MODES:
-            ref_mean, ref_std = PREPROCESSING_MEAN[name], PREPROCESSING_STD[name]
-            if np.allclose(mean, ref_mean, atol=1e-3) and np.allclose(std, ref_std, atol=1e-3):
-                return name
-        raise ValueError(
-            f"timm config mean {mean} / std {std} match none of this package's preprocessing "
-            f"modes {sorted(PREPROCESSING_MODES)}."
-        )
+        return mode_of(*stats)
     return "symmetric" if is_tf else "imagenet"  # only with tf_padding= and no name
 
 

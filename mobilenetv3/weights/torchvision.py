@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from mobilenetv3 import architectures
+from mobilenetv3.normalization import ImagePolicy
 from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights._torch import load_state_dict
 
@@ -49,6 +50,11 @@ _BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "
 # The last conv's width gives the family and whether the tail is reduced.
 _LAST_CONV = {960: ("large", False), 480: ("large", True), 576: ("small", False), 288: ("small", True)}
 _SUFFIXES = (".pth", ".pt", ".bin")
+
+# torchvision's ImageClassification transform of its MobileNetV3 weights:
+# bilinear resize of the shorter side to 256, center crop 224, mean / std.
+CLASSIFIER_TRANSFORM = ImagePolicy("imagenet", 224, "center_crop", 256, "bilinear")
+
 
 
 def detect(path: str) -> bool:
@@ -111,6 +117,7 @@ def read_state_dict(state: Mapping[str, Any], source: str = "state dict") -> Che
         checkpoint.head = "paper"
         checkpoint.head_filters = int(state["classifier.0.weight"].shape[0])
         checkpoint.task = "classifier"
+        checkpoint.preprocessing = CLASSIFIER_TRANSFORM
     return checkpoint
 
 

@@ -167,7 +167,7 @@ def test_train_cli_as_two_jax_processes_writes_the_preset_once(tmp_path):
     assert "process 1: the classifier preset is written by process 0" in results[1][1]
     # the preset and the checkpoint, whole; no staging folder left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "data", "model"]
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "labels.txt", "metadata.json", "model.weights.h5"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "labels.txt", "metadata.json", "model.weights.h5", "preprocessor.json"]
     state = checkpointing.read_state(checkpoint)
     assert (state.phase, state.epoch, state.step) == ("head", 1, 0)
     model = mobilenetv3.MobileNetV3ImageClassifier.from_preset(str(out))

@@ -33,7 +33,7 @@ def test_save_to_preset_round_trip(tmp_path):
     model = MobileNetV3Backbone.from_preset("mobilenet_v3_small")
     randomize(model)
     model.save_to_preset(tmp_path / "preset")
-    assert sorted(os.listdir(tmp_path / "preset")) == ["config.json", "metadata.json", "model.weights.h5"]
+    assert sorted(os.listdir(tmp_path / "preset")) == ["config.json", "metadata.json", "model.weights.h5", "preprocessor.json"]
     spec = json.loads((tmp_path / "preset" / "config.json").read_text())
     assert spec["registered_name"] == "mobilenetv3>MobileNetV3Backbone"
     assert spec["weights"] == "model.weights.h5"

@@ -96,7 +96,7 @@ def image_files(paths: list[str]) -> list[str]:
         elif entry.is_file():
             files.append(path)
         else:
-            raise ValueError(f"Image {path!r} does not exist.")
+            raise ValueError(f"Cannot read image {path}: no such file or folder.")
     return files
 
 

@@ -157,7 +157,10 @@ def build_model(checkpoint: weights.Checkpoint, **backbone_overrides: Any) -> ke
 
 
 def _model_for(
-    checkpoint: weights.Checkpoint, backbone_overrides: dict, backbone_cls: type | None = None
+    checkpoint: weights.Checkpoint,
+    backbone_overrides: dict,
+    backbone_cls: type | None = None,
+    head_args: dict | None = None,
 ) -> keras.Model:
     backbone_cls = backbone_cls or model_class(BACKBONE)
     config = {k: v for k, v in {**checkpoint.backbone_config, **backbone_overrides}.items() if k not in _FOREIGN_KEYS}
@@ -165,7 +168,7 @@ def _model_for(
     if checkpoint.kind == BACKBONE:
         return model
     task = model_class(checkpoint.kind)
-    return task(model, checkpoint.num_classes, **task.head_args_from_checkpoint(checkpoint))
+    return task(model, checkpoint.num_classes, **{**task.head_args_from_checkpoint(checkpoint), **(head_args or {})})
 
 
 def build_embedder(checkpoint: weights.Checkpoint) -> keras.Model:
@@ -211,14 +214,14 @@ def _load_local(
         checkpoint = weights.read(source, found)
         if _is_backbone_class(expected):  # a backbone caller takes another library's model without its head
             checkpoint = dataclasses.replace(checkpoint, num_classes=None, task=None)
-        return _from_checkpoint(checkpoint, source, expected, load_weights, overrides)
+        return _from_checkpoint(checkpoint, source, expected, load_weights, overrides, head_args)
     if found is None or found == preset_io.PRESET_FOLDER:
         raise PresetError(
             f"`preset` {source!r} is a file, and not a weights file of a format this package reads "
             f"({', '.join(weights.FORMATS)}); a preset is a registered name, a folder holding "
             f"{preset_io.CONFIG_FILE} and {preset_io.WEIGHTS_FILE}, or a kaggle:// / hf:// handle."
         )
-    return _from_checkpoint(weights.read(source, found), source, expected, load_weights, overrides)
+    return _from_checkpoint(weights.read(source, found), source, expected, load_weights, overrides, head_args)
 
 
 def _load_preset_folder(
@@ -252,11 +255,17 @@ def _load_preset_folder(
 
 
 def _from_checkpoint(
-    checkpoint: weights.Checkpoint, source: str, expected: type | None, load_weights: bool | None, overrides: dict
+    checkpoint: weights.Checkpoint,
+    source: str,
+    expected: type | None,
+    load_weights: bool | None,
+    overrides: dict,
+    head_args: dict | None = None,
 ) -> keras.Model:
     _check_kind(checkpoint.kind, expected, source)
     backbone_cls = expected if _is_backbone_class(expected) else None
-    model = _model_for(checkpoint, overrides, backbone_cls)
+    own_head_args = head_args if checkpoint.kind != BACKBONE and model_class(checkpoint.kind) is expected else None
+    model = _model_for(checkpoint, overrides, backbone_cls, own_head_args)
     if load_weights is not False:
         weights.load_into(model, checkpoint)
     return _with_preprocessor(model, checkpoint.preprocessing, default_class_names(model))

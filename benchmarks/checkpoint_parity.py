@@ -48,7 +48,7 @@ def _pixels(size: tuple[int, int]) -> np.ndarray:
 
 
 def timm_rows(folder: Path, quick: bool) -> Iterator[Row]:
-    from mobilenetv3 import models
+    from mobilenetv3.presets import loader
     from mobilenetv3.weights import timm as timm_weights
     from tests.test_timm_weights import _max_diffs, _random_timm_model, _save
 
@@ -56,7 +56,7 @@ def timm_rows(folder: Path, quick: bool) -> Iterator[Row]:
     for tag in tags[:3] if quick else tags:
         reference = _random_timm_model(tag)
         path, _ = _save(reference, folder, tag)
-        model = models.build_model(timm_weights.read(str(path)))
+        model = loader.build_model(timm_weights.read(str(path)))
         yield ("timm", tag, LOGITS, *(_max_diffs(model, reference, size)[1] for size in SIZES))
 
 
@@ -81,7 +81,7 @@ def _applications_variants(quick: bool) -> list[tuple]:
 def keras3_rows(folder: Path, quick: bool) -> Iterator[Row]:
     import keras
 
-    from mobilenetv3 import models
+    from mobilenetv3.presets import loader
     from mobilenetv3.weights import keras_applications
     from tests.keras_applications_oracle import randomize
     from tests.test_keras3_weights import _keras_model
@@ -91,7 +91,7 @@ def keras3_rows(folder: Path, quick: bool) -> Iterator[Row]:
         randomize(reference)
         path = folder / f"{family}_{alpha}_{minimal}_{top}.weights.h5"
         reference.save_weights(str(path))
-        ours = models.build_model(keras_applications.read(str(path)))
+        ours = loader.build_model(keras_applications.read(str(path)))
         diffs = []
         for size in SIZES:
             oracle = _keras_model(family, size, alpha, minimal, top)
@@ -114,14 +114,14 @@ def _max_diff(a: object, b: object) -> float:
 
 def keras2_rows(folder: Path, quick: bool) -> Iterator[Row]:
     """keras.applications `.h5` files as Keras 2 (tf-keras) writes them."""
-    from mobilenetv3 import models
+    from mobilenetv3.presets import loader
     from mobilenetv3.weights import keras_applications
     from tests.keras_applications_oracle import tf_keras_model, write_file
 
     for family, alpha, minimal, top in _applications_variants(quick):
         options = {"alpha": alpha, "minimalistic": minimal}
         path = write_file(folder / f"{family}_{alpha}_{minimal}_{top}.h5", family, top, **options)
-        ours = models.build_model(keras_applications.read(str(path)))
+        ours = loader.build_model(keras_applications.read(str(path)))
         diffs = []
         for size in SIZES:
             oracle = tf_keras_model(family, (*size, 3), top, **options)
@@ -179,10 +179,11 @@ def torchvision_rows(folder: Path, quick: bool) -> Iterator[Row]:
     R-CNN MobileNetV3 bodies (random weights and BatchNorm statistics)."""
     from torch_oracle import deeplabv3_oracle, faster_rcnn_oracle, lraspp_oracle, randomized, save_state_dict
 
-    from mobilenetv3 import models, weights
+    from mobilenetv3 import weights
+    from mobilenetv3.presets import loader
 
     def convert(path: str) -> object:
-        return models.build_model(weights.read(path, "torchvision"), include_rescaling=False)
+        return loader.build_model(weights.read(path, "torchvision"), include_rescaling=False)
 
     for family in ("small", "large")[: 1 if quick else 2]:
         oracle = randomized(getattr(torchvision.models, f"mobilenet_v3_{family}")(weights=None), seed=1)
@@ -229,7 +230,7 @@ def ssdlite_row() -> Row:
 
     oracle = _oracle()
     checkpoint = torchvision_weights.read_state_dict(oracle.state_dict(), "random SSDLite")
-    # Built here, not by models.build_model: the detector is not (yet) a registered task.
+    # Built here, not by loader.build_model: the detector is not (yet) a registered task.
     ours = MobileNetV3ObjectDetector(MobileNetV3Backbone(**checkpoint.backbone_config), checkpoint.num_classes)
     weights.load_into(ours, checkpoint)
     diffs = []
@@ -248,7 +249,7 @@ def tflite_rows(folder: Path, quick: bool) -> Iterator[Row]:
     real images (224x224 graphs: no odd size)."""
     import keras
 
-    from mobilenetv3 import models
+    from mobilenetv3.presets import loader
     from mobilenetv3.weights import tflite
     from tests.test_tflite_weights import EMBEDDER, IMAGES, UINT8_MODEL, _run
     from tests.test_tflite_weights import _pixels as image_pixels
@@ -256,7 +257,7 @@ def tflite_rows(folder: Path, quick: bool) -> Iterator[Row]:
     if not SHARED.is_dir():
         print(f"(tflite rows skipped: {SHARED} is absent)", file=sys.stderr)
         return
-    classifier = models.build_model(tflite.read(str(SHARED / UINT8_MODEL)))
+    classifier = loader.build_model(tflite.read(str(SHARED / UINT8_MODEL)))
     diffs, agree = [], 0
     for name in IMAGES:
         pixels = image_pixels(SHARED, name)
@@ -268,7 +269,7 @@ def tflite_rows(folder: Path, quick: bool) -> Iterator[Row]:
         agree += int(np.argmax(probabilities) == np.argmax(runtime))
     yield ("TF-slim TFLite", "v3-small_224_1.0_uint8 (dequantized, float)",
            f"softmax probabilities vs the uint8 runtime, 4 real images; top-1 agrees {agree}/4", max(diffs), None)
-    embedder = models.build_embedder(tflite.read(str(SHARED / EMBEDDER)))
+    embedder = loader.build_embedder(tflite.read(str(SHARED / EMBEDDER)))
     diffs = []
     for name in IMAGES:
         pixels = image_pixels(SHARED, name).astype("float32")

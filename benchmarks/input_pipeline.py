@@ -3,7 +3,7 @@
     python benchmarks/input_pipeline.py --image-size 224 --batch-size 32
 
 Writes a generated class-per-folder tree of PNG images (`--source-size`
-pixels), then measures (1) `mobilenetv3.data_pipeline.image_folder_pipeline`
+pixels), then measures (1) `mobilenetv3.training.data_pipeline.image_folder_pipeline`
 alone (decode, resize, augment, batch, prefetch; no model) and (2) the
 training step alone (`train_on_batch` of a MobileNetV3-Small classifier on an
 in-memory batch), and prints both in images/s and their ratio. A ratio above
@@ -23,8 +23,8 @@ import keras
 import numpy as np
 
 import mobilenetv3
-from mobilenetv3.data_pipeline import image_folder_pipeline
 from mobilenetv3.datasets import make_classification_folder
+from mobilenetv3.training.data_pipeline import image_folder_pipeline
 
 
 def pipeline_rate(folder: Path, size: int, batch: int, batches: int) -> float:

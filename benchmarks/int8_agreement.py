@@ -179,11 +179,11 @@ def main() -> None:
                         help="comma-separated subset of onnxruntime, litert, openvino")
     args = parser.parse_args()
 
-    from mobilenetv3 import models
     from mobilenetv3.export import load_images
+    from mobilenetv3.presets import loader
     from mobilenetv3.weights import tflite
 
-    model = models.build_model(tflite.read(str(MODEL)))
+    model = loader.build_model(tflite.read(str(MODEL)))
     whole = load_images(FIXTURES / "images", (SIZE, SIZE))
     evaluation, calibration = crops(args.samples, seed=1), crops(args.calibration, seed=2)
     sets = {"whole": whole, "crops": evaluation}

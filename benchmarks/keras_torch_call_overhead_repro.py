@@ -3,7 +3,7 @@
 A functional model of N `keras.layers.Activation("relu")` layers on a tiny tensor, so that the
 arithmetic is nothing and what is timed is the call machinery: `model(x)` (every layer through
 `Layer.__call__`: input conversion, call spec, name scope, masks, autocast scope, call context),
-against the same graph run by calling each layer's `call` directly (what `mobilenetv3.direct_call`
+against the same graph run by calling each layer's `call` directly (what `mobilenetv3.runtime.direct_call`
 does for the package's models at inference), against a `torch.nn.Sequential` of N `torch.nn.ReLU`.
 Prints microseconds per layer.
 

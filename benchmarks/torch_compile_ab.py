@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 import mobilenetv3
-from mobilenetv3 import layers
+from mobilenetv3.nets import layers
 
 
 def _load() -> str:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mobilenetv3 import MobileNetV3ImageClassifier, preset_io
+from mobilenetv3 import MobileNetV3ImageClassifier
 from mobilenetv3.datasets import make_classification_folder
+from mobilenetv3.presets import folders
 from mobilenetv3.training import fine_tune
 
 
@@ -51,7 +52,7 @@ def main() -> None:
     print(f"validation accuracy {result.val_accuracy:.3f}; classifier preset in {out}")
 
     model = MobileNetV3ImageClassifier.from_preset(str(out))
-    names = preset_io.read_class_names(out)
+    names = folders.read_class_names(out)
     first_class = sorted(p for p in data_dir.iterdir() if p.is_dir())[0]
     image_path = sorted(first_class.iterdir())[0]
     from PIL import Image

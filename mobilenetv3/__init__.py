@@ -11,17 +11,17 @@ from mobilenetv3.version import __version__ as __version__
 
 # Public name -> the module defining it.
 _EXPORTS = {
-    "MobileNetV3Backbone": "mobilenetv3.backbone",
+    "MobileNetV3Backbone": "mobilenetv3.nets.backbone",
     "MobileNetV3ImageClassifier": "mobilenetv3.tasks",
     "MobileNetV3ImageSegmenter": "mobilenetv3.tasks",
-    "MobileNetV3LargeBackbone": "mobilenetv3.aliases",
+    "MobileNetV3LargeBackbone": "mobilenetv3.nets.aliases",
     "MobileNetV3ObjectDetector": "mobilenetv3.tasks",
-    "MobileNetV3SmallBackbone": "mobilenetv3.aliases",
+    "MobileNetV3SmallBackbone": "mobilenetv3.nets.aliases",
     "MobileNetV3Task": "mobilenetv3.tasks",
-    "SqueezeAndExcite2D": "mobilenetv3.layers",
-    "decode_predictions": "mobilenetv3.decode",
-    "fold_batch_norm": "mobilenetv3.batch_norm_folding",
-    "make_divisible": "mobilenetv3.architectures",
+    "SqueezeAndExcite2D": "mobilenetv3.nets.layers",
+    "decode_predictions": "mobilenetv3.core.decode",
+    "fold_batch_norm": "mobilenetv3.runtime.batch_norm_folding",
+    "make_divisible": "mobilenetv3.core.architectures",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.utils import import_optional
-from mobilenetv3.validation import check_positive_int
+from mobilenetv3.core.utils import import_optional
+from mobilenetv3.core.validation import check_positive_int
 
 IMAGE_SIZE = 224
 CLASSIFIER_MODELS = ("small", "large")
@@ -806,7 +806,7 @@ def run_benchmark(
             raise ValueError(f"`models` must be drawn from {list(MODELS)}; got {name!r}.")
     selected = select_cases(cases)
     rounds = check_positive_int("rounds", rounds)
-    from mobilenetv3.utils import scratch_dir
+    from mobilenetv3.core.utils import scratch_dir
 
     settings = Settings.quick() if quick else Settings()
     with scratch_dir("bench") as scratch:

@@ -53,8 +53,8 @@ from typing import Any
 import keras
 import keras_hub
 
-from mobilenetv3 import models, preset_io
-from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3.nets.backbone import MobileNetV3Backbone
+from mobilenetv3.presets import folders, loader
 
 __all__ = ["MobileNetV3HubBackbone", "MobileNetV3HubImageClassifier", "is_keras_hub_preset"]
 
@@ -63,7 +63,7 @@ def is_keras_hub_preset(folder: str | os.PathLike) -> bool:
     """Whether `folder` holds a keras-hub preset of a keras-hub `Backbone`
     class (its `config.json` names a class registered with Keras that
     subclasses `keras_hub.models.Backbone`)."""
-    config = Path(folder) / preset_io.CONFIG_FILE
+    config = Path(folder) / folders.CONFIG_FILE
     if not config.is_file():
         return False
     try:
@@ -121,11 +121,11 @@ class MobileNetV3HubBackbone(MobileNetV3Backbone, keras_hub.models.FeaturePyrami
         backbone = MobileNetV3HubBackbone.from_preset("mobilenet_v3_small", load_weights=False)
         ```
         """
-        folder = preset_io.resolve_handle(preset)
+        folder = folders.resolve_handle(preset)
         if os.path.isdir(folder) and is_keras_hub_preset(folder):
             hub_from_preset = keras_hub.models.Backbone.from_preset.__func__
             return hub_from_preset(cls, folder, load_weights=load_weights is not False, **kwargs)
-        return models.load_model(folder, cls, load_weights, **kwargs)
+        return loader.load_model(folder, cls, load_weights, **kwargs)
 
     def save_to_preset(self, preset_dir: str, max_shard_size: float | None = 10) -> None:
         """keras-hub's `Backbone.save_to_preset`: `config.json`,

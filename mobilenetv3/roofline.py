@@ -124,7 +124,7 @@ def _elementwise_cost(layer: Any, shapes: tuple, element: int, flops_per: int, r
 def _layer_cost(layer: Any, shapes: tuple, element: int) -> LayerCost | None:
     import keras
 
-    from mobilenetv3.layers import SqueezeAndExcite2D
+    from mobilenetv3.nets.layers import SqueezeAndExcite2D
 
     if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
         return _conv_cost(layer, shapes, element)

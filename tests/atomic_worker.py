@@ -1,6 +1,6 @@
 """A child process for tests/test_atomic.py: writes or fetches in a loop.
 
-It loads `mobilenetv3.utils` and `mobilenetv3.weights.download` without the
+It loads `mobilenetv3.core.utils` and `mobilenetv3.weights.download` without the
 package's `__init__` (no Keras), so it starts in a fraction of a second and
 can be killed at any point of a write.
 
@@ -29,7 +29,7 @@ def _load_light() -> None:
 
 
 def write_dir(path: str, token: str) -> None:
-    from mobilenetv3.utils import atomic_path
+    from mobilenetv3.core.utils import atomic_path
 
     with atomic_path(path, directory=True) as staging:
         staging.mkdir()
@@ -38,7 +38,7 @@ def write_dir(path: str, token: str) -> None:
 
 
 def write_file(path: str, token: str) -> None:
-    from mobilenetv3.utils import atomic_path
+    from mobilenetv3.core.utils import atomic_path
 
     with atomic_path(path) as staging:
         with open(staging, "wb") as out:

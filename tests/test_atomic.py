@@ -1,7 +1,7 @@
 """Atomic writes under kill -9 and concurrent writers (issue #14, part A).
 
 The writers are real processes (tests/atomic_worker.py, which loads only
-`mobilenetv3.utils` and `download`, so it starts fast) killed with SIGKILL at
+`mobilenetv3.core.utils` and `download`, so it starts fast) killed with SIGKILL at
 random points or run several at once; afterwards nothing but the complete
 result may be left in the destination's folder.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mobilenetv3 import utils
+from mobilenetv3.core import utils
 from mobilenetv3.weights import download
 
 WORKER = Path(__file__).with_name("atomic_worker.py")

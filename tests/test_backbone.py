@@ -138,7 +138,7 @@ def test_any_keras_activation_name(activation):
 
 
 def test_macs_at_224_match_published_figures_with_head():
-    from mobilenetv3.macs import count_macs
+    from mobilenetv3.nets.macs import count_macs
 
     large, small = MobileNetV3Backbone(**LARGE), MobileNetV3Backbone(**SMALL)
     assert round(count_macs(large, 224) / 1e5) == 2141  # backbone alone

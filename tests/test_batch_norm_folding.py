@@ -9,7 +9,7 @@ import pytest
 from helpers import images, max_abs_diff, randomize
 
 import mobilenetv3
-from mobilenetv3.layers import DepthwiseConv2D
+from mobilenetv3.nets.layers import DepthwiseConv2D
 
 pytestmark = pytest.mark.core
 

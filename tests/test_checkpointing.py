@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import mobilenetv3
-from mobilenetv3 import checkpointing
 from mobilenetv3.datasets import make_classification_folder
+from mobilenetv3.training import checkpointing
 
 WORKER = Path(__file__).with_name("training_worker.py")
 # Same data order, same optimizer and random-generator states, deterministic

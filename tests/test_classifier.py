@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageClassifier, presets
-from mobilenetv3.preset_io import PresetError
+from mobilenetv3.presets.folders import PresetError
 from mobilenetv3.weights import WeightsMismatchError
 from mobilenetv3.weights.download import DownloadError
 from mobilenetv3.weights.keras_applications import WeightsFileError

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import mobilenetv3
-from mobilenetv3 import conversion
 from mobilenetv3.cli import main
+from mobilenetv3.presets import conversion
 
 torch = pytest.importorskip("torch")
 

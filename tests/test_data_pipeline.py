@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mobilenetv3.data_pipeline import image_folder_pipeline
 from mobilenetv3.datasets import make_classification_folder
+from mobilenetv3.training.data_pipeline import image_folder_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,9 @@ from torch_oracle import (
     trainable_count,
 )
 
-from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageSegmenter, models, presets, weights
+from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageSegmenter, presets, weights
 from mobilenetv3.cli import main
+from mobilenetv3.presets import loader
 
 TOLERANCE = 1e-4
 
@@ -28,7 +29,7 @@ TOLERANCE = 1e-4
 def deeplab(tmp_path_factory):
     """(torchvision DeepLabV3 with aux classifier, its .pth path, our segmenter)."""
     oracle, path = deeplabv3_oracle(tmp_path_factory.mktemp("deeplabv3"))
-    model = models.build_model(weights.read(path, "torchvision"), include_rescaling=False)
+    model = loader.build_model(weights.read(path, "torchvision"), include_rescaling=False)
     return oracle, path, model
 
 

@@ -13,9 +13,9 @@ from mobilenetv3 import (
     MobileNetV3ObjectDetector,
     MobileNetV3SmallBackbone,
     detection,
-    models,
     weights,
 )
+from mobilenetv3.presets import loader
 from mobilenetv3.weights import torchvision as torchvision_weights
 
 IMAGES = ("cat.bmp", "grace_hopper.bmp", "bird.bmp", "dragonfly.bmp")
@@ -48,7 +48,7 @@ def _oracle(seed: int = 0, num_classes: int = 91) -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def ported():
     oracle = _oracle()
-    ours = models.build_model(torchvision_weights.read_state_dict(oracle.state_dict(), "random SSDLite"))
+    ours = loader.build_model(torchvision_weights.read_state_dict(oracle.state_dict(), "random SSDLite"))
     return oracle, ours
 
 
@@ -313,7 +313,7 @@ def test_trains_on_generated_shapes_longer():
 def test_build_model_gives_a_registered_detector(ported):
     _, ours = ported
     assert isinstance(ours, MobileNetV3ObjectDetector) and ours.kind == "detector"
-    assert models.MODEL_CLASSES["detector"] is MobileNetV3ObjectDetector
+    assert loader.MODEL_CLASSES["detector"] is MobileNetV3ObjectDetector
     assert ours.num_classes == 91 and ours.image_size == (320, 320)
 
 
@@ -354,9 +354,9 @@ def test_convert_cli_writes_a_coco_detector_preset(tmp_path, capsys):
     torch.save(oracle.state_dict(), source)
     assert main(["convert", str(source), str(tmp_path / "preset")]) == 0
     assert "class names: 91 (__background__, person, bicycle, car, ...)" in capsys.readouterr().out
-    from mobilenetv3 import preset_io
+    from mobilenetv3.presets import folders
 
-    names = preset_io.read_class_names(tmp_path / "preset")
+    names = folders.read_class_names(tmp_path / "preset")
     assert len(names) == 91 and names[0] == "__background__" and names[12] == "N/A" and names[90] == "toothbrush"
     assert names == list(torchvision.models.detection.SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.meta["categories"])
     model = MobileNetV3ObjectDetector.from_preset(tmp_path / "preset")
@@ -374,10 +374,10 @@ def test_convert_cli_writes_a_coco_detector_preset(tmp_path, capsys):
 def test_detect_cli_draws_and_prints(tmp_path, capsys):
     from PIL import Image
 
-    from mobilenetv3 import preset_io
     from mobilenetv3.cli import main
+    from mobilenetv3.presets import folders
 
-    preset_io.save_preset(_small(), tmp_path / "preset", class_names=["background", "cat", "dog", "owl"])
+    folders.save_preset(_small(), tmp_path / "preset", class_names=["background", "cat", "dog", "owl"])
     paths = []
     for index, size in enumerate([(90, 120), (64, 64)]):
         paths.append(tmp_path / f"image{index}.jpg")
@@ -438,9 +438,9 @@ def test_coco_folder_unknown_category(tmp_path):
 def test_train_cli_detect(tmp_path, capsys):
     """`mobilenetv3 train --task detect` on a COCO-format folder: a few
     steps, a detector preset with the folder's class names."""
-    from mobilenetv3 import preset_io
     from mobilenetv3.cli import main
     from mobilenetv3.datasets import DETECTION_CLASSES, synthetic_detection, write_coco_folder
+    from mobilenetv3.presets import folders
 
     images, targets = synthetic_detection(12, 64, seed=4)
     write_coco_folder(tmp_path / "data", images, targets, DETECTION_CLASSES)
@@ -450,6 +450,6 @@ def test_train_cli_detect(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "validation COCO AP@0.5: " in out and "classes: circle, square, triangle" in out
-    assert preset_io.read_class_names(tmp_path / "detector") == list(DETECTION_CLASSES)
+    assert folders.read_class_names(tmp_path / "detector") == list(DETECTION_CLASSES)
     model = MobileNetV3ObjectDetector.from_preset(tmp_path / "detector")
     assert (model.num_classes, model.image_size) == (4, (64, 64))

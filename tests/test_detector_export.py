@@ -12,9 +12,9 @@ from helpers import randomize
 from test_detector import IMAGES, _image, _oracle
 
 from mobilenetv3 import MobileNetV3ObjectDetector, MobileNetV3SmallBackbone, weights
-from mobilenetv3.backbone import MobileNetV3Backbone
 from mobilenetv3.export import EXPORTERS, export_model
 from mobilenetv3.export.detector_export import anchors_path, decode_raw_outputs
+from mobilenetv3.nets.backbone import MobileNetV3Backbone
 from mobilenetv3.weights import torchvision as torchvision_weights
 
 ort = pytest.importorskip("onnxruntime")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobilenetv3 import images
+from mobilenetv3.core import images
 
 GRAY = np.arange(0, 256, 16, dtype="uint8").repeat(3).reshape(4, 12)  # 4x12, 0..240
 
@@ -142,8 +142,8 @@ def test_training_folder_skips_and_reports_bad_files(tmp_path):
 
 
 def test_predict_refuses_to_upscale_to_an_absurd_input_size(tmp_path):
-    from mobilenetv3.preprocessing import load_image
     from mobilenetv3.presets import Preprocessing
+    from mobilenetv3.presets.preprocessing import load_image
 
     path = _save(tmp_path, Image.new("RGB", (8, 8)), "small.png")
     assert load_image(path, Preprocessing("unit", 64, "squash")).shape == (64, 64, 3)

@@ -13,8 +13,9 @@ import pytest
 from helpers import SMALL, pixel_images, trained_looking
 
 import mobilenetv3
-from mobilenetv3 import compiled_call, layers
-from mobilenetv3.initializers import host_initializer, host_value
+from mobilenetv3.nets import layers
+from mobilenetv3.runtime import compiled_call
+from mobilenetv3.runtime.initializers import host_initializer, host_value
 
 pytestmark = pytest.mark.core
 JAX = keras.backend.backend() == "jax"

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from mobilenetv3 import models
+from mobilenetv3.presets import loader
 from mobilenetv3.weights import keras_applications
 from mobilenetv3.weights.keras_applications import WeightsFileError
 from tests.keras_applications_oracle import randomize
@@ -41,7 +41,7 @@ def _check(tmp_path, family: str, alpha: float, minimalistic: bool, top: bool) -
     checkpoint = keras_applications.read(str(path))
     assert checkpoint.backbone_config["alpha"] == alpha
     assert checkpoint.num_classes == (1000 if top else None)
-    ours = models.build_model(checkpoint)
+    ours = loader.build_model(checkpoint)
     worst = 0.0
     for size in SIZES:
         oracle = _keras_model(family, size, alpha, minimalistic, top)

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from mobilenetv3 import MobileNetV3Backbone, models, weights
+from mobilenetv3 import MobileNetV3Backbone, weights
+from mobilenetv3.presets import loader
 from mobilenetv3.weights import keras_applications
 from mobilenetv3.weights.keras_applications import WeightsFileError
 from tests.keras_applications_oracle import tf_keras_model, write_file
@@ -46,7 +47,7 @@ def test_outputs_match_tf_keras(tmp_path, rng, family, include_top, kwargs, alph
     assert config.get("stem_activation", "hard_swish") == ("relu" if kwargs.get("minimalistic") else "hard_swish")
     assert len(config["stackwise_filters"]) == (11 if family == "small" else 15)
     assert checkpoint.num_classes == (1000 if include_top else None)
-    ours = models.build_model(checkpoint)
+    ours = loader.build_model(checkpoint)
     for size in SIZES:
         reference = tf_keras_model(family, size + (3,), include_top, **kwargs)
         reference.load_weights(str(path))
@@ -70,7 +71,7 @@ def test_wrong_preprocessing_is_detected(tmp_path, rng):
     """The comparison above can fail: [0, 1] scaling instead of [-1, 1]."""
     path = write_file(tmp_path / "weights.h5", "small", include_top=False)
     checkpoint = keras_applications.read(path)
-    wrong = models.build_model(checkpoint, preprocessing="unit")
+    wrong = loader.build_model(checkpoint, preprocessing="unit")
     reference = tf_keras_model("small", (224, 224, 3), include_top=False)
     reference.load_weights(str(path))
     images = rng.uniform(0, 255, (2, 224, 224, 3)).astype("float32")

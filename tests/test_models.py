@@ -1,4 +1,4 @@
-"""The model factory (`models.load_model`) and the task base class
+"""The model factory (`loader.load_model`) and the task base class
 (`MobileNetV3Task`): every source gives the right class, a kind the caller
 cannot take gives one clear error, and a new task is one class."""
 
@@ -12,14 +12,9 @@ import pytest
 from helpers import images, max_abs_diff
 
 import mobilenetv3
-from mobilenetv3 import (
-    MobileNetV3Backbone,
-    MobileNetV3ImageClassifier,
-    MobileNetV3ImageSegmenter,
-    models,
-    presets,
-)
-from mobilenetv3.preset_io import PresetError
+from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageClassifier, MobileNetV3ImageSegmenter, presets
+from mobilenetv3.presets import loader
+from mobilenetv3.presets.folders import PresetError
 from mobilenetv3.tasks import MobileNetV3Task
 
 CLASSIFIER = "mobilenet_v3_small_imagenet_classifier"
@@ -35,21 +30,21 @@ def random_classifier_preset(monkeypatch):
 
 @pytest.mark.core
 def test_registered_names_give_their_kind(random_classifier_preset):
-    assert type(models.load_model("mobilenet_v3_small")) is MobileNetV3Backbone
-    classifier = models.load_model(random_classifier_preset, input_shape=(64, 64, 3))
+    assert type(loader.load_model("mobilenet_v3_small")) is MobileNetV3Backbone
+    classifier = loader.load_model(random_classifier_preset, input_shape=(64, 64, 3))
     assert type(classifier) is MobileNetV3ImageClassifier
     assert classifier.num_classes == 1000 and classifier.input_shape == (None, 64, 64, 3)
-    assert models.model_class("segmenter") is MobileNetV3ImageSegmenter
+    assert loader.model_class("segmenter") is MobileNetV3ImageSegmenter
 
 
 @pytest.mark.core
 def test_the_class_table_is_explicit_and_matches_each_class():
-    for kind in models.MODEL_CLASSES:
-        cls = models.model_class(kind)
-        assert cls.kind == kind and models.kind_of_class_name(cls.__name__) == kind
-    assert models.kind_of_class_name("ImageClassifier") == "classifier"  # keras-cv / keras-hub folders
+    for kind in loader.MODEL_CLASSES:
+        cls = loader.model_class(kind)
+        assert cls.kind == kind and loader.kind_of_class_name(cls.__name__) == kind
+    assert loader.kind_of_class_name("ImageClassifier") == "classifier"  # keras-cv / keras-hub folders
     with pytest.raises(PresetError, match="Unknown model kind 'toy'"):
-        models.model_class("toy")
+        loader.model_class("toy")
 
 
 @pytest.mark.core
@@ -97,12 +92,12 @@ class _ToyTask(MobileNetV3Task):
 
 
 def test_a_new_task_is_one_class(tmp_path, monkeypatch):
-    monkeypatch.setitem(models.MODEL_CLASSES, "toy", f"{__name__}:_ToyTask")  # one table row
+    monkeypatch.setitem(loader.MODEL_CLASSES, "toy", f"{__name__}:_ToyTask")  # one table row
     model = _ToyTask.from_preset("mobilenet_v3_small", num_classes=3, width=2, input_shape=(64, 64, 3))
     assert model.kind == "toy" and model.get_config()["width"] == 2
     x = images(1, 64, 64, scale=255)
     model.save_to_preset(tmp_path / "toy")
-    again = models.load_model(str(tmp_path / "toy"))
+    again = loader.load_model(str(tmp_path / "toy"))
     assert type(again) is _ToyTask and again.width == 2
     assert max_abs_diff(again(x)["boxes"], model(x)["boxes"]) == 0
     assert np.shape(again(x)["scores"]) == (1, 3)
@@ -121,7 +116,7 @@ def test_a_weights_file_gives_its_model(tmp_path):
     from torch_oracle import randomized, save_state_dict, torchvision
 
     path = save_state_dict(randomized(torchvision.models.mobilenet_v3_small(num_classes=5)), tmp_path)
-    model = models.load_model(path)
+    model = loader.load_model(path)
     assert type(model) is MobileNetV3ImageClassifier and model.num_classes == 5
     with pytest.raises(PresetError, match=r"holds a classifier \(MobileNetV3ImageClassifier\)"):
         MobileNetV3Backbone.from_preset(path)

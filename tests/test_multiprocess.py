@@ -97,7 +97,7 @@ def _max_diff(tmp_path: Path, backend: str, *args: str) -> tuple[float, float]:
 # moving_variance); JAX_ENV 112 s wall at load 3-5 (109 s of CPU in all, so
 # about a minute on 2 quiet cores), max |job - single| 3.5e-6 (BatchNorm
 # statistics 3.1e-6). Since the weights are initialized on the host
-# (`mobilenetv3.initializers`) the lone process and the job (under a Keras
+# (`mobilenetv3.runtime.initializers`) the lone process and the job (under a Keras
 # distribution, Keras' own initializers, unfused at this optimization level)
 # start 1 ulp apart (<= 3e-8); after the epoch: 1.5e-5
 # (expanded_conv_9_expand/kernel), BatchNorm statistics 9.7e-6.
@@ -153,7 +153,7 @@ def _cli_job(common: list[str], per_process: tuple[list[str], list[str]] = ([], 
 @pytest.mark.slow
 def test_train_cli_as_two_jax_processes_writes_the_preset_once(tmp_path):
     import mobilenetv3
-    from mobilenetv3 import checkpointing
+    from mobilenetv3.training import checkpointing
 
     data = make_classification_folder(tmp_path / "data", classes=("circle", "square"), per_class=6, size=32)
     out, checkpoint = tmp_path / "model", tmp_path / "checkpoint"
@@ -233,7 +233,7 @@ def test_tf_multi_worker_without_synchronized_batchnorm_differs(tmp_path):
 
 
 def test_join_data_parallel_rejects_bad_arguments():
-    from mobilenetv3 import distributed
+    from mobilenetv3.training import distributed
 
     with pytest.raises(ValueError, match="'host:port'"):
         distributed.join_data_parallel("127.0.0.1", 2, 0)
@@ -248,7 +248,7 @@ def test_synchronize_batchnorm_sets_every_batchnorm_on_tensorflow():
     import keras
 
     import mobilenetv3
-    from mobilenetv3 import distributed
+    from mobilenetv3.training import distributed
 
     model = mobilenetv3.MobileNetV3ImageClassifier(mobilenetv3.MobileNetV3SmallBackbone(input_shape=(32, 32, 3)), 3)
     assert distributed.synchronize_batchnorm(model) == 34

@@ -232,11 +232,11 @@ _REQUIRED = {
 def test_offline_hub_handle_fails_fast(capsys):
     import time
 
-    from mobilenetv3 import preset_io
+    from mobilenetv3.presets import folders
 
     start = time.perf_counter()
-    with pytest.raises(preset_io.PresetError, match="hf://nobody/no-such-mobilenetv3-repo"):
-        preset_io.fetch_handle("hf://nobody/no-such-mobilenetv3-repo")
+    with pytest.raises(folders.PresetError, match="hf://nobody/no-such-mobilenetv3-repo"):
+        folders.fetch_handle("hf://nobody/no-such-mobilenetv3-repo")
     assert time.perf_counter() - start < 15
 
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobilenetv3 import MobileNetV3ImageClassifier, decode
+from mobilenetv3 import MobileNetV3ImageClassifier
 from mobilenetv3.cli import predict
+from mobilenetv3.core import decode
 
 TF_ONLY = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf-keras oracle needs TF")
 PRESET = "mobilenet_v3_small_imagenet_classifier"
@@ -121,11 +122,12 @@ def test_top_option_and_missing_image(preset_folder, images, tmp_path, capsys):
 
 @pytest.mark.core
 def test_folder_class_names_are_printed(tmp_path, capsys):
-    from mobilenetv3 import MobileNetV3Backbone, preset_io
+    from mobilenetv3 import MobileNetV3Backbone
+    from mobilenetv3.presets import folders
 
     backbone = MobileNetV3Backbone.from_preset("mobilenet_v3_small", input_shape=(64, 64, 3))
     model = MobileNetV3ImageClassifier(backbone, 3)
-    preset_io.save_preset(model, tmp_path / "three", class_names=["ant", "bee", "cat"])
+    folders.save_preset(model, tmp_path / "three", class_names=["ant", "bee", "cat"])
     image = tmp_path / "x.png"
     Image.fromarray(np.full((80, 90, 3), 120, np.uint8)).save(image)
     code, output = _run(["--preset", tmp_path / "three", "--top", "3", image], capsys)
@@ -188,8 +190,8 @@ def test_decode_predictions_rejects_bad_input(shape, top):
 
 @pytest.mark.core
 def test_load_image_policies(tmp_path):
-    from mobilenetv3.preprocessing import load_image, preprocessing_for
     from mobilenetv3.presets import Preprocessing
+    from mobilenetv3.presets.preprocessing import load_image, preprocessing_for
 
     path = tmp_path / "wide.png"
     pixels = np.zeros((100, 300, 3), np.uint8)
@@ -220,11 +222,11 @@ TFLITE_TOP3 = {
 def test_predict_with_real_tf_slim_weights(shared_fixtures, tmp_path, capsys):
     """Dequantized float weights will not match the integer runtime exactly:
     our top-1 must be in its top-2, and two of our top-3 in its top-3."""
-    from mobilenetv3 import models
+    from mobilenetv3.presets import loader
     from mobilenetv3.weights import tflite
 
     checkpoint = tflite.read(str(shared_fixtures / "tflite" / "v3-small_224_1.0_uint8.tflite"))
-    models.build_model(checkpoint).save_to_preset(tmp_path / "slim")
+    loader.build_model(checkpoint).save_to_preset(tmp_path / "slim")
     paths = [shared_fixtures / "images" / f"{name}.bmp" for name in TFLITE_TOP3]
     code, output = _run(["--preset", tmp_path / "slim", "--top", "3", *paths], capsys)
     assert code == 0

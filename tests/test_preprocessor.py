@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import mobilenetv3
-from mobilenetv3 import models, preprocessing, preset_io
-from mobilenetv3.normalization import ImagePolicy
+from mobilenetv3.core.normalization import ImagePolicy
+from mobilenetv3.presets import folders, loader, preprocessing
 from mobilenetv3.weights import timm as timm_weights
 
 # A non-square photo-like image whose crop offsets and rounding matter.
@@ -81,23 +81,23 @@ def test_a_converted_timm_folder_carries_and_reloads_its_data_config(tmp_path: P
     timm = pytest.importorskip("timm")
     from safetensors.torch import save_file
 
-    from mobilenetv3 import conversion
+    from mobilenetv3.presets import conversion
 
     path = tmp_path / "mobilenetv3_small_100.lamb_in1k.safetensors"
     save_file(timm.create_model("mobilenetv3_small_100", num_classes=3).state_dict(), str(path))
     conversion.convert(path, tmp_path / "preset")
     expected = timm_weights.data_config("mobilenetv3_small_100.lamb_in1k")
-    assert preset_io.read_preprocessing(tmp_path / "preset") == expected
-    model = models.load_model(str(tmp_path / "preset"))
+    assert folders.read_preprocessing(tmp_path / "preset") == expected
+    model = loader.load_model(str(tmp_path / "preset"))
     assert preprocessing.preprocessing_for_model(model) == expected
     # Re-saved as it is, or with a new head on its backbone, the policy stays.
     model.save_to_preset(tmp_path / "again")
-    assert preset_io.read_preprocessing(tmp_path / "again") == expected
+    assert folders.read_preprocessing(tmp_path / "again") == expected
     head = mobilenetv3.MobileNetV3ImageClassifier.from_preset(str(tmp_path / "preset"), num_classes=2)
     assert preprocessing.preprocessing_for_model(head) == expected
     # Folders written before preprocessor.json existed: the tag in metadata.json decides.
-    (tmp_path / "preset" / preset_io.PREPROCESSOR_FILE).unlink()
-    assert preset_io.read_preprocessing(tmp_path / "preset") == expected
+    (tmp_path / "preset" / folders.PREPROCESSOR_FILE).unlink()
+    assert folders.read_preprocessing(tmp_path / "preset") == expected
 
 
 @pytest.mark.core
@@ -113,9 +113,9 @@ def test_folders_in_the_format_before_preprocessor_json_still_load(tmp_path: Pat
         "detector": lambda: mobilenetv3.MobileNetV3ObjectDetector(backbone, 3, image_size=64),
     }
     model = builders[kind]()
-    preset_io.save_preset(model, tmp_path / "old", class_names=["a", "b"] if kind == "classifier" else None)
-    (tmp_path / "old" / preset_io.PREPROCESSOR_FILE).unlink()
-    again = models.load_model(str(tmp_path / "old"))
+    folders.save_preset(model, tmp_path / "old", class_names=["a", "b"] if kind == "classifier" else None)
+    (tmp_path / "old" / folders.PREPROCESSOR_FILE).unlink()
+    again = loader.load_model(str(tmp_path / "old"))
     assert type(again) is type(model)
     assert preprocessing.preprocessing_for_model(again) == ImagePolicy("symmetric", 64, "squash")
     assert all(np.array_equal(a, b) for a, b in zip(again.get_weights(), model.get_weights()))

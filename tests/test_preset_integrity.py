@@ -12,8 +12,9 @@ import shutil
 import keras
 import pytest
 
-from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageClassifier, preset_io
+from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageClassifier
 from mobilenetv3 import presets as registry
+from mobilenetv3.presets import folders
 from mobilenetv3.weights import download
 
 SMALL_IMAGENET = "mobilenet_v3_small_imagenet"
@@ -33,7 +34,7 @@ def other_file(tmp_path):
 def test_weights_file_md5_mismatch_names_both_hashes(cls, name, other_file):
     expected = registry.get(name).weights.md5 if name in registry.PRESETS else registry.CLASSIFIER_PRESETS[name].weights.md5
     actual = download.file_hash(other_file, "md5")
-    with pytest.raises(preset_io.PresetError) as error:
+    with pytest.raises(folders.PresetError) as error:
         cls.from_preset(name, weights_file=other_file, input_shape=(32, 32, 3))
     message = str(error.value)
     assert actual in message and expected in message and "verify_weights_file=False" in message
@@ -41,15 +42,15 @@ def test_weights_file_md5_mismatch_names_both_hashes(cls, name, other_file):
 
 @pytest.mark.core
 def test_weights_file_on_a_preset_without_weights(other_file):
-    with pytest.raises(preset_io.PresetError, match="has no pretrained weights"):
+    with pytest.raises(folders.PresetError, match="has no pretrained weights"):
         MobileNetV3Backbone.from_preset("mobilenet_v3_small", weights_file=other_file)
 
 
 @pytest.mark.core
 def test_weights_file_missing_or_with_load_weights_false(tmp_path, other_file):
-    with pytest.raises(preset_io.PresetError, match="is not a file"):
+    with pytest.raises(folders.PresetError, match="is not a file"):
         MobileNetV3Backbone.from_preset(SMALL_IMAGENET, weights_file=tmp_path / "nope.h5")
-    with pytest.raises(preset_io.PresetError, match="load_weights=False"):
+    with pytest.raises(folders.PresetError, match="load_weights=False"):
         MobileNetV3Backbone.from_preset(SMALL_IMAGENET, load_weights=False, weights_file=other_file)
 
 
@@ -89,7 +90,7 @@ def _folder(tmp_path, saved, weights_value):
 def test_folder_weights_outside_the_folder_refused(tmp_path, saved, value):
     (tmp_path / "x.weights.h5").write_bytes(b"")
     folder = _folder(tmp_path, saved, value)
-    with pytest.raises(preset_io.PresetError, match='"weights"'):
+    with pytest.raises(folders.PresetError, match='"weights"'):
         MobileNetV3Backbone.from_preset(folder)
 
 
@@ -97,6 +98,6 @@ def test_folder_weights_outside_the_folder_refused(tmp_path, saved, value):
 def test_folder_config_naming_a_missing_weights_file(tmp_path, saved):
     folder = _folder(tmp_path, saved, "model.weights.h5")
     (folder / "model.weights.h5").unlink()
-    with pytest.raises(preset_io.PresetError, match="has no weights file model.weights.h5"):
+    with pytest.raises(folders.PresetError, match="has no weights file model.weights.h5"):
         MobileNetV3Backbone.from_preset(folder)
     assert MobileNetV3Backbone.from_preset(folder, load_weights=False).count_params() > 0

@@ -18,8 +18,9 @@ from torch_oracle import (
     trainable_count,
 )
 
-from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageSegmenter, models, presets, weights
+from mobilenetv3 import MobileNetV3Backbone, MobileNetV3ImageSegmenter, presets, weights
 from mobilenetv3.datasets import SEGMENTATION_CLASSES, mean_iou, synthetic_segmentation
+from mobilenetv3.presets import loader
 from mobilenetv3.tasks.segmenter import ResizeLike
 
 TOLERANCE = 1e-4
@@ -33,7 +34,7 @@ def _backbone(preset: str = "mobilenet_v3_small", **overrides) -> MobileNetV3Bac
 def lraspp(tmp_path_factory):
     """(torchvision LR-ASPP, its .pth path, our segmenter) with the same random weights."""
     oracle, path = lraspp_oracle(tmp_path_factory.mktemp("lraspp"))
-    model = models.build_model(weights.read(path, "torchvision"), include_rescaling=False)
+    model = loader.build_model(weights.read(path, "torchvision"), include_rescaling=False)
     return oracle, path, model
 
 

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from mobilenetv3 import models
+from mobilenetv3.presets import loader
 from mobilenetv3.weights import tflite
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
@@ -55,7 +55,7 @@ def _run(path: Path, inputs: np.ndarray, preserve: bool = False) -> tuple[np.nda
 
 @pytest.fixture(scope="module")
 def uint8_classifier(shared_fixtures: Path) -> keras.Model:
-    return models.build_model(tflite.read(str(shared_fixtures / UINT8_MODEL)))
+    return loader.build_model(tflite.read(str(shared_fixtures / UINT8_MODEL)))
 
 
 def test_reads_the_tf_slim_release_architecture(shared_fixtures: Path) -> None:
@@ -178,7 +178,7 @@ def test_mediapipe_embedder_matches_the_runtime(shared_fixtures: Path) -> None:
     checkpoint = tflite.read(str(path))
     assert checkpoint.num_classes is None and checkpoint.head_filters == 1024
     assert checkpoint.backbone_config["alpha"] == 0.75
-    embedder = models.build_embedder(checkpoint)
+    embedder = loader.build_embedder(checkpoint)
     for name in ("cat", "dragonfly"):
         pixels = _pixels(shared_fixtures, name).astype(np.float32)
         runtime, _ = _run(path, pixels / 255.0)
@@ -186,7 +186,7 @@ def test_mediapipe_embedder_matches_the_runtime(shared_fixtures: Path) -> None:
         cosine = float(ours @ runtime / np.linalg.norm(ours) / np.linalg.norm(runtime))
         assert cosine >= 0.9999, (name, cosine)
         assert np.abs(ours - runtime).max() <= 5e-3 * np.abs(runtime).max(), name
-    backbone = models.build_model(checkpoint)
+    backbone = loader.build_model(checkpoint)
     assert backbone.output_shape[-1] == 432
 
 

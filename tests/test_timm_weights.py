@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobilenetv3 import conversion, models
+from mobilenetv3.presets import conversion, loader
 from mobilenetv3.weights import timm as timm_weights
 
 torch = pytest.importorskip("torch")
@@ -96,7 +96,7 @@ def test_converted_timm_model_matches_timm(name: str, tmp_path: Path) -> None:
     assert checkpoint.backbone_config["padding"] == ("same" if tf_family else "symmetric")
     assert checkpoint.backbone_config["bn_epsilon"] == (1e-3 if tf_family or "_rw" in name else 1e-5)
 
-    model = models.build_model(checkpoint)
+    model = loader.build_model(checkpoint)
     for size in SIZES:
         feature_diff, logit_diff = _max_diffs(model, reference, size)
         assert feature_diff <= TOLERANCE, (name, size, feature_diff)
@@ -109,7 +109,7 @@ def test_wrong_family_conventions_are_detectably_wrong(tmp_path: Path) -> None:
     name = "tf_mobilenetv3_small_minimal_100"
     reference = _random_timm_model(name)
     path, _ = _save(reference, tmp_path, name)
-    wrong = models.build_model(timm_weights.read(str(path), tf_padding=False))
+    wrong = loader.build_model(timm_weights.read(str(path), tf_padding=False))
     feature_diff, logit_diff = _max_diffs(wrong, reference, (224, 224))
     assert feature_diff > 100 * TOLERANCE and logit_diff > 100 * TOLERANCE
 
@@ -154,7 +154,7 @@ def test_headless_checkpoint_gives_a_backbone(tmp_path: Path) -> None:
     safetensors_torch.save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     checkpoint = timm_weights.read(str(path))
     assert checkpoint.num_classes is None
-    model = models.build_model(checkpoint)
+    model = loader.build_model(checkpoint)
     assert type(model).__name__ == "MobileNetV3Backbone"
 
 
@@ -262,7 +262,7 @@ def test_every_timm_tag(name: str, tmp_path: Path) -> None:
     from benchmarks/checkpoint_parity.py)."""
     reference = _random_timm_model(name)
     path, _ = _save(reference, tmp_path, name)
-    model = models.build_model(timm_weights.read(str(path)))
+    model = loader.build_model(timm_weights.read(str(path)))
     for size in SIZES:
         feature_diff, logit_diff = _max_diffs(model, reference, size)
         assert feature_diff <= TOLERANCE and logit_diff <= TOLERANCE, (name, size, feature_diff, logit_diff)
@@ -270,7 +270,7 @@ def test_every_timm_tag(name: str, tmp_path: Path) -> None:
 
 def test_depth_multiplier_is_serialized() -> None:
     from mobilenetv3 import MobileNetV3Backbone
-    from mobilenetv3.architectures import LARGE_BLOCKS, to_stackwise
+    from mobilenetv3.core.architectures import LARGE_BLOCKS, to_stackwise
 
     backbone = MobileNetV3Backbone(
         **to_stackwise(LARGE_BLOCKS), include_rescaling=False, alpha=1.5, stem_filters=24, depth_multiplier=1.2

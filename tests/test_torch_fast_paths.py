@@ -9,7 +9,8 @@ import pytest
 from helpers import randomize
 
 import mobilenetv3
-from mobilenetv3 import direct_call, layers
+from mobilenetv3.nets import layers
+from mobilenetv3.runtime import direct_call
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch-backend fast paths")
 

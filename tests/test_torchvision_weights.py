@@ -1,4 +1,4 @@
-"""torchvision state dicts -> our models, checked against torchvision itself.
+"""torchvision state dicts -> our loader, checked against torchvision itself.
 
 Random weights (BatchNorm statistics included) are saved by torchvision,
 read by `mobilenetv3.weights.torchvision`, and both models run on the same
@@ -20,7 +20,8 @@ from torch_oracle import (
     torchvision,
 )
 
-from mobilenetv3 import MobileNetV3ImageClassifier, models, weights
+from mobilenetv3 import MobileNetV3ImageClassifier, weights
+from mobilenetv3.presets import loader
 from mobilenetv3.weights import torchvision as tv_weights
 
 TOLERANCE = 1e-4
@@ -34,7 +35,7 @@ def ported(request, tmp_path_factory):
     oracle = randomized(factory(weights=None), seed=1)
     path = save_state_dict(oracle, tmp_path_factory.mktemp(request.param))
     checkpoint = weights.read(path, "torchvision")
-    model = models.build_model(checkpoint, include_rescaling=False)
+    model = loader.build_model(checkpoint, include_rescaling=False)
     return oracle, model, checkpoint
 
 
@@ -67,7 +68,7 @@ def test_classifier_logits_match_torchvision(ported, size):
 
 def test_build_model_with_rescaling_applies_imagenet_mean_std(ported):
     oracle, _, checkpoint = ported
-    model = models.build_model(checkpoint)  # include_rescaling=True: raw 0..255 input
+    model = loader.build_model(checkpoint)  # include_rescaling=True: raw 0..255 input
     pixels = np.random.default_rng(3).uniform(0, 255, (1, 3, 64, 96)).astype("float32")
     mean = np.array([0.485, 0.456, 0.406], "float32").reshape(1, 3, 1, 1)
     std = np.array([0.229, 0.224, 0.225], "float32").reshape(1, 3, 1, 1)
@@ -92,7 +93,7 @@ def test_backbone_only_state_dict_loads_into_backbone(tmp_path):
     torch.save({k: v for k, v in oracle.state_dict().items() if k.startswith("features.")}, path)
     checkpoint = weights.read(str(path), "torchvision")
     assert checkpoint.num_classes is None and checkpoint.task is None
-    backbone = models.build_model(checkpoint, include_rescaling=False)
+    backbone = loader.build_model(checkpoint, include_rescaling=False)
     x = images_nchw(96, 96)
     assert max_abs_diff(keras_forward(backbone, x), torch_forward(oracle.features, x)) <= TOLERANCE
 
@@ -142,7 +143,7 @@ def test_faster_rcnn_body_converts_as_a_backbone_with_its_epsilon(tmp_path, name
     assert {m.eps for m in body.modules() if isinstance(m, FrozenBatchNorm2d)} == {1e-5}
     checkpoint = weights.read(path, "torchvision")
     assert checkpoint.kind == "backbone" and checkpoint.backbone_config["bn_epsilon"] == 1e-5
-    backbone = models.build_model(checkpoint, include_rescaling=False)
+    backbone = loader.build_model(checkpoint, include_rescaling=False)
     extractor = backbone.feature_extractor(["block_12", "last"])
     for size in SIZES:
         x = images_nchw(*size)

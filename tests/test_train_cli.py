@@ -7,9 +7,9 @@ import json
 import numpy as np
 
 import mobilenetv3
-from mobilenetv3 import preset_io
 from mobilenetv3.cli import main
 from mobilenetv3.datasets import make_classification_folder, render_image
+from mobilenetv3.presets import folders
 
 CLASSES = ["circle", "stripes", "square"]
 
@@ -27,7 +27,7 @@ def test_train_writes_a_classifier_preset_with_labels(tmp_path, capsys):
     assert "validation accuracy:" in printed and "circle, square, stripes" in printed
     assert (out / "labels.txt").read_text().splitlines() == sorted(CLASSES)
     assert json.loads((out / "metadata.json").read_text())["class_names"] == sorted(CLASSES)
-    assert preset_io.read_class_names(out) == sorted(CLASSES)
+    assert folders.read_class_names(out) == sorted(CLASSES)
     model = mobilenetv3.MobileNetV3ImageClassifier.from_preset(str(out))
     assert model.num_classes == 3
     image = np.asarray(render_image("circle", 0, 32), "float32")[None]

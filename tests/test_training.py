@@ -9,7 +9,7 @@ import pytest
 
 import mobilenetv3
 from mobilenetv3.datasets import DEFAULT_CLASSES, make_classification_folder, render_image
-from mobilenetv3.layers import StochasticDepth
+from mobilenetv3.nets.layers import StochasticDepth
 from mobilenetv3.training import (
     calibrate_batchnorm,
     fine_tune,

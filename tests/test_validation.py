@@ -12,7 +12,8 @@ import pytest
 from helpers import SMALL, images, max_abs_diff, randomize
 
 import mobilenetv3
-from mobilenetv3 import MobileNetV3Backbone, validation
+from mobilenetv3 import MobileNetV3Backbone
+from mobilenetv3.core import validation
 from mobilenetv3.tasks import MobileNetV3ImageClassifier, MobileNetV3ImageSegmenter
 
 pytestmark = pytest.mark.core
@@ -168,7 +169,7 @@ def test_variant_on_a_torchvision_file_is_refused(tmp_path):
     import torch
     import torchvision
 
-    from mobilenetv3 import conversion
+    from mobilenetv3.presets import conversion
 
     path = tmp_path / "tv.pth"
     torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), path)

@@ -19,7 +19,8 @@ from torch_oracle import (
     trainable_count,
 )
 
-from mobilenetv3 import MobileNetV3Backbone, models, presets, weights
+from mobilenetv3 import MobileNetV3Backbone, presets, weights
+from mobilenetv3.presets import loader
 
 TOLERANCE = 1e-4
 
@@ -33,7 +34,7 @@ def _port_torchvision(tmp_path, family: str, backbone_overrides=None, **torch_kw
     factory = getattr(torchvision.models, f"mobilenet_v3_{family}")
     oracle = randomized(factory(weights=None, **torch_kwargs), seed=4)
     checkpoint = weights.read(save_state_dict(oracle, tmp_path), "torchvision")
-    ours = models.build_model(checkpoint, include_rescaling=False, **(backbone_overrides or {}))
+    ours = loader.build_model(checkpoint, include_rescaling=False, **(backbone_overrides or {}))
     return oracle, getattr(ours, "backbone", ours)
 
 

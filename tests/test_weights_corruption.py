@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from mobilenetv3 import MobileNetV3Backbone, presets
-from mobilenetv3 import conversion as converter
+from mobilenetv3.presets import conversion as converter
 
 pytestmark = [
     pytest.mark.slow,

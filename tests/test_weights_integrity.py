@@ -8,8 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from mobilenetv3 import conversion as converter
 from mobilenetv3 import weights
+from mobilenetv3.presets import conversion as converter
 from mobilenetv3.weights import canonical
 
 

@@ -1,4 +1,4 @@
-"""A few steps of `mobilenetv3.distributed.train_steps` on TensorFlow, alone
+"""A few steps of `mobilenetv3.training.distributed.train_steps` on TensorFlow, alone
 or as one worker of a 2-process `MultiWorkerMirroredStrategy` job; writes the
 variables (chief only) to OUT.npz.
 
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--sync-bn", action="store_true")
     args = parser.parse_args()
 
-    from mobilenetv3 import distributed
+    from mobilenetv3.training import distributed
 
     if args.job:
         distributed.join_data_parallel(args.job, 2, args.process_id)

@@ -45,7 +45,7 @@ def main() -> None:
 
     import keras
 
-    from mobilenetv3 import distributed
+    from mobilenetv3.training import distributed
 
     if args.job:
         distributed.join_data_parallel(args.job, args.processes, args.process_id)

@@ -66,10 +66,10 @@ def load_task(args: argparse.Namespace, kind: str, head_args: dict | None = None
     folder, weights file or handle; `--weights-file` honoured), with the
     preset's preprocessing and class names attached; a ValueError naming
     what `--preset` holds instead, followed by `hint`."""
-    from mobilenetv3 import models
+    from mobilenetv3.presets import loader
 
-    cls = models.model_class(kind)
-    model = models.load_model(args.preset, cls, head_args=head_args, **weights_kwargs(args))
+    cls = loader.model_class(kind)
+    model = loader.load_model(args.preset, cls, head_args=head_args, **weights_kwargs(args))
     if not isinstance(model, cls):
         raise ValueError(
             f"--preset {args.preset!r} holds a {getattr(model, 'kind', 'backbone')}, not a {kind}. {hint}".strip()
@@ -83,7 +83,7 @@ def image_files(paths: list[str]) -> list[str]:
     no start-up; a ValueError names the missing path or empty folder."""
     from pathlib import Path
 
-    from mobilenetv3.images import IMAGE_SUFFIXES
+    from mobilenetv3.core.images import IMAGE_SUFFIXES
 
     files: list[str] = []
     for path in paths:
@@ -152,7 +152,7 @@ def as_flags(message: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mobilenetv3.utils import MissingExtraError
+    from mobilenetv3.core.utils import MissingExtraError
 
     try:
         start_backend(args.verbose)

@@ -7,7 +7,7 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from mobilenetv3 import conversion
+    from mobilenetv3.presets import conversion
 
     options = {}
     if args.variant is not None:

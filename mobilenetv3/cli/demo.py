@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     import keras
 
     import mobilenetv3
+    from mobilenetv3.core.utils import scratch_dir
     from mobilenetv3.datasets import DEFAULT_CLASSES, make_classification_folder
     from mobilenetv3.training import fine_tune
-    from mobilenetv3.utils import scratch_dir
 
     start = time.perf_counter()
     per_class, size, head_epochs, fine_epochs = QUICK if args.quick else FULL
@@ -132,7 +132,7 @@ def write_grid(path: Path, grid: list, size: int, cell: int = 128, title: str = 
     when right and red when wrong, written atomically."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from mobilenetv3.utils import atomic_path
+    from mobilenetv3.core.utils import atomic_path
 
     columns = len({true for true, *_ in grid})
     rows = -(-len(grid) // columns)

@@ -51,8 +51,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Detect in every image, print the detections, write one PNG each."""
-    from mobilenetv3 import images
-    from mobilenetv3.utils import atomic_path, check_positive_int
+    from mobilenetv3.core import images
+    from mobilenetv3.core.utils import atomic_path, check_positive_int
 
     if not 0 <= args.score_threshold <= 1:
         raise ValueError(f"--score-threshold must be in [0, 1]; got {args.score_threshold}.")

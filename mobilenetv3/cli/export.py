@@ -69,14 +69,15 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mobilenetv3 import export, models
+    from mobilenetv3 import export
+    from mobilenetv3.presets import loader
 
     _check_args(args)
     size = args.input_size or (224 if args.int8 else None)
     calibration = None
     if args.int8:
         calibration = export.load_calibration_images(args.calibration, (size, size), args.calibration_limit)
-    model = models.load_model(args.preset, **weights_kwargs(args))
+    model = loader.load_model(args.preset, **weights_kwargs(args))
     export.export_model(model, args.out, args.format, input_size=size, int8=args.int8, calibration=calibration,
                         channels_first=args.channels_first, full_integer=args.full_integer, bf16=args.bf16,
                         postprocess=args.postprocess)

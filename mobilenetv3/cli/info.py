@@ -13,8 +13,8 @@ from mobilenetv3 import presets
 def preset_rows(names: list[str]) -> list[dict[str, str]]:
     """One row per preset (backbone or task): parameters, MACs at 224 and
     shapes of its backbone, weights source."""
-    from mobilenetv3.backbone import MobileNetV3Backbone
-    from mobilenetv3.macs import count_macs
+    from mobilenetv3.nets.backbone import MobileNetV3Backbone
+    from mobilenetv3.nets.macs import count_macs
 
     rows = []
     for name in names:
@@ -50,12 +50,12 @@ def format_table(rows: list[dict[str, str]]) -> str:
 def folder_rows(path: str) -> list[dict[str, str]]:
     """A preset folder as (field, value) rows: model, parameters and the
     origin of its weights (source, file, tag, timm preprocessing)."""
-    from mobilenetv3 import preset_io
+    from mobilenetv3.presets import folders
 
-    preset_io.read_folder(path)  # a clear error when it is no preset folder
-    metadata = preset_io.read_metadata(path)
+    folders.read_folder(path)  # a clear error when it is no preset folder
+    metadata = folders.read_metadata(path)
     rows = {"folder": path}
-    spec = json.loads((Path(path) / preset_io.CONFIG_FILE).read_text())
+    spec = json.loads((Path(path) / folders.CONFIG_FILE).read_text())
     rows["model"] = str(spec.get("registered_name", spec.get("class_name")))
     if "parameter_count" in metadata:
         rows["parameters"] = f"{metadata['parameter_count']:,}"

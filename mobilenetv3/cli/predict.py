@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, classify every image, print `--top` lines per image."""
-    from mobilenetv3 import preprocessing, presets
+    from mobilenetv3 import presets
+    from mobilenetv3.presets import preprocessing
 
     files = image_files(args.images)
     classifiers = sorted(presets.classifier_presets())
@@ -76,7 +77,7 @@ def _top_classes(
     """Per image `(label, probability)` pairs: the preset folder's own class
     names when it has them, ImageNet names for 1000/1001 classes, else
     `class <index>`."""
-    from mobilenetv3 import decode
+    from mobilenetv3.core import decode
 
     if class_names is not None and len(class_names) == probabilities.shape[1]:
         order, best = decode.top_k(probabilities, top)

@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     """Load the segmenter, predict the mask, write the overlay."""
     from PIL import Image
 
-    from mobilenetv3 import images
-    from mobilenetv3.utils import atomic_path
+    from mobilenetv3.core import images
+    from mobilenetv3.core.utils import atomic_path
 
     if not 0 <= args.opacity <= 1:
         raise ValueError(f"`--opacity` must be in [0, 1]; got {args.opacity}.")

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume needs --checkpoint-dir.")
     if args.job_addresses is not None:
-        from mobilenetv3.distributed import join_data_parallel
+        from mobilenetv3.training.distributed import join_data_parallel
 
         join_data_parallel(args.job_addresses, args.num_processes, args.process_id)  # before any other engine op
     elif args.num_processes != 1:
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"classes: {', '.join(result.class_names)}")
     print(f"validation accuracy: {result.val_accuracy:.4f}")
-    from mobilenetv3.distributed import is_chief
+    from mobilenetv3.training.distributed import is_chief
 
     if is_chief():
         print(f"wrote classifier preset to {Path(args.out)}")
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train_detector(args: argparse.Namespace) -> int:
-    from mobilenetv3.detector_training import train_detector
+    from mobilenetv3.training.detector import train_detector
 
     result = train_detector(
         args.data_dir,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mobilenetv3.utils import atomic_path, check_positive_int
+from mobilenetv3.core.utils import atomic_path, check_positive_int
 
 MIN_SIZE = 32
 

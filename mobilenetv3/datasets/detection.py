@@ -89,7 +89,7 @@ def write_coco_folder(
     """
     from PIL import Image
 
-    from mobilenetv3.utils import atomic_path
+    from mobilenetv3.core.utils import atomic_path
 
     with atomic_path(folder, directory=True) as staging:
         staging.mkdir()
@@ -133,7 +133,7 @@ def read_coco_folder(
     images, targets, names = read_coco_folder("shapes", 128)
     ```
     """
-    from mobilenetv3.images import open_rgb
+    from mobilenetv3.core.images import open_rgb
 
     folder = Path(folder)
     path = folder / ANNOTATIONS_FILE

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mobilenetv3.utils import check_positive_int
+from mobilenetv3.core.utils import check_positive_int
 
 SEGMENTATION_CLASSES = ("background", "circle", "square", "triangle")
 _CLASS_COLORS = {1: (215, 60, 60), 2: (60, 200, 70), 3: (60, 80, 220)}

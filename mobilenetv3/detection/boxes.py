@@ -14,7 +14,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from mobilenetv3.utils import check_choice
+from mobilenetv3.core.utils import check_choice
 
 # keras.utils.bounding_boxes' formats (the keras-hub / keras-cv names).
 BOX_FORMATS = (

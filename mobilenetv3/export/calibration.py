@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobilenetv3.images import IMAGE_SUFFIXES, open_rgb
+from mobilenetv3.core.images import IMAGE_SUFFIXES, open_rgb
 
 
 def load_calibration_images(

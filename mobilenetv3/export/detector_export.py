@@ -20,9 +20,9 @@ import keras
 import numpy as np
 
 from mobilenetv3 import detection
+from mobilenetv3.core.utils import atomic_path
 from mobilenetv3.detection.boxes import LOG_SIZE_CLIP, SSD_BOX_WEIGHTS
 from mobilenetv3.tasks.detector import MobileNetV3ObjectDetector
-from mobilenetv3.utils import atomic_path
 
 DETECTION_OUTPUTS = ("boxes", "confidence", "labels", "num_detections")
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import keras
 
+from mobilenetv3.core.utils import import_optional, scratch_dir
 from mobilenetv3.export.detector_export import export_onnx_detector, is_detector, write_anchors
 from mobilenetv3.export.onnx_export import export_onnx
 from mobilenetv3.export.onnx_int8 import quantize_onnx
 from mobilenetv3.export.openvino_export import export_openvino
 from mobilenetv3.export.saved_model import export_saved_model
 from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
-from mobilenetv3.utils import import_optional, scratch_dir
 
 
 @dataclasses.dataclass(frozen=True)

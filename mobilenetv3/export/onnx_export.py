@@ -21,11 +21,17 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3.batch_norm_folding import batch_norm_affine, batch_norm_parameters
-from mobilenetv3.layers import BatchNormalization, Conv2D, DepthwiseConv2D, SqueezeAndExcite2D, same_padding
+from mobilenetv3.core.utils import atomic_path
+from mobilenetv3.nets.layers import (
+    BatchNormalization,
+    Conv2D,
+    DepthwiseConv2D,
+    SqueezeAndExcite2D,
+    same_padding,
+)
+from mobilenetv3.runtime.batch_norm_folding import batch_norm_affine, batch_norm_parameters
 from mobilenetv3.tasks.detector import ResizeImages
 from mobilenetv3.tasks.segmenter import ResizeLike
-from mobilenetv3.utils import atomic_path
 
 OPSET = 17
 IR_VERSION = 9

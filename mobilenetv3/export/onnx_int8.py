@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.utils import atomic_path, check_choice, scratch_dir
+from mobilenetv3.core.utils import atomic_path, check_choice, scratch_dir
 
 FORMATS = ("qdq", "qoperator")
 

@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3.utils import atomic_path, check_choice
+from mobilenetv3.core.utils import atomic_path, check_choice
 
 PRECISIONS = ("fp32", "bf16", "int8")
 # The CPU plugin's names for the inference precision of each export precision

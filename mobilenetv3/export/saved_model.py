@@ -7,7 +7,7 @@ from pathlib import Path
 
 import keras
 
-from mobilenetv3.utils import atomic_path
+from mobilenetv3.core.utils import atomic_path
 
 FLOAT_SIGNATURE = "serving_default"
 UINT8_SIGNATURE = "serving_uint8"

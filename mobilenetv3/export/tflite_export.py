@@ -9,8 +9,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3.core.utils import atomic_path, scratch_dir
 from mobilenetv3.export.saved_model import require_tensorflow_backend, write_saved_model
-from mobilenetv3.utils import atomic_path, scratch_dir
 
 DEFAULT_INT8_SIZE = (224, 224)
 # LiteRT's XNNPACK delegate has no int8 HARD_SWISH: an int8 one runs on the

@@ -1,5 +1,5 @@
 """Task models built on a `MobileNetV3Backbone`: each is a `MobileNetV3Task`
-subclass registered with the model factory (`mobilenetv3.models`) under its
+subclass registered with the model factory (`mobilenetv3.presets.loader`) under its
 kind."""
 
 from mobilenetv3.tasks.classifier import MobileNetV3ImageClassifier

@@ -6,10 +6,10 @@ from typing import Any
 
 import keras
 
-from mobilenetv3 import validation
-from mobilenetv3.architectures import make_divisible
-from mobilenetv3.backbone import MobileNetV3Backbone
-from mobilenetv3.layers import Conv2D, check_activation
+from mobilenetv3.core import validation
+from mobilenetv3.core.architectures import make_divisible
+from mobilenetv3.nets.backbone import MobileNetV3Backbone
+from mobilenetv3.nets.layers import Conv2D, check_activation
 from mobilenetv3.tasks.task import MobileNetV3Task, check_backbone
 from mobilenetv3.weights import Checkpoint
 

@@ -9,13 +9,14 @@ from typing import Any
 import keras
 from keras import ops
 
-from mobilenetv3 import detection, validation
-from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3 import detection
+from mobilenetv3.core import validation
+from mobilenetv3.core.utils import check_choice
 from mobilenetv3.detection.anchors import boxes_per_location, default_boxes
 from mobilenetv3.detection.boxes import to_xyxy
-from mobilenetv3.layers import BatchNormalization, Conv2D, DepthwiseConv2D, conv_padding
+from mobilenetv3.nets.backbone import MobileNetV3Backbone
+from mobilenetv3.nets.layers import BatchNormalization, Conv2D, DepthwiseConv2D, conv_padding
 from mobilenetv3.tasks.task import MobileNetV3Task
-from mobilenetv3.utils import check_choice
 from mobilenetv3.weights import Checkpoint
 
 # torchvision's SSDLite: BatchNorm eps 1e-3 and momentum 0.03 (Keras 0.97),

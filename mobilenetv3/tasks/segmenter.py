@@ -8,10 +8,10 @@ from typing import Any
 import keras
 from keras import ops
 
-from mobilenetv3 import validation
-from mobilenetv3.architectures import block_tap
-from mobilenetv3.backbone import MobileNetV3Backbone
-from mobilenetv3.layers import check_activation
+from mobilenetv3.core import validation
+from mobilenetv3.core.architectures import block_tap
+from mobilenetv3.nets.backbone import MobileNetV3Backbone
+from mobilenetv3.nets.layers import check_activation
 from mobilenetv3.tasks.task import MobileNetV3Task, check_backbone
 from mobilenetv3.weights import Checkpoint
 

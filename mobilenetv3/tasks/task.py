@@ -28,11 +28,13 @@ from typing import Any
 
 import keras
 
-from mobilenetv3 import models, preset_io, presets, validation
-from mobilenetv3.backbone import MobileNetV3Backbone, backbone_arguments
-from mobilenetv3.compiled_call import CompiledInferenceCall
-from mobilenetv3.direct_call import DirectCall
-from mobilenetv3.utils import classproperty
+from mobilenetv3 import presets
+from mobilenetv3.core import validation
+from mobilenetv3.core.utils import classproperty
+from mobilenetv3.nets.backbone import MobileNetV3Backbone, backbone_arguments
+from mobilenetv3.presets import folders, loader
+from mobilenetv3.runtime.compiled_call import CompiledInferenceCall
+from mobilenetv3.runtime.direct_call import DirectCall
 from mobilenetv3.weights import Checkpoint
 
 
@@ -69,7 +71,7 @@ class MobileNetV3Task(CompiledInferenceCall, DirectCall, keras.Model):
     """
 
     backbone_cls: type = MobileNetV3Backbone
-    kind: str = "task"  # each task's row in `models.MODEL_CLASSES`
+    kind: str = "task"  # each task's row in `loader.MODEL_CLASSES`
 
     def __init__(self, backbone: keras.Model, inputs: Any, outputs: Any, **kwargs: Any) -> None:
         valid = (*type(self).config_arguments(), "backbone", *validation.KERAS_MODEL_KWARGS)
@@ -162,10 +164,10 @@ class MobileNetV3Task(CompiledInferenceCall, DirectCall, keras.Model):
         model = mobilenetv3.MobileNetV3ImageClassifier.from_preset("mobilenet_v3_small", num_classes=5)
         ```
         """
-        valid = (*cls.head_arguments(), *backbone_arguments(), *models.LOAD_KEYWORDS)
+        valid = (*cls.head_arguments(), *backbone_arguments(), *loader.LOAD_KEYWORDS)
         validation.check_keywords(f"{cls.__name__}.from_preset", kwargs, valid)
         head_args = {k: kwargs.pop(k) for k in cls.head_arguments() if k in kwargs}
-        model = models.load_model(preset, cls, load_weights, head_args=head_args, **kwargs)
+        model = loader.load_model(preset, cls, load_weights, head_args=head_args, **kwargs)
         if isinstance(model, cls) and num_classes is None:
             return model
         if num_classes is None:
@@ -245,7 +247,7 @@ class MobileNetV3Task(CompiledInferenceCall, DirectCall, keras.Model):
         same = type(model).from_preset("my_model")
         ```
         """
-        preset_io.save_preset(self, path)
+        folders.save_preset(self, path)
 
 
 def _logits_loss(loss: Any) -> Any:

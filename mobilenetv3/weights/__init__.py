@@ -5,7 +5,7 @@ this file look like mine?) and `read(path) -> Checkpoint`, which turns the
 file into canonical tensors (see `canonical`) plus the backbone config the
 file implies. The `FORMATS` table below names them; `load_into` is the one
 place that puts a checkpoint into a model. This package knows no model
-class: `mobilenetv3.models.build_model` builds the model a checkpoint
+class: `mobilenetv3.presets.loader.build_model` builds the model a checkpoint
 describes.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3.normalization import ImagePolicy
+from mobilenetv3.core.normalization import ImagePolicy
 from mobilenetv3.weights import canonical
 from mobilenetv3.weights.canonical import WeightsFileError, WeightsMismatchError
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mobilenetv3.utils import import_optional
+from mobilenetv3.core.utils import import_optional
 from mobilenetv3.weights.canonical import WeightsFileError
 
 # Training scripts wrap the state dict: timm (EMA first), torchvision references.

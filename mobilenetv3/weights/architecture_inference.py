@@ -14,8 +14,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from mobilenetv3 import architectures
-from mobilenetv3.architectures import BlockSpec, make_divisible
+from mobilenetv3.core import architectures
+from mobilenetv3.core.architectures import BlockSpec, make_divisible
 
 # Widths released by TF-slim, keras.applications, timm and MediaPipe (and a few more).
 CANDIDATE_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)

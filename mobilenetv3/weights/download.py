@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from mobilenetv3.utils import atomic_path
+from mobilenetv3.core.utils import atomic_path
 
 CHUNK = 1 << 20
 

@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from mobilenetv3 import architectures
+from mobilenetv3.core import architectures
 from mobilenetv3.weights import Checkpoint, canonical, keras3_h5
 from mobilenetv3.weights.architecture_inference import BlockFacts, infer_architecture
 
@@ -80,11 +80,11 @@ def read(path: str | os.PathLike) -> Checkpoint:
     Example:
 
     ```python
-    from mobilenetv3 import models
+    from mobilenetv3.presets import loader
     from mobilenetv3.weights import keras_applications
 
     checkpoint = keras_applications.read("weights_mobilenet_v3_small_224_1.0_float.h5")
-    model = models.build_model(checkpoint)  # a 1000-class classifier
+    model = loader.build_model(checkpoint)  # a 1000-class classifier
     ```
     """
     tensors = _read_tensors(path)

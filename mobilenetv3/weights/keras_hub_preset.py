@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.architectures import make_divisible
-from mobilenetv3.normalization import PREPROCESSING_MODES, scale_and_offset
+from mobilenetv3.core.architectures import make_divisible
+from mobilenetv3.core.normalization import PREPROCESSING_MODES, scale_and_offset
 from mobilenetv3.weights import Checkpoint, keras3_h5
 
 FORMAT = "keras-hub"

@@ -19,16 +19,16 @@ apply: TF "SAME" padding, inputs in [-1, 1] (`preprocessing="symmetric"`,
 our models take 0..255 pixels). A graph with `Logits` (TF-slim: 1001
 classes, index 0 = background) becomes a classifier with the paper head; a
 graph without (the MediaPipe image embedder) becomes a backbone, and
-`mobilenetv3.models.build_embedder` gives the embedder's pooled `Conv_2` + hard-swish feature.
+`mobilenetv3.presets.loader.build_embedder` gives the embedder's pooled `Conv_2` + hard-swish feature.
 
 Example:
 
 ```python
-from mobilenetv3 import models
+from mobilenetv3.presets import loader
 from mobilenetv3.weights import tflite
 
-classifier = models.build_model(tflite.read("v3-small_224_1.0_uint8.tflite"))
-embedder = models.build_embedder(tflite.read("mobilenet_v3_small_075_224_embedder.tflite"))
+classifier = loader.build_model(tflite.read("v3-small_224_1.0_uint8.tflite"))
+embedder = loader.build_embedder(tflite.read("mobilenet_v3_small_075_224_embedder.tflite"))
 embedder(pixels_0_to_255).shape  # (batch, 1024)
 ```
 
@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.architectures import block_prefix
+from mobilenetv3.core.architectures import block_prefix
 from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights.architecture_inference import BlockFacts, infer_architecture
 
@@ -104,7 +104,7 @@ def read(path: str) -> Checkpoint:
     Returns:
         A `Checkpoint`: a classifier (paper head, e.g. 1001 classes) when the
         graph has logits, else a backbone whose `Conv_2` tensors
-        `models.build_embedder` uses.
+        `loader.build_embedder` uses.
 
     Raises:
         ValueError: the file is not a readable TFLite graph, or not a

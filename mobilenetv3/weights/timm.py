@@ -26,11 +26,11 @@ gives plausible but wrong numbers. `path` may also be a folder holding
 Example:
 
 ```python
-from mobilenetv3 import models
+from mobilenetv3.presets import loader
 from mobilenetv3.weights import timm as timm_weights
 
 checkpoint = timm_weights.read("tf_mobilenetv3_large_100.safetensors")
-model = models.build_model(checkpoint)  # classifier with timm's 1000 classes
+model = loader.build_model(checkpoint)  # classifier with timm's 1000 classes
 ```
 """
 
@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.architectures import block_prefix
-from mobilenetv3.normalization import ImagePolicy, mode_of
+from mobilenetv3.core.architectures import block_prefix
+from mobilenetv3.core.normalization import ImagePolicy, mode_of
 from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights._torch import load_state_dict
 from mobilenetv3.weights.architecture_inference import Architecture, BlockFacts, infer_architecture

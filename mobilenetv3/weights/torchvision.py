@@ -27,9 +27,10 @@ file implies torchvision's `dilated=True` (output stride 16).
 Example:
 
 ```python
-from mobilenetv3 import models, weights
+from mobilenetv3 import weights
+from mobilenetv3.presets import loader
 checkpoint = weights.read("mobilenet_v3_large-8738ca79.pth", "torchvision")
-model = models.build_model(checkpoint)  # a MobileNetV3ImageClassifier
+model = loader.build_model(checkpoint)  # a MobileNetV3ImageClassifier
 ```
 """
 
@@ -41,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3 import architectures
-from mobilenetv3.normalization import ImagePolicy
+from mobilenetv3.core import architectures
+from mobilenetv3.core.normalization import ImagePolicy
 from mobilenetv3.weights import Checkpoint
 from mobilenetv3.weights._torch import load_state_dict
 
@@ -89,7 +90,7 @@ def read_state_dict(state: Mapping[str, Any], source: str = "state dict") -> Che
 
     ```python
     oracle = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights_backbone=None)
-    model = models.build_model(torchvision_weights.read_state_dict(oracle.state_dict()))
+    model = loader.build_model(torchvision_weights.read_state_dict(oracle.state_dict()))
     ```
     """
     path = source

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 # The argument checks live in `validation`; these names stay importable from here.
-from mobilenetv3.validation import check_choice, check_positive_int, check_positive_number  # noqa: F401
+from mobilenetv3.core.validation import check_choice, check_positive_int, check_positive_number  # noqa: F401
 
 # Every atomic write stages inside this one folder beside its destination, in
 # a subfolder named "<pid>@<host>-<name>-<random>"; `scratch_dir` uses the
@@ -224,7 +224,7 @@ def import_optional(module: str, extra: str, purpose: str) -> Any:
     Example:
 
     ```python
-    from mobilenetv3.utils import import_optional
+    from mobilenetv3.core.utils import import_optional
 
     np = import_optional("numpy", "all", "this example")
     ```

@@ -6,7 +6,7 @@ A preset handle is one of:
   `metadata.json`), written by keras-cv or by `save_to_preset`,
 - `kaggle://owner/model/framework/variation/version` or `hf://owner/repo`.
 
-Which model class a folder becomes is `mobilenetv3.models`' business; this
+Which model class a folder becomes is `mobilenetv3.presets.loader`' business; this
 module only reads and writes the files.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 
 import keras
 
-from mobilenetv3.normalization import ImagePolicy
-from mobilenetv3.utils import atomic_path
+from mobilenetv3.core.normalization import ImagePolicy
+from mobilenetv3.core.utils import atomic_path
 from mobilenetv3.version import __version__
 from mobilenetv3.weights import canonical, detect_format
 

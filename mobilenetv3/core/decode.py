@@ -27,7 +27,7 @@ def imagenet_classes() -> tuple[tuple[str, str], ...]:
     Example:
 
     ```python
-    mobilenetv3.decode.imagenet_classes()[0]  # ('n01440764', 'tench')
+    mobilenetv3.core.decode.imagenet_classes()[0]  # ('n01440764', 'tench')
     ```
     """
     text = resources.files("mobilenetv3").joinpath("data/imagenet_labels.txt").read_text("utf8")
@@ -45,7 +45,7 @@ def coco_category_names() -> tuple[str, ...]:
     Example:
 
     ```python
-    mobilenetv3.decode.coco_category_names()[1]  # 'person'
+    mobilenetv3.core.decode.coco_category_names()[1]  # 'person'
     ```
     """
     text = resources.files("mobilenetv3").joinpath("data/coco_category_names.txt").read_text("utf8")

@@ -18,10 +18,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3 import preset_io
+from mobilenetv3.core.utils import check_positive_int
 from mobilenetv3.datasets.detection import DETECTION_CLASSES, read_coco_folder, synthetic_detection
+from mobilenetv3.presets import folders
 from mobilenetv3.tasks import MobileNetV3ObjectDetector
-from mobilenetv3.utils import check_positive_int
 
 # Short runs (hundreds of steps): BatchNorm statistics must settle quickly.
 TRAINING_BN_MOMENTUM = 0.9
@@ -106,7 +106,7 @@ def train_detector(
         found = model.predict(images[val], batch_size=batch_size, verbose=0)
         map50 = coco_map(_take(targets, val), found, (image_size, image_size))["map50"]
     if out is not None:
-        preset_io.save_preset(model, out, class_names=class_names)
+        folders.save_preset(model, out, class_names=class_names)
     return DetectorTrainResult(model, class_names, history.history, map50)
 
 

@@ -22,9 +22,11 @@ from typing import Any
 
 import keras
 
-from mobilenetv3 import decode, preset_io, presets, weights
-from mobilenetv3.normalization import ImagePolicy
-from mobilenetv3.preset_io import PresetError
+from mobilenetv3 import presets, weights
+from mobilenetv3.core import decode
+from mobilenetv3.core.normalization import ImagePolicy
+from mobilenetv3.presets import folders
+from mobilenetv3.presets.folders import PresetError
 from mobilenetv3.weights import download
 
 BACKBONE = "backbone"
@@ -34,7 +36,7 @@ BACKBONE = "backbone"
 # the caller imported before, and this module needs no import of the classes
 # (they sit above it and call it from `from_preset`). A new task is one row.
 MODEL_CLASSES: dict[str, str | type] = {
-    BACKBONE: "mobilenetv3.backbone:MobileNetV3Backbone",
+    BACKBONE: "mobilenetv3.nets.backbone:MobileNetV3Backbone",
     "classifier": "mobilenetv3.tasks.classifier:MobileNetV3ImageClassifier",
     "segmenter": "mobilenetv3.tasks.segmenter:MobileNetV3ImageSegmenter",
     "detector": "mobilenetv3.tasks.detector:MobileNetV3ObjectDetector",
@@ -119,7 +121,7 @@ def load_model(
     type(model).__name__  # 'MobileNetV3ImageClassifier'
     ```
     """
-    source = preset_io.resolve_handle(source)
+    source = folders.resolve_handle(source)
     if weights_file is not None and os.path.exists(source):
         raise PresetError(
             f"`weights_file` replaces the download of a registered preset; {source!r} is a "
@@ -206,20 +208,20 @@ def build_embedder(checkpoint: weights.Checkpoint) -> keras.Model:
 def _load_local(
     source: str, expected: type | None, load_weights: bool | None, head_args: dict | None, overrides: dict
 ) -> keras.Model:
-    """A local folder or file, by what `preset_io.identify` finds in it."""
-    found = preset_io.identify(source)
+    """A local folder or file, by what `folders.identify` finds in it."""
+    found = folders.identify(source)
     if os.path.isdir(source):
-        if found is None or found == preset_io.PRESET_FOLDER:
+        if found is None or found == folders.PRESET_FOLDER:
             return _load_preset_folder(source, load_weights, expected, head_args, overrides)
         checkpoint = weights.read(source, found)
         if _is_backbone_class(expected):  # a backbone caller takes another library's model without its head
             checkpoint = dataclasses.replace(checkpoint, num_classes=None, task=None)
         return _from_checkpoint(checkpoint, source, expected, load_weights, overrides, head_args)
-    if found is None or found == preset_io.PRESET_FOLDER:
+    if found is None or found == folders.PRESET_FOLDER:
         raise PresetError(
             f"`preset` {source!r} is a file, and not a weights file of a format this package reads "
             f"({', '.join(weights.FORMATS)}); a preset is a registered name, a folder holding "
-            f"{preset_io.CONFIG_FILE} and {preset_io.WEIGHTS_FILE}, or a kaggle:// / hf:// handle."
+            f"{folders.CONFIG_FILE} and {folders.WEIGHTS_FILE}, or a kaggle:// / hf:// handle."
         )
     return _from_checkpoint(weights.read(source, found), source, expected, load_weights, overrides, head_args)
 
@@ -229,7 +231,7 @@ def _load_preset_folder(
 ) -> keras.Model:
     """Build the model a preset folder's config describes and load its
     weights; `overrides` go to its backbone's config."""
-    spec = preset_io.read_folder(path)
+    spec = folders.read_folder(path)
     kind = kind_of_class_name(spec.class_name)
     if kind is None:
         raise PresetError(
@@ -250,8 +252,8 @@ def _load_preset_folder(
         if expected is cls:
             config.update(head_args or {})
     model = cls.from_config(config)
-    preset_io.load_folder_weights(model, spec, load_weights)
-    return _with_preprocessor(model, preset_io.read_preprocessing(path), preset_io.read_class_names(path))
+    folders.load_folder_weights(model, spec, load_weights)
+    return _with_preprocessor(model, folders.read_preprocessing(path), folders.read_class_names(path))
 
 
 def _from_checkpoint(

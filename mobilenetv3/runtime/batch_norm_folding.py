@@ -10,7 +10,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3.direct_call import DirectFunctional
+from mobilenetv3.runtime.direct_call import DirectFunctional
 
 _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
@@ -28,7 +28,7 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     batch 32 on the benchmark machine. The copy has its own weights; it is a
     plain functional `keras.Model` (not a `MobileNetV3Backbone`; on PyTorch it
     runs layer by layer like the package's models, see
-    `mobilenetv3.direct_call`), so fold again after further training.
+    `mobilenetv3.runtime.direct_call`), so fold again after further training.
 
     Args:
         model: a functional Keras model, e.g. a backbone, classifier or

@@ -22,7 +22,7 @@ conv output they consume when nothing else reads it. New 100 MB activation
 buffers (page faults) are what costs at batch 32, so every pass and buffer
 saved counts. With autograd on, layers run unfused (same ops as `call`).
 
-`mobilenetv3.layers.TORCH_FAST_PATHS = False` turns this off with the other
+`mobilenetv3.nets.layers.TORCH_FAST_PATHS = False` turns this off with the other
 PyTorch fast paths.
 """
 
@@ -39,7 +39,7 @@ from keras.src.backend.common.global_state import get_global_attribute
 from keras.src.backend.common.stateless_scope import in_stateless_scope
 from keras.src.models.functional import Functional, unpack_singleton
 
-from mobilenetv3 import layers
+from mobilenetv3.nets import layers
 
 # Layers whose `call` is the whole of what `__call__` computes for eager float32 inference.
 _DIRECT_LAYERS = (

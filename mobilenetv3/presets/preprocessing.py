@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3 import preset_io, presets
-from mobilenetv3.normalization import PREPROCESSING_MODES, ImagePolicy, scale_and_offset
+from mobilenetv3 import presets
+from mobilenetv3.core.normalization import PREPROCESSING_MODES, ImagePolicy, scale_and_offset
+from mobilenetv3.presets import folders
 
 
 def preprocessing_for(preset: str | os.PathLike) -> ImagePolicy:
     """The image policy of a registered preset name or a local preset folder
-    (its `preprocessor.json`; see `preset_io.read_preprocessing`).
+    (its `preprocessor.json`; see `folders.read_preprocessing`).
 
     Example:
 
@@ -33,12 +34,12 @@ def preprocessing_for(preset: str | os.PathLike) -> ImagePolicy:
     registered = presets.all_presets()
     if name in registered:
         return registered[name].image_preprocessing
-    if not (Path(name) / preset_io.CONFIG_FILE).is_file():
+    if not (Path(name) / folders.CONFIG_FILE).is_file():
         raise ValueError(
             f"`preset` must be a registered preset name or a preset folder; got {name!r}. "
             f"Registered: {sorted(registered)}."
         )
-    return preset_io.read_preprocessing(name)
+    return folders.read_preprocessing(name)
 
 
 def preprocessing_for_model(model: Any) -> ImagePolicy:
@@ -51,7 +52,7 @@ def load_image(path: str | os.PathLike, preprocessing: ImagePolicy | str) -> np.
     """An image file as float32 RGB `(size, size, 3)` in 0..255, resized and
     cropped by `preprocessing` (a `ImagePolicy` or a preset name/folder).
 
-    Files are read by `mobilenetv3.images.open_rgb` (every Pillow mode,
+    Files are read by `mobilenetv3.core.images.open_rgb` (every Pillow mode,
     EXIF orientation; bad files raise `ImageError` naming them). A policy
     size above `images.MAX_INPUT_SIDE` (4096) is refused, not upscaled to.
 
@@ -62,7 +63,7 @@ def load_image(path: str | os.PathLike, preprocessing: ImagePolicy | str) -> np.
     image.shape  # (224, 224, 3)
     ```
     """
-    from mobilenetv3 import images
+    from mobilenetv3.core import images
 
     policy = preprocessing if isinstance(preprocessing, ImagePolicy) else preprocessing_for(preprocessing)
     images.check_input_side(max(policy.image_size, policy.resize_size or 0), "The preset's image size")

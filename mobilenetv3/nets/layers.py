@@ -8,7 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from mobilenetv3.initializers import HostInitializedWeights
+from mobilenetv3.runtime.initializers import HostInitializedWeights
 
 SAME, SYMMETRIC = "same", "symmetric"
 PADDINGS = (SAME, SYMMETRIC)
@@ -153,7 +153,7 @@ _direct = threading.local()
 
 
 def direct_run() -> bool:
-    """Whether this thread is inside `mobilenetv3.direct_call`'s layer-by-layer inference run."""
+    """Whether this thread is inside `mobilenetv3.runtime.direct_call`'s layer-by-layer inference run."""
     return getattr(_direct, "active", False)
 
 
@@ -251,7 +251,7 @@ def torch_conv(layer: Any, inputs: Any, depthwise: bool = False, weights: tuple 
     odd row/column, which keeps the channels-last layout.
 
     `weights`: optional (kernel in PyTorch's layout, bias) to use instead of the
-    layer's (a BatchNorm folded in at inference, see `mobilenetv3.direct_call`);
+    layer's (a BatchNorm folded in at inference, see `mobilenetv3.runtime.direct_call`);
     `activate=False` leaves out the layer's activation.
     """
     if not _torch_fast_path(layer) or (not depthwise and layer.groups != 1):

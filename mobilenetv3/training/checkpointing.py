@@ -3,7 +3,7 @@
 A checkpoint is a folder holding every model variable (weights, BatchNorm
 statistics, random-generator states), every optimizer variable (step count,
 moments) and `state.json` (training phase, epoch, step within the epoch, the
-data-order seed). It is written with `mobilenetv3.utils.atomic_path`: a
+data-order seed). It is written with `mobilenetv3.core.utils.atomic_path`: a
 process killed mid-write leaves the previous checkpoint intact, never a
 half-written one.
 """
@@ -19,8 +19,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3 import distributed
-from mobilenetv3.utils import atomic_path
+from mobilenetv3.core.utils import atomic_path
+from mobilenetv3.training import distributed
 
 STATE_FILE = "state.json"
 MODEL_FILE = "model_variables.npz"
@@ -55,7 +55,7 @@ def _arrays(variables: list) -> dict[str, np.ndarray]:
 def save_checkpoint(path: str | os.PathLike, model: keras.Model, state: TrainingState) -> Path:
     """Write `model`'s and its optimizer's variables and `state`, atomically.
 
-    In a multi-process job (`mobilenetv3.distributed`) every process calls
+    In a multi-process job (`mobilenetv3.training.distributed`) every process calls
     this: all of them fetch the variables, the chief alone writes.
 
     Example:

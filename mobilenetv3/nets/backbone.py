@@ -10,11 +10,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3 import architectures, models, preset_io, presets, validation
-from mobilenetv3.architectures import BlockSpec, make_divisible
-from mobilenetv3.compiled_call import CompiledInferenceCall
-from mobilenetv3.direct_call import DirectCall
-from mobilenetv3.layers import (
+from mobilenetv3 import presets
+from mobilenetv3.core import architectures, validation
+from mobilenetv3.core.architectures import BlockSpec, make_divisible
+from mobilenetv3.core.normalization import PREPROCESSING_MODES, scale_and_offset
+from mobilenetv3.core.utils import classproperty
+from mobilenetv3.core.validation import check_choice
+from mobilenetv3.nets.layers import (
     PADDINGS,
     BatchNormalization,
     Conv2D,
@@ -24,9 +26,9 @@ from mobilenetv3.layers import (
     check_activation,
     conv_padding,
 )
-from mobilenetv3.normalization import PREPROCESSING_MODES, scale_and_offset
-from mobilenetv3.utils import classproperty
-from mobilenetv3.validation import check_choice
+from mobilenetv3.presets import folders, loader
+from mobilenetv3.runtime.compiled_call import CompiledInferenceCall
+from mobilenetv3.runtime.direct_call import DirectCall
 
 STEM_FILTERS = 16
 LAST_CONV_EXPANSION = 6
@@ -242,7 +244,7 @@ class MobileNetV3Backbone(CompiledInferenceCall, DirectCall, keras.Model):
     ```
     """
 
-    kind = models.BACKBONE  # its row in `models.MODEL_CLASSES`
+    kind = loader.BACKBONE  # its row in `loader.MODEL_CLASSES`
 
     def __init__(
         self,
@@ -501,8 +503,8 @@ class MobileNetV3Backbone(CompiledInferenceCall, DirectCall, keras.Model):
         )
         ```
         """
-        validation.check_keywords(f"{cls.__name__}.from_preset", kwargs, (*_ARGUMENTS, *models.LOAD_KEYWORDS))
-        return models.load_model(preset, cls, load_weights, **kwargs)
+        validation.check_keywords(f"{cls.__name__}.from_preset", kwargs, (*_ARGUMENTS, *loader.LOAD_KEYWORDS))
+        return loader.load_model(preset, cls, load_weights, **kwargs)
 
     def save_to_preset(self, path: str) -> None:
         """Write a preset folder (`config.json`, `model.weights.h5`,
@@ -515,7 +517,7 @@ class MobileNetV3Backbone(CompiledInferenceCall, DirectCall, keras.Model):
         same = mobilenetv3.MobileNetV3Backbone.from_preset("my_preset")
         ```
         """
-        preset_io.save_preset(self, path)
+        folders.save_preset(self, path)
 
 
 def _producer(tensor: Any) -> str:

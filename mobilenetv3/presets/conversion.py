@@ -18,9 +18,10 @@ from typing import Any
 
 import keras
 
-from mobilenetv3 import models, preset_io, weights
+from mobilenetv3 import weights
+from mobilenetv3.presets import folders, loader
 
-KERAS_CV = preset_io.PRESET_FOLDER
+KERAS_CV = folders.PRESET_FOLDER
 AUTO = "auto"
 
 
@@ -64,7 +65,7 @@ def convert(
     Example:
 
     ```python
-    from mobilenetv3.conversion import convert
+    from mobilenetv3.presets.conversion import convert
 
     model = convert("tf_mobilenetv3_large_100.safetensors", "my_preset")
     same = mobilenetv3.MobileNetV3ImageClassifier.from_preset("my_preset")
@@ -76,7 +77,7 @@ def convert(
     names = getattr(model, "class_names", None)
     if report is not None:
         report({**summary, "class_names": names})
-    preset_io.save_preset(model, output, class_names=names, origin=summary["origin"])
+    folders.save_preset(model, output, class_names=names, origin=summary["origin"])
     return model
 
 
@@ -84,10 +85,10 @@ def load(source: str, format: str = AUTO, **options: Any) -> tuple[keras.Model, 
     """The model a source describes, and a summary of what was found."""
     format = resolve_format(source, format)
     if format == KERAS_CV:
-        model = models.load_model(_keras_cv_folder(source), load_weights=True)
+        model = loader.load_model(_keras_cv_folder(source), load_weights=True)
         return model, {**summarize(model, format), "origin": origin(source, format)}
     checkpoint = weights.read(source, format, **options)
-    model = models.build_model(checkpoint)
+    model = loader.build_model(checkpoint)
     return model, {**summarize(model, format), "origin": origin(source, format, checkpoint.metadata)}
 
 
@@ -105,7 +106,7 @@ def resolve_format(source: str, format: str = AUTO) -> str:
         raise ValueError(f"Source {source!r} does not exist.")
     if format != AUTO:
         return format
-    detected = preset_io.identify(source) if not source.startswith("hf://") else weights.detect_format(source)
+    detected = folders.identify(source) if not source.startswith("hf://") else weights.detect_format(source)
     if detected is not None:
         return detected
     if source.endswith(".weights.h5"):

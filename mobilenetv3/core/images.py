@@ -20,7 +20,7 @@ files: always an `ImageError` (a `ValueError`) naming the file.
 Example:
 
 ```python
-from mobilenetv3 import images
+from mobilenetv3.core import images
 pixels = images.read_rgb("cat.png")  # uint8 (height, width, 3)
 ```
 """

@@ -12,8 +12,8 @@ import copy
 import dataclasses
 from typing import Any
 
-from mobilenetv3 import architectures
-from mobilenetv3.normalization import ImagePolicy, Preprocessing  # noqa: F401 - the old name, kept importable
+from mobilenetv3.core import architectures
+from mobilenetv3.core.normalization import ImagePolicy, Preprocessing  # noqa: F401 - the old name, kept importable
 
 KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/"
 

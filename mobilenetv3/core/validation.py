@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.images import MAX_INPUT_SIDE
+from mobilenetv3.core.images import MAX_INPUT_SIDE
 
 MAX_WIDTH = 8192  # channels of any layer (after `alpha` and expansion)
 MAX_ALPHA = 8.0

@@ -150,7 +150,7 @@ def check_fit_supported() -> None:
         raise NotImplementedError(
             "Keras 3's `fit` does not run under TensorFlow's MultiWorkerMirroredStrategy "
             "(keras-team/keras#20585), so `fine_tune` / `mobilenetv3 train` cannot join a TensorFlow "
-            "multi-process job: use KERAS_BACKEND=jax for them, or `mobilenetv3.distributed.train_steps` "
+            "multi-process job: use KERAS_BACKEND=jax for them, or `mobilenetv3.training.distributed.train_steps` "
             "(a custom loop) on TensorFlow."
         )
 
@@ -241,7 +241,7 @@ def _barrier() -> None:
         from jax.experimental import multihost_utils
 
         _BARRIERS[0] += 1
-        multihost_utils.sync_global_devices(f"mobilenetv3.distributed.barrier.{_BARRIERS[0]}")
+        multihost_utils.sync_global_devices(f"mobilenetv3.training.distributed.barrier.{_BARRIERS[0]}")
 
 
 def run_on_chief(write: Callable[[], T]) -> T | None:

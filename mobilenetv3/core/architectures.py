@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from mobilenetv3 import validation
+from mobilenetv3.core import validation
 
 RE, HS = "relu", "hard_swish"
 STRIDES = (1, 2)  # per block; the pyramid levels and output strides assume halving

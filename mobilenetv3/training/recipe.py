@@ -21,13 +21,14 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenetv3 import checkpointing, distributed, models, preset_io
-from mobilenetv3.architectures import block_index
-from mobilenetv3.backbone import MobileNetV3Backbone
-from mobilenetv3.images import IMAGE_SUFFIXES
-from mobilenetv3.normalization import ImagePolicy
+from mobilenetv3.core.architectures import block_index
+from mobilenetv3.core.images import IMAGE_SUFFIXES
+from mobilenetv3.core.normalization import ImagePolicy
+from mobilenetv3.core.utils import check_positive_int
+from mobilenetv3.nets.backbone import MobileNetV3Backbone
+from mobilenetv3.presets import folders, loader
 from mobilenetv3.tasks import MobileNetV3ImageClassifier
-from mobilenetv3.utils import check_positive_int
+from mobilenetv3.training import checkpointing, distributed
 
 _LAST_CONV_PREFIX = "Conv_1"
 # AdamW does not decay these (BatchNorm scale/offset and biases).
@@ -187,7 +188,7 @@ def load_image_folder(
     Returns:
         `(train, validation, class_names)`. Images are float 0..255 RGB and
         labels integer class indices. Every file is read by
-        `mobilenetv3.images` (any Pillow mode, EXIF orientation) and
+        `mobilenetv3.core.images` (any Pillow mode, EXIF orientation) and
         squashed to `image_size` once; unreadable or truncated files are
         skipped and reported in a warning.
     """
@@ -209,7 +210,7 @@ def _read_class_folders(folder: Path, class_names: list[str], size: tuple) -> tu
 
     from PIL import Image
 
-    from mobilenetv3 import images
+    from mobilenetv3.core import images
 
     pixels, labels, skipped = [], [], []
     for label, name in enumerate(class_names):
@@ -290,7 +291,7 @@ def build_classifier(
         overrides["verify_weights_file"] = verify_weights_file
     # Through the factory: a task preset (a converted classifier folder)
     # gives its backbone.
-    model = models.load_model(preset, MobileNetV3ImageClassifier, load_weights, **overrides)
+    model = loader.load_model(preset, MobileNetV3ImageClassifier, load_weights, **overrides)
     backbone = getattr(model, "backbone", model)
     return MobileNetV3ImageClassifier(backbone, num_classes, dropout=dropout)
 
@@ -371,7 +372,7 @@ def fine_tune(
             (`calibrate_batchnorm`), so the validation metrics shown
             during training are those of the model as it will be saved.
         sync_batchnorm: in a multi-process job (see
-            `mobilenetv3.distributed`), normalize trained BatchNorm layers
+            `mobilenetv3.training.distributed`), normalize trained BatchNorm layers
             with the global batch's statistics.
         checkpoint_dir: a folder to write a checkpoint to (weights,
             optimizer state, epoch, step and data-order seed) at the end of
@@ -630,6 +631,6 @@ def save_classifier(model: MobileNetV3ImageClassifier, path: str | os.PathLike, 
             f"`class_names` has {len(class_names)} names for a model with {model.num_classes} classes."
         )
     # The images were squashed to the model's input size (`_read_class_folders`).
-    preset_io.save_preset(
+    folders.save_preset(
         model, path, class_names=list(class_names), preprocessing=ImagePolicy.of_model(model, recorded=False)
     )

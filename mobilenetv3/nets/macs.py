@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import keras
 import numpy as np
 
-from mobilenetv3.layers import SqueezeAndExcite2D
+from mobilenetv3.nets.layers import SqueezeAndExcite2D
 
 
 def _layer_macs(layer: keras.layers.Layer) -> int:

@@ -8,7 +8,7 @@ import dataclasses
 import math
 from typing import Any
 
-from mobilenetv3.utils import check_choice
+from mobilenetv3.core.utils import check_choice
 
 # Per `preprocessing` mode of the backbone: the mean and std, on the [0, 1]
 # pixel scale, that the model subtracts and divides by (x / 255 - mean) / std.
@@ -48,7 +48,7 @@ class ImagePolicy:
     The pixel scaling is done by the model itself (the backbone's
     `include_rescaling` + `preprocessing=mode`) on raw 0..255 RGB input; the
     resize/crop policy is for whoever loads the images (see
-    `mobilenetv3.preprocessing.load_image`).
+    `mobilenetv3.presets.preprocessing.load_image`).
 
     Attributes:
         mode: the backbone's `preprocessing` ("unit", "symmetric", "imagenet").

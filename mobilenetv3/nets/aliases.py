@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mobilenetv3 import presets
-from mobilenetv3.backbone import MobileNetV3Backbone
+from mobilenetv3.nets.backbone import MobileNetV3Backbone
 
 _DOC = """MobileNetV3-{Family} backbone ({params:,} parameters), built offline.
 

@@ -1,0 +1,29 @@
+"""Training: the fine-tuning recipe (`recipe`, whose public names this
+package gives), the detector recipe (`detector`), resumable checkpoints
+(`checkpointing`), multi-process data parallelism (`distributed`) and the
+tf.data image-folder input (`data_pipeline`). Imported lazily: naming a
+submodule does not load Keras.
+
+Example:
+
+```python
+from mobilenetv3.training import fine_tune
+
+result = fine_tune("my_images/", preset="mobilenet_v3_small_imagenet", out="my_classifier")
+```
+"""
+
+import importlib as _importlib
+
+_RECIPE = (
+    "FineTuneResult", "build_classifier", "calibrate_batchnorm", "fine_tune", "freeze_backbone",
+    "load_image_folder", "make_optimizer", "save_classifier", "shard_by_data", "tf_autotune",
+    "unfreeze_top_blocks",
+)
+__all__ = list(_RECIPE)
+
+
+def __getattr__(name: str):
+    if name not in _RECIPE:
+        raise AttributeError(f"module 'mobilenetv3.training' has no attribute {name!r}")
+    return getattr(_importlib.import_module("mobilenetv3.training.recipe"), name)

@@ -6,10 +6,7 @@ import argparse
 from typing import Any
 
 from mobilenetv3.cli import add_weights_args, weights_kwargs
-
-# The keys of export.formats.EXPORTERS (kept here so `--help` needs no
-# Keras import; tests/test_newcomer.py checks they agree).
-FORMATS = ("onnx", "tflite", "saved_model", "openvino")
+from mobilenetv3.export.formats import EXPORTERS
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +21,7 @@ def register(subparsers: Any) -> None:
                         help="a registered preset name (backbone or task), a preset folder, a kaggle:// or hf:// "
                         "handle, or a weights file")
     parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite, openvino .xml) or folder (saved_model) to write")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="output format")
+    parser.add_argument("--format", required=True, choices=list(EXPORTERS), help="output format")
     parser.add_argument("--int8", action="store_true",
                         help="int8 post-training quantization (onnx, tflite, openvino)")
     parser.add_argument("--bf16", action="store_true", help="openvino: record bf16 inference in the IR")
@@ -45,7 +42,7 @@ def register(subparsers: Any) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from mobilenetv3.export.formats import EXPORTERS, formats_with
+    from mobilenetv3.export.formats import formats_with
 
     if args.int8 and not EXPORTERS[args.format].int8:
         raise ValueError(f"--int8 applies to --format {' or '.join(formats_with('int8'))}, not {args.format}.")

@@ -13,25 +13,28 @@ export_saved_model(model, "small_saved_model")
 ```
 """
 
-from mobilenetv3.export.calibration import load_calibration_images, load_images
-from mobilenetv3.export.formats import EXPORTERS, Exporter, export_model
-from mobilenetv3.export.onnx_export import export_onnx
-from mobilenetv3.export.onnx_int8 import quantize_onnx
-from mobilenetv3.export.openvino_export import compile_openvino, export_openvino
-from mobilenetv3.export.saved_model import export_saved_model
-from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
+import importlib as _importlib
 
-__all__ = [
-    "DEFAULT_FLOAT_OPS",
-    "EXPORTERS",
-    "Exporter",
-    "compile_openvino",
-    "export_model",
-    "export_onnx",
-    "export_openvino",
-    "export_saved_model",
-    "export_tflite",
-    "load_calibration_images",
-    "load_images",
-    "quantize_onnx",
-]
+# Public name -> the module defining it (imported on first use: the
+# `export` command reads `formats` without loading Keras).
+_EXPORTS = {
+    "DEFAULT_FLOAT_OPS": "tflite_export",
+    "EXPORTERS": "formats",
+    "Exporter": "formats",
+    "compile_openvino": "openvino_export",
+    "export_model": "formats",
+    "export_onnx": "onnx_export",
+    "export_openvino": "openvino_export",
+    "export_saved_model": "saved_model",
+    "export_tflite": "tflite_export",
+    "load_calibration_images": "calibration",
+    "load_images": "calibration",
+    "quantize_onnx": "onnx_int8",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mobilenetv3.export' has no attribute {name!r}")
+    return getattr(_importlib.import_module(f"mobilenetv3.export.{_EXPORTS[name]}"), name)

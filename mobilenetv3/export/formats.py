@@ -1,6 +1,7 @@
 """The table of export formats: one `Exporter` per format, with what it
-supports. The `mobilenetv3 export` command and the benchmark read it; a new
-format is its exporter module plus one entry in `EXPORTERS`."""
+supports. The `mobilenetv3 export` command (its `--format` choices too) and
+the benchmark read it; a new format is its exporter module plus one entry in
+`EXPORTERS`."""
 
 from __future__ import annotations
 
@@ -10,15 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import keras
-
 from mobilenetv3.core.utils import import_optional, scratch_dir
-from mobilenetv3.export.detector_export import export_onnx_detector, is_detector, write_anchors
-from mobilenetv3.export.onnx_export import export_onnx
-from mobilenetv3.export.onnx_int8 import quantize_onnx
-from mobilenetv3.export.openvino_export import export_openvino
-from mobilenetv3.export.saved_model import export_saved_model
-from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
+
+# Each writer imports its exporter module when it runs: the table itself is
+# cheap to import (the `export` command's `--help` lists its formats).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +57,12 @@ class Exporter:
     extra: str = ""
 
 
-def _write_onnx(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
+def _write_onnx(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
                 channels_first: bool, postprocess: bool, **_: Any) -> None:
+    from mobilenetv3.export.detector_export import export_onnx_detector, is_detector
+    from mobilenetv3.export.onnx_export import export_onnx
+    from mobilenetv3.export.onnx_int8 import quantize_onnx
+
     if is_detector(model):
         export_onnx_detector(model, path, postprocess=postprocess, channels_first=channels_first,
                              input_size=input_size)
@@ -76,19 +76,25 @@ def _write_onnx(model: keras.Model, path: str, *, input_size: int | None, int8: 
         quantize_onnx(float_path, path, calibration, channels_first=channels_first)
 
 
-def _write_tflite(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
+def _write_tflite(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
                   full_integer: bool, **_: Any) -> None:
+    from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
+
     float_ops = () if full_integer else DEFAULT_FLOAT_OPS
     export_tflite(model, path, input_size=input_size, int8=int8, calibration=calibration, float_ops=float_ops)
 
 
-def _write_saved_model(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
+def _write_saved_model(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
                        channels_first: bool, **_: Any) -> None:
+    from mobilenetv3.export.saved_model import export_saved_model
+
     export_saved_model(model, path, input_size=(input_size, input_size) if input_size else None)
 
 
-def _write_openvino(model: keras.Model, path: str, *, input_size: int | None, int8: bool, calibration: Any,
+def _write_openvino(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
                     channels_first: bool, bf16: bool, **_: Any) -> None:
+    from mobilenetv3.export.openvino_export import export_openvino
+
     precision = "int8" if int8 else "bf16" if bf16 else "fp32"
     export_openvino(model, path, precision=precision, calibration=calibration, input_size=input_size,
                     channels_first=channels_first)
@@ -115,7 +121,7 @@ def formats_with(capability: str) -> list[str]:
 
 
 def export_model(
-    model: keras.Model,
+    model: Any,
     path: str | os.PathLike,
     format: str,
     *,
@@ -147,6 +153,8 @@ def export_model(
     for option, value in options.items():
         if value and not getattr(exporter, option):
             raise ValueError(f"`{option}` applies to formats {formats_with(option)}, not {format!r}.")
+    from mobilenetv3.export.detector_export import is_detector, write_anchors
+
     _check_detector_options(model, int8, postprocess)
     for module in exporter.requires + (exporter.int8_requires if int8 else ()):
         import_optional(module, exporter.extra, f"Exporting to {format}{' int8' if int8 else ''}")
@@ -156,7 +164,9 @@ def export_model(
     return Path(path)
 
 
-def _check_detector_options(model: keras.Model, int8: bool, postprocess: bool) -> None:
+def _check_detector_options(model: Any, int8: bool, postprocess: bool) -> None:
+    from mobilenetv3.export.detector_export import is_detector
+
     if postprocess and not is_detector(model):
         raise ValueError(f"`postprocess` applies to a MobileNetV3ObjectDetector, not a {type(model).__name__}.")
     if int8 and is_detector(model):

@@ -1,6 +1,6 @@
 """Task models built on a `MobileNetV3Backbone`: each is a `MobileNetV3Task`
-subclass registered with the model factory (`mobilenetv3.presets.loader`) under its
-kind."""
+subclass in its own file, with its row (kind -> class) in the loader's
+`mobilenetv3.presets.loader.MODEL_CLASSES`."""
 
 from mobilenetv3.tasks.classifier import MobileNetV3ImageClassifier
 from mobilenetv3.tasks.detector import MobileNetV3ObjectDetector

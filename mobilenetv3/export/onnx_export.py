@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.core.utils import atomic_path
 from mobilenetv3.nets.layers import (
     BatchNormalization,
@@ -367,12 +368,8 @@ itself (add an entry here to support a new layer)."""
 
 # -- graph walking -------------------------------------------------------------------
 
-def _is_functional(operation: Any) -> bool:
-    return isinstance(operation, keras.Model) and hasattr(operation, "_nodes_by_depth")
-
-
 def _convert_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
-    if _is_functional(layer):
+    if internals.is_functional(layer):
         return _convert_functional(graph, layer, xs)
     converter = CONVERTERS.get(type(layer))
     if converter is None:
@@ -387,14 +384,13 @@ def _convert_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> li
 
 def _convert_functional(graph: _Graph, model: Any, inputs: list[_Value]) -> list[_Value]:
     values = {id(t): v for t, v in zip(model.inputs, inputs, strict=False)}
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if node.is_input or not node.operation:
-                continue
-            if any(id(t) not in values for t in node.input_tensors):
-                continue
-            outputs = _convert_layer(graph, node.operation, node, [values[id(t)] for t in node.input_tensors])
-            values.update({id(t): v for t, v in zip(node.outputs, outputs, strict=False)})
+    for node in internals.graph_nodes(model):
+        if node.is_input or not node.operation:
+            continue
+        if any(id(t) not in values for t in node.input_tensors):
+            continue
+        outputs = _convert_layer(graph, node.operation, node, [values[id(t)] for t in node.input_tensors])
+        values.update({id(t): v for t, v in zip(node.outputs, outputs, strict=False)})
     return [values[id(t)] for t in model.outputs]
 
 
@@ -551,7 +547,7 @@ def build_onnx_model(model: keras.Model, channels_first: bool = False, input_siz
     """The `onnx.ModelProto` of a functional Keras model (see `export_onnx`)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    if not _is_functional(model) or len(model.inputs) != 1:
+    if not internals.is_functional(model) or len(model.inputs) != 1:
         raise ValueError("`model` must be a functional Keras model with one image input, "
                          f"such as a MobileNetV3 backbone or classifier; got {type(model).__name__}.")
     shape = tuple(model.inputs[0].shape)
@@ -619,12 +615,12 @@ def _with_input_size(model: keras.Model, height: int, width: int) -> keras.Model
 
 
 def _output_names(model: keras.Model) -> list[str]:
-    struct = model._outputs_struct
+    struct = internals.outputs_structure(model)
     if isinstance(struct, dict):
         return [str(key) for key in struct]
     names = []
     for tensor in model.outputs:
-        base = tensor._keras_history.operation.name
+        base = internals.producer_name(tensor)
         names.append(base if base not in names else f"{base}_{len(names)}")
     return names
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from mobilenetv3 import presets
 from mobilenetv3.core import architectures, validation
+from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.core.architectures import BlockSpec, make_divisible
 from mobilenetv3.core.normalization import PREPROCESSING_MODES, scale_and_offset
 from mobilenetv3.core.utils import classproperty
@@ -521,7 +522,7 @@ class MobileNetV3Backbone(CompiledInferenceCall, DirectCall, keras.Model):
 
 
 def _producer(tensor: Any) -> str:
-    return tensor._keras_history.operation.name
+    return internals.producer_name(tensor)
 
 
 def _model_inputs(input_shape: Sequence[int | None], input_tensor: Any) -> Any:

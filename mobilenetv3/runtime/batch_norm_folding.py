@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.runtime.direct_call import DirectFunctional
 
 _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
@@ -45,20 +46,12 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     fast.predict(images)  # same as model.predict(images), faster
     ```
     """
-    if not _is_functional(model):
+    if not internals.is_functional(model):
         raise TypeError(f"`model` must be a functional Keras model (backbone, classifier, ...); "
                         f"got {type(model).__name__}.")
     if len(model.inputs) != 1:
         raise ValueError(f"`model` must have one input; got {len(model.inputs)}.")
     return _fold(model)
-
-
-def _is_functional(model: Any) -> bool:
-    return isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth")
-
-
-def _nodes(model: keras.Model) -> list[Any]:
-    return [node for depth in sorted(model._nodes_by_depth, reverse=True) for node in model._nodes_by_depth[depth]]
 
 
 def _foldable_pairs(model: keras.Model, nodes: list[Any]) -> dict[int, Any]:
@@ -75,13 +68,13 @@ def _foldable_pairs(model: keras.Model, nodes: list[Any]) -> dict[int, Any]:
         conv = producer.get(id(source))
         if (isinstance(conv, _CONVOLUTIONS) and conv.activation in (None, keras.activations.linear)
                 and conv.data_format == "channels_last" and layer.axis in (-1, len(source.shape) - 1)
-                and uses[id(source)] == 1 and len(conv._inbound_nodes) == 1):
+                and uses[id(source)] == 1 and internals.inbound_node_count(conv) == 1):
             pairs[id(conv)] = layer
     return pairs
 
 
 def _fold(model: keras.Model) -> keras.Model:
-    nodes = _nodes(model)
+    nodes = internals.graph_nodes(model)
     folds = _foldable_pairs(model, nodes)
     folded_away = {id(batch_norm) for batch_norm in folds.values()}
     source = model.inputs[0]
@@ -94,13 +87,13 @@ def _fold(model: keras.Model) -> keras.Model:
         args, kwargs = node.arguments.fill_in(values)
         if id(layer) in folded_away:
             outputs = args[0]
-        elif _is_functional(layer):
+        elif internals.is_functional(layer):
             outputs = _fold(layer)(*args, **kwargs)
         else:
             outputs = _copy_layer(layer, folds.get(id(layer)), args, kwargs)
         for tensor, value in zip(node.outputs, keras.tree.flatten(outputs), strict=True):
             values[id(tensor)] = value
-    outputs = keras.tree.map_structure(lambda t: values[id(t)], model._outputs_struct)
+    outputs = keras.tree.map_structure(lambda t: values[id(t)], internals.outputs_structure(model))
     return DirectFunctional(inputs, outputs, name=model.name)
 
 

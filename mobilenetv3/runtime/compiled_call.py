@@ -20,6 +20,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3.core import keras_internals as internals
+
 COMPILED_CALL = True
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -32,12 +34,9 @@ def _compilable(args: tuple, kwargs: dict) -> bool:
     training = kwargs.get("training")
     if set(kwargs) - {"training"} or not (training is None or training is False):
         return False
-    from keras.src.backend.common import global_state
-    from keras.src.backend.common.stateless_scope import in_stateless_scope
-
-    if in_stateless_scope() or keras.distribution.distribution() is not None:
+    if internals.in_stateless_scope() or keras.distribution.distribution() is not None:
         return False
-    if global_state.get_global_attribute("current_call_ctx") is not None:  # inside another layer's call,
+    if internals.current_call_context() is not None:  # inside another layer's call,
         return False  # whose `training` the model inherits
     import jax
 
@@ -81,7 +80,7 @@ class CompiledInferenceCall:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not _compilable(args, kwargs):
             return super().__call__(*args, **kwargs)  # type: ignore[misc]
-        self._assert_input_compatibility(args[0])  # type: ignore[attr-defined]  # Keras' own message on bad input
+        internals.assert_input_compatibility(self, args[0])  # Keras' own message on bad input
         trainable = [variable.value for variable in self.trainable_variables]  # type: ignore[attr-defined]
         non_trainable = [variable.value for variable in self.non_trainable_variables]  # type: ignore[attr-defined]
         return _compiled(self)(trainable, non_trainable, args[0])  # type: ignore[arg-type]

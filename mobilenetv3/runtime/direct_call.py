@@ -34,11 +34,8 @@ from typing import Any
 
 import keras
 import numpy as np
-from keras.src.backend import get_autocast_scope
-from keras.src.backend.common.global_state import get_global_attribute
-from keras.src.backend.common.stateless_scope import in_stateless_scope
-from keras.src.models.functional import Functional, unpack_singleton
 
+from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.nets import layers
 
 # Layers whose `call` is the whole of what `__call__` computes for eager float32 inference.
@@ -79,12 +76,12 @@ def _eligible(model: keras.Model, inputs: Any, training: Any, mask: Any, kwargs:
             or not all(isinstance(x, torch.Tensor) and x.dtype == torch.float32 for x in flat)
             or any(getattr(x, "_keras_mask", None) is not None for x in flat)):
         return False
-    if (keras.distribution.distribution() is not None or get_autocast_scope() is not None
-            or in_stateless_scope()):
+    if (keras.distribution.distribution() is not None or internals.autocast_scope() is not None
+            or internals.in_stateless_scope()):
         return False
     all_layers = model.__dict__.get("_direct_layers")
     if all_layers is None:
-        all_layers = list(model._flatten_layers(include_self=True, recursive=True))
+        all_layers = internals.all_layers(model, include_self=True)
         model.__dict__["_direct_layers"] = all_layers  # a built functional model's layers do not change
     key = tuple((id(layer.dtype_policy), getattr(layer, "lora_enabled", False),
                  getattr(layer, "activity_regularizer", None) is None) for layer in all_layers)
@@ -106,7 +103,7 @@ def _keras_conv(layer: keras.layers.Conv2D) -> Any:
 
 
 def _operation_fn(operation: Any) -> Any:
-    if isinstance(operation, Functional) and _runs_graph(operation):
+    if internals.is_functional(operation) and _runs_graph(operation):
         def run(*args: Any, **kwargs: Any) -> Any:
             if set(kwargs) <= {"training", "mask"} and not kwargs.get("training") and kwargs.get("mask") is None:
                 return _run(operation, *args)  # eligible with its parent: no __call__ of its own
@@ -116,7 +113,7 @@ def _operation_fn(operation: Any) -> Any:
     if type(operation) is keras.layers.Conv2D:
         return _keras_conv(operation)
     if type(operation) in _DIRECT_LAYERS:
-        if operation._call_has_training_arg:
+        if internals.call_has_training_arg(operation):
             return lambda *args, **kwargs: operation.call(*args, **{**kwargs, "training": False})
         return operation.call
     return operation  # Keras' own __call__
@@ -125,18 +122,15 @@ def _operation_fn(operation: Any) -> Any:
 def _runs_graph(model: Any) -> bool:
     """Whether calling `model` is running its functional graph (no custom `call`)."""
     call = type(model).call
-    return call is Functional.call or getattr(call, "_direct_graph", False)
+    return internals.is_functional_call(call) or getattr(call, "_direct_graph", False)
 
 
 def _run(model: Any, inputs: Any) -> Any:
     import torch
 
-    flat = model._standardize_inputs(inputs)
     if torch.is_grad_enabled():  # autograd records the graph: no in-place ops, no cached weights
-        outputs = model._run_through_graph(flat, operation_fn=_operation_fn)
-    else:
-        outputs = _run_plan(model, flat)
-    return unpack_singleton(outputs)
+        return internals.run_graph(model, inputs, _operation_fn)
+    return _run_plan(model, internals.standardize_inputs(model, inputs))
 
 
 # In-place PyTorch versions of the activations a fused conv step may end with.
@@ -178,7 +172,7 @@ class _FusedConv:
     def weights(self, dtype: Any) -> tuple:
         import torch
 
-        values = [variable._value for variable in self.variables]
+        values = [internals.raw_value(variable) for variable in self.variables]
         key = [(id(v), v._version) for v in values] + [dtype, self._shift]
         if self._cache[0] == key:
             return self._cache[1]
@@ -186,14 +180,14 @@ class _FusedConv:
         kernel = values[0].permute(*layers.torch_kernel_permutation(self.depthwise)).to(dtype)
         bias = values[1].to(dtype) if conv.use_bias else None
         if norm is not None:
-            scale = torch.rsqrt(norm.moving_variance._value + norm.epsilon)
+            scale = torch.rsqrt(internals.raw_value(norm.moving_variance) + norm.epsilon)
             if norm.scale:
-                scale = scale * norm.gamma._value
-            shift = -norm.moving_mean._value * scale
+                scale = scale * internals.raw_value(norm.gamma)
+            shift = -internals.raw_value(norm.moving_mean) * scale
             if bias is not None:
                 shift = shift + bias * scale
             if norm.center:
-                shift = shift + norm.beta._value
+                shift = shift + internals.raw_value(norm.beta)
             kernel, bias = kernel * scale.to(dtype).reshape(-1, 1, 1, 1), shift.to(dtype)
         if self._shift is not None:
             kernel = torch.nn.functional.pad(kernel, (self._shift[1], 0, self._shift[0], 0))
@@ -251,8 +245,7 @@ def _plan(model: Any) -> list:
     plan = model.__dict__.get("_direct_plan")
     if plan is not None:
         return plan
-    nodes = [node for depth in sorted(model._nodes_by_depth, reverse=True) for node in model._nodes_by_depth[depth]
-             if node.operation is not None and not node.is_input]
+    nodes = [node for node in internals.graph_nodes(model) if node.operation is not None and not node.is_input]
     consumers: dict[int, list] = {}
     for node in nodes:
         for tensor in node.input_tensors:
@@ -332,7 +325,7 @@ def _run_plan(model: Any, inputs: list) -> Any:
             values[id(output)] = step(values[id(source)])
         else:
             values[id(output)] = step(values[id(source)], values)
-    return keras.tree.pack_sequence_as(model._outputs_struct, [values[id(x)] for x in model.outputs])
+    return keras.tree.pack_sequence_as(internals.outputs_structure(model), [values[id(x)] for x in model.outputs])
 
 
 def call(model: keras.Model, inputs: Any, training: Any = None, mask: Any = None, **kwargs: Any) -> Any:
@@ -348,7 +341,7 @@ def call(model: keras.Model, inputs: Any, training: Any = None, mask: Any = None
     ```
     """
     if not _eligible(model, inputs, training, mask, kwargs):
-        return Functional.call(model, inputs, training=training, mask=mask, **kwargs)
+        return internals.functional_call(model, inputs, training=training, mask=mask, **kwargs)
     with _direct():
         return _run(model, inputs)
 
@@ -362,7 +355,7 @@ def _top_level_call(model: Any, args: tuple, kwargs: dict) -> bool:
     `training`), no PyTorch module hooks, and the direct run is eligible."""
     if len(args) != 1 or any(key != "training" for key in kwargs) or kwargs.get("training"):
         return False
-    if keras.backend.backend() != "torch" or not model.built or get_global_attribute("current_call_ctx") is not None:
+    if keras.backend.backend() != "torch" or not model.built or internals.current_call_context() is not None:
         return False
     from torch.nn.modules import module
 

@@ -22,6 +22,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3.core import keras_internals as internals
+
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _KEY_PARITY = 0x1BD11BDA
 
@@ -99,10 +101,8 @@ def _variance_scaling_limit(initializer: Any, shape: tuple[int, ...]) -> float |
     variance_scaling = keras.initializers.VarianceScaling
     if type(initializer).__call__ is not variance_scaling.__call__ or initializer.distribution != "uniform":
         return None
-    from keras.src.initializers.random_initializers import compute_fans
-
     axes = {name: getattr(initializer, name) for name in ("input_axes", "output_axes") if hasattr(initializer, name)}
-    fan_in, fan_out = compute_fans(shape, **axes)
+    fan_in, fan_out = internals.compute_fans(shape, **axes)
     fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[initializer.mode]
     return math.sqrt(3.0 * initializer.scale / max(1.0, fan))
 

@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.core.utils import check_positive_int
 from mobilenetv3.datasets.detection import DETECTION_CLASSES, read_coco_folder, synthetic_detection
 from mobilenetv3.presets import folders
@@ -94,7 +95,7 @@ def train_detector(
         preset, num_classes=len(class_names), image_size=image_size, load_weights=load_weights,
         score_threshold=0.01, max_detections=50,
     )
-    for layer in model._flatten_layers():
+    for layer in internals.all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = TRAINING_BN_MOMENTUM
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=False)

@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 import keras
 import numpy as np
 
+from mobilenetv3.core import keras_internals as internals
+
 T = TypeVar("T")
 
 _ACTIVE: DataParallelJob | None = None
@@ -299,7 +301,7 @@ def synchronize_batchnorm(model: keras.Model, synchronized: bool = True) -> int:
     synchronize_batchnorm(model)  # 34 on MobileNetV3-Small
     ```
     """
-    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = [layer for layer in internals.all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     if keras.backend.backend() == "tensorflow":
         for layer in layers:
             layer.synchronized = synchronized

@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.core.architectures import block_index
 from mobilenetv3.core.images import IMAGE_SUFFIXES
 from mobilenetv3.core.normalization import ImagePolicy
@@ -149,7 +150,7 @@ def calibrate_batchnorm(backbone: MobileNetV3Backbone, dataset: Any, max_batches
     calibrate_batchnorm(model.backbone, train)
     ```
     """
-    layers = [layer for layer in backbone._flatten_layers() if _is_batch_norm(layer)]
+    layers = [layer for layer in internals.all_layers(backbone) if _is_batch_norm(layer)]
     saved = [(layer.momentum, layer.trainable) for layer in layers]
     used = 0
     try:
@@ -611,7 +612,7 @@ def _set_batchnorm_momentum(backbone: MobileNetV3Backbone, momentum: float | Non
     if not 0 <= momentum < 1:
         raise ValueError(f"`bn_momentum` must be in [0, 1); got {momentum!r}.")
     saved = []
-    for layer in backbone._flatten_layers():
+    for layer in internals.all_layers(backbone):
         if _is_batch_norm(layer) and layer.trainable:
             saved.append((layer, layer.momentum))
             layer.momentum = momentum

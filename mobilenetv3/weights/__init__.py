@@ -113,25 +113,16 @@ def _reader(format: str) -> Any:
     return importlib.import_module(f"mobilenetv3.weights.{FORMATS[format]}")
 
 
-# Canonical layer names of classifier heads ("paper": Conv_2 + Logits,
-# "dense": keras-cv's predictions).
-HEAD_LAYERS = (
-    "Conv_2/", "Logits/", "predictions/", "lraspp_", "aspp_", "deeplab_", "aux_", "extra_", "cls_head_", "box_head_",
-)
-
-
 def load_into(model: keras.Model, checkpoint: Checkpoint) -> None:
-    """Assign a checkpoint to a backbone or classifier, checking every tensor.
+    """Assign a checkpoint to a backbone or task model, checking every tensor.
 
-    The checkpoint's head tensors are skipped when `model` has no head.
+    Every variable of the model must be in the checkpoint, and every tensor
+    of the checkpoint must be used, except that a bare backbone (a model
+    with no `num_classes`) takes the backbone of a task checkpoint, whose
+    head tensors it skips.
     """
-    model_has_head = any(v.path.startswith(HEAD_LAYERS) for v in model.weights)
-    canonical.assign(
-        model,
-        checkpoint.tensors,
-        source=checkpoint.source,
-        allow_unused=() if model_has_head else HEAD_LAYERS,
-    )
+    backbone_of_task = getattr(model, "num_classes", None) is None and checkpoint.kind != "backbone"
+    canonical.assign(model, checkpoint.tensors, source=checkpoint.source, allow_unused=("",) if backbone_of_task else ())
 
 
 __all__ = ["Checkpoint", "FORMATS", "WeightsFileError", "WeightsMismatchError", "detect_format", "load_into", "read"]

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 import mobilenetv3
-from mobilenetv3.nets import layers
+from mobilenetv3.runtime import kernels
 
 
 def _load() -> str:
@@ -120,11 +120,11 @@ def _keras_ops(step: Callable) -> Callable:
     """`step` with the package's PyTorch fast paths off (Keras' own conv and BatchNorm ops)."""
 
     def run(x: torch.Tensor) -> Any:
-        layers.TORCH_FAST_PATHS = False
+        kernels.TORCH_FAST_PATHS = False
         try:
             return step(x)
         finally:
-            layers.TORCH_FAST_PATHS = True
+            kernels.TORCH_FAST_PATHS = True
 
     return run
 

@@ -20,10 +20,10 @@ LAYERS = (
     ("mobilenetv3.weights",),  # checkpoint readers of every source, downloads
     ("mobilenetv3.presets.registry", "mobilenetv3.presets.folders"),  # presets as data, folders on disk
     ("mobilenetv3.presets",),  # the loader (classes by an explicit table of names), conversion, preprocessing
-    ("mobilenetv3.runtime.initializers",),  # (debt: the layers still build their weights through it)
-    ("mobilenetv3.nets.layers",),
-    ("mobilenetv3.runtime",),  # (debt: the model classes still inherit its call mixins)
-    ("mobilenetv3.nets",),  # the backbone and its aliases
+    ("mobilenetv3.runtime.kernels", "mobilenetv3.runtime.initializers"),  # backend fast paths of single layers
+    ("mobilenetv3.nets.layers",),  # plain Keras layers; their `call` asks the kernels first
+    ("mobilenetv3.runtime",),  # whole-model runtime: JAX compiled call, PyTorch direct run, folding, `accelerate`
+    ("mobilenetv3.nets",),  # the backbone and its aliases (built, then `accelerate`d)
     ("mobilenetv3.detection", "mobilenetv3.datasets"),  # box coding, SSD loss and NMS; generated datasets
     ("mobilenetv3.tasks",),
     ("mobilenetv3.keras_hub",),  # optional integration: our classes as keras-hub's

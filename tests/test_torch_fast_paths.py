@@ -10,7 +10,7 @@ from helpers import randomize
 
 import mobilenetv3
 from mobilenetv3.nets import layers
-from mobilenetv3.runtime import direct_call
+from mobilenetv3.runtime import direct_call, kernels
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch-backend fast paths")
 
@@ -19,10 +19,10 @@ def _both(fn):
     """`fn()` with the fast paths on, then with Keras' own ops."""
     try:
         fast = keras.ops.convert_to_numpy(fn())
-        layers.TORCH_FAST_PATHS = False
+        kernels.TORCH_FAST_PATHS = False
         return fast, keras.ops.convert_to_numpy(fn())
     finally:
-        layers.TORCH_FAST_PATHS = True
+        kernels.TORCH_FAST_PATHS = True
 
 
 @pytest.mark.core
@@ -85,8 +85,8 @@ def test_pointwise_conv_of_a_pooled_map_is_a_matrix_product_with_keras_gradients
     if use_bias:
         layer.bias.assign(np.random.default_rng(2).normal(size=layer.bias.shape))
     products = []
-    matmul = layers._pointwise_matmul
-    monkeypatch.setattr(layers, "_pointwise_matmul", lambda *a: products.append(1) or matmul(*a))
+    matmul = kernels._pointwise_matmul
+    monkeypatch.setattr(kernels, "_pointwise_matmul", lambda *a: products.append(1) or matmul(*a))
 
     def gradients():
         for tensor in [x] + [v.value for v in layer.trainable_variables]:
@@ -131,7 +131,7 @@ def test_batch_norm_training_equals_keras_outputs_gradients_and_moving_statistic
     weights = np.random.default_rng(5).normal(size=x0.shape).astype("float32")
     results = []
     for fast in (True, False):
-        layers.TORCH_FAST_PATHS = fast
+        kernels.TORCH_FAST_PATHS = fast
         try:
             layer = _batch_norm_layer()
             for _ in range(2):
@@ -142,7 +142,7 @@ def test_batch_norm_training_equals_keras_outputs_gradients_and_moving_statistic
                             layer.beta.value.grad.numpy() / 2, layer.moving_mean.numpy(),
                             layer.moving_variance.numpy()])
         finally:
-            layers.TORCH_FAST_PATHS = True
+            kernels.TORCH_FAST_PATHS = True
     moved = results[1][5]
     assert np.abs(moved - _batch_norm_layer().moving_variance.numpy()).max() > 0.1
     for name, fast, reference in zip(["outputs", "input grad", "gamma grad", "beta grad", "moving mean",
@@ -160,13 +160,13 @@ def test_batch_norm_training_statistics_at_least_as_accurate_as_keras():
     mean, variance = x.astype("float64").mean((0, 1, 2)), x.astype("float64").var((0, 1, 2))
     errors = []
     for fast in (True, False):
-        layers.TORCH_FAST_PATHS = fast
+        kernels.TORCH_FAST_PATHS = fast
         try:
             layer = _batch_norm_layer(channels=3)
             gamma, beta = layer.gamma.numpy().astype("float64"), layer.beta.numpy().astype("float64")
             y = keras.ops.convert_to_numpy(layer(x, training=True))
         finally:
-            layers.TORCH_FAST_PATHS = True
+            kernels.TORCH_FAST_PATHS = True
         expected = (x - mean) / np.sqrt(variance + 1e-3) * gamma + beta
         errors.append(np.abs(y - expected).max())
     assert errors[0] <= errors[1] and errors[0] < 1e-5, errors
@@ -179,7 +179,7 @@ def test_classifier_train_step_equals_keras_ops():
     y = np.array([0, 1, 2, 1])
     results = []
     for fast in (True, False):
-        layers.TORCH_FAST_PATHS = fast
+        kernels.TORCH_FAST_PATHS = fast
         try:
             keras.utils.set_random_seed(0)
             model = mobilenetv3.MobileNetV3ImageClassifier(
@@ -190,7 +190,7 @@ def test_classifier_train_step_equals_keras_ops():
             loss = model.train_on_batch(x, y)
             results.append((loss, [w.numpy() for w in model.weights]))
         finally:
-            layers.TORCH_FAST_PATHS = True
+            kernels.TORCH_FAST_PATHS = True
     (fast_loss, fast_weights), (loss, weights) = results
     np.testing.assert_allclose(fast_loss, loss, rtol=1e-5)
     changed = max(float(np.abs(a - b).max()) for a, b in zip(fast_weights, weights, strict=True))
@@ -245,11 +245,11 @@ def test_direct_inference_equals_keras_and_leaves_inputs_alone(padding):
     fast = _no_grad_outputs(model, x)
     assert "_direct_plan" in model.__dict__ and "_direct_plan" in model.backbone.__dict__  # the direct run ran
     with_autograd = keras.ops.convert_to_numpy(model(x, training=False))
-    layers.TORCH_FAST_PATHS = False
+    kernels.TORCH_FAST_PATHS = False
     try:
         reference = keras.ops.convert_to_numpy(model(x, training=False))
     finally:
-        layers.TORCH_FAST_PATHS = True
+        kernels.TORCH_FAST_PATHS = True
     assert np.abs(reference).max() > 0.1
     np.testing.assert_allclose(fast, reference, atol=2e-5, rtol=1e-5)
     np.testing.assert_allclose(with_autograd, reference, atol=2e-5, rtol=1e-5)
@@ -279,11 +279,11 @@ def test_direct_inference_sees_weight_updates():
     backbone.get_layer("Conv").kernel.assign(backbone.get_layer("Conv").kernel.numpy() * -1.0)
     second = run()
     assert "_direct_plan" in stem.__dict__
-    layers.TORCH_FAST_PATHS = False
+    kernels.TORCH_FAST_PATHS = False
     try:
         reference = run()
     finally:
-        layers.TORCH_FAST_PATHS = True
+        kernels.TORCH_FAST_PATHS = True
     assert np.abs(first - second).max() > 0.1
     np.testing.assert_allclose(second, reference, atol=2e-5, rtol=1e-5)
 
@@ -301,11 +301,11 @@ def test_batch_one_pointwise_convs_run_as_matrix_products_and_equal_keras(monkey
                         lambda self, inputs: products.append(id(self.conv)) or matmul(self, inputs))
 
     def keras_ops():
-        layers.TORCH_FAST_PATHS = False
+        kernels.TORCH_FAST_PATHS = False
         try:
             return _no_grad_outputs(model, x)
         finally:
-            layers.TORCH_FAST_PATHS = True
+            kernels.TORCH_FAST_PATHS = True
 
     fast = _no_grad_outputs(model, x)
     pointwise = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Conv2D)
@@ -341,12 +341,12 @@ def test_folded_model_direct_inference_equals_keras():
     x = _images((2, 64, 80, 3)) / 127.5 - 1.0
     fast = _no_grad_outputs(folded, x)
     assert "_direct_plan" in folded.__dict__
-    layers.TORCH_FAST_PATHS = False
+    kernels.TORCH_FAST_PATHS = False
     try:
         reference = _no_grad_outputs(folded, x)
         original = _no_grad_outputs(model, x)
     finally:
-        layers.TORCH_FAST_PATHS = True
+        kernels.TORCH_FAST_PATHS = True
     np.testing.assert_allclose(fast, reference, atol=2e-5, rtol=1e-5)
     np.testing.assert_allclose(fast, original, atol=2e-5, rtol=1e-5)
 
@@ -368,11 +368,11 @@ def test_predict_on_batch_takes_the_direct_run_and_equals_keras(monkeypatch):
     assert "_direct_plan" in model.__dict__ and "_direct_plan" in model.backbone.__dict__
     keras_path = model.predict_on_batch(x.astype("float64"))
     assert calls  # Keras' predict function called the model
-    layers.TORCH_FAST_PATHS = False
+    kernels.TORCH_FAST_PATHS = False
     try:
         reference = model.predict_on_batch(x)
     finally:
-        layers.TORCH_FAST_PATHS = True
+        kernels.TORCH_FAST_PATHS = True
     assert np.abs(reference).max() > 0.1
     np.testing.assert_allclose(fast, reference, atol=2e-5, rtol=1e-5)
     np.testing.assert_allclose(keras_path, reference, atol=2e-5, rtol=1e-5)

@@ -255,3 +255,11 @@ def block_index(layer_name: str) -> int | None:
 def block_tap(index: int) -> str:
     """The backbone's feature name of block `index`'s output."""
     return f"block_{index}"
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int, int]:
+    """TF "SAME": (pad before, pad after, output size) along one axis."""
+    effective = (kernel - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2, out

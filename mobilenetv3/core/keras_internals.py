@@ -115,6 +115,18 @@ def current_call_context() -> Any:
     return get_global_attribute("current_call_ctx")
 
 
+def is_outermost_call(layer: Any) -> bool:
+    """Whether the call of `layer` under way is a top-level call (not from
+    inside another layer's call, whose `training` it would inherit)."""
+    context = current_call_context()
+    return context is not None and context.entry_layer is layer
+
+
+def mark_called(layer: Any) -> None:
+    """Record that the layer has been called, as `Layer.__call__` does."""
+    layer._called = True
+
+
 def assert_input_compatibility(model: keras.Model, inputs: Any) -> None:
     """Keras' own input-shape check (and message) for a call of `model`."""
     model._assert_input_compatibility(inputs)

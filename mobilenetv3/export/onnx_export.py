@@ -22,13 +22,13 @@ import keras
 import numpy as np
 
 from mobilenetv3.core import keras_internals as internals
+from mobilenetv3.core.architectures import same_padding
 from mobilenetv3.core.utils import atomic_path
 from mobilenetv3.nets.layers import (
     BatchNormalization,
     Conv2D,
     DepthwiseConv2D,
     SqueezeAndExcite2D,
-    same_padding,
 )
 from mobilenetv3.runtime.batch_norm_folding import batch_norm_affine, batch_norm_parameters
 from mobilenetv3.tasks.detector import ResizeImages

@@ -28,8 +28,7 @@ from mobilenetv3.nets.layers import (
     conv_padding,
 )
 from mobilenetv3.presets import folders, loader
-from mobilenetv3.runtime.compiled_call import CompiledInferenceCall
-from mobilenetv3.runtime.direct_call import DirectCall
+from mobilenetv3.runtime.accelerate import accelerate
 
 STEM_FILTERS = 16
 LAST_CONV_EXPANSION = 6
@@ -157,7 +156,7 @@ class _GraphBuilder:
 
 
 @keras.saving.register_keras_serializable(package="mobilenetv3")
-class MobileNetV3Backbone(CompiledInferenceCall, DirectCall, keras.Model):
+class MobileNetV3Backbone(keras.Model):
     """MobileNetV3 backbone, a drop-in for `keras_cv.models.MobileNetV3Backbone`.
 
     A functional `keras.Model` mapping images `(batch, height, width, 3)` to
@@ -370,6 +369,7 @@ class MobileNetV3Backbone(CompiledInferenceCall, DirectCall, keras.Model):
         self._block_outputs = block_outputs
         strided = [i for i, b in enumerate(blocks) if b.stride > 1]
         self._detection_block = strided[-1] if strided else None
+        accelerate(self)
 
     # -- features ----------------------------------------------------------
 

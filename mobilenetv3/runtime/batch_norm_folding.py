@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from mobilenetv3.core import keras_internals as internals
-from mobilenetv3.runtime.direct_call import DirectFunctional
+from mobilenetv3.runtime.accelerate import accelerate
 
 _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
@@ -138,3 +138,21 @@ def _folded_weights(conv: Any, batch_norm: Any) -> list[np.ndarray]:
         kernel = kernel * scale
     bias = _numpy(conv.bias) * scale + shift if conv.use_bias else shift
     return [kernel.astype(np.float32), bias.astype(np.float32)]
+
+
+@keras.saving.register_keras_serializable(package="mobilenetv3")
+class DirectFunctional(keras.Model):
+    """The functional model `fold_batch_norm` returns: plain Keras, with the
+    runtime's inference paths applied (`accelerate`) when built or loaded.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((8, 8, 3))
+    model = DirectFunctional(inputs, keras.layers.Conv2D(4, 3)(inputs))
+    ```
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        accelerate(self)

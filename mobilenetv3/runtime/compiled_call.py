@@ -3,13 +3,16 @@
 A Keras functional model called eagerly on JAX runs op by op, and XLA
 compiles each op for its shapes: the first `backbone(x)` of a
 MobileNetV3-Small compiled about 300 small programs (12 s on 2 loaded CPU cores,
-each later call 0.14 s). `CompiledInferenceCall` runs such a call instead
+each later call 0.14 s). `run` runs such a call instead
 as one `jax.jit` of `stateless_call(..., training=False)` over the
 variables' current values (what Keras' `predict` compiles): one compilation
-per input shape (2.8 s), later calls in milliseconds. Calls it does not
-cover (another backend, `training=True`, symbolic or traced inputs, a
-call from inside another layer's call, a stateless scope, a Keras
-distribution, other keyword arguments) run Keras' own `__call__`. Set `COMPILED_CALL = False` to run every call op by op.
+per input shape (2.8 s), later calls in milliseconds. `run` does this from inside the
+model's `call` (installed by `mobilenetv3.runtime.accelerate`), after Keras'
+`__call__` has checked and converted the inputs. Calls it does not cover
+(another backend, `training=True`, symbolic or traced inputs, a call from
+inside another layer's call, a stateless scope, a Keras distribution, other
+keyword arguments) run op by op as Keras does. Set `COMPILED_CALL = False`
+to run every call op by op.
 """
 
 from __future__ import annotations
@@ -27,23 +30,39 @@ COMPILED_CALL = True
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _compilable(args: tuple, kwargs: dict) -> bool:
-    """Whether `model(*args, **kwargs)` is an eager JAX inference call on concrete arrays."""
-    if not COMPILED_CALL or keras.backend.backend() != "jax" or len(args) != 1:
+def applies(model: keras.Model, inputs: Any, training: Any, kwargs: dict) -> bool:
+    """Whether the call of `model` under way (its `call` is running) is an eager,
+    top-level JAX inference call on concrete arrays, which `run` may compile."""
+    if not COMPILED_CALL or keras.backend.backend() != "jax" or kwargs:
         return False
-    training = kwargs.get("training")
-    if set(kwargs) - {"training"} or not (training is None or training is False):
+    if not (training is None or training is False):
         return False
     if internals.in_stateless_scope() or keras.distribution.distribution() is not None:
         return False
-    if internals.current_call_context() is not None:  # inside another layer's call,
-        return False  # whose `training` the model inherits
+    if not internals.is_outermost_call(model):  # inside another layer's call, whose `training` it inherits
+        return False
     import jax
 
-    leaves = jax.tree_util.tree_leaves(args[0])
+    leaves = jax.tree_util.tree_leaves(inputs)
     return bool(leaves) and all(
         isinstance(leaf, (np.ndarray, jax.Array)) and not isinstance(leaf, jax.core.Tracer) for leaf in leaves
     )
+
+
+def run(model: keras.Model, inputs: Any) -> Any:
+    """The model's inference on `inputs` as one jitted program over the
+    variables' current values (compiled once per input shape).
+
+    Example:
+
+    ```python
+    if compiled_call.applies(model, images, None, {}):
+        outputs = compiled_call.run(model, images)
+    ```
+    """
+    trainable = [variable.value for variable in model.trainable_variables]
+    non_trainable = [variable.value for variable in model.non_trainable_variables]
+    return _compiled(model)(trainable, non_trainable, inputs)
 
 
 def _compiled(model: keras.Model) -> Any:
@@ -59,28 +78,3 @@ def _compiled(model: keras.Model) -> Any:
 
         function = _COMPILED[model] = jax.jit(infer)
     return function
-
-
-class CompiledInferenceCall:
-    """`keras.Model` mixin: on JAX, an inference call on arrays is one compiled
-    program (see the module's docstring); every other call is Keras' own.
-
-    Example:
-
-    ```python
-    class Net(CompiledInferenceCall, keras.Model):
-        pass
-
-    inputs = keras.Input((4,))
-    net = Net(inputs, keras.layers.Dense(2)(inputs))
-    net(np.ones((1, 4), "float32"))  # on JAX: one jitted program
-    ```
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not _compilable(args, kwargs):
-            return super().__call__(*args, **kwargs)  # type: ignore[misc]
-        internals.assert_input_compatibility(self, args[0])  # Keras' own message on bad input
-        trainable = [variable.value for variable in self.trainable_variables]  # type: ignore[attr-defined]
-        non_trainable = [variable.value for variable in self.non_trainable_variables]  # type: ignore[attr-defined]
-        return _compiled(self)(trainable, non_trainable, args[0])  # type: ignore[arg-type]

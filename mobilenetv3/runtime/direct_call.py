@@ -5,7 +5,7 @@ spec, name scope, masks, autocast scope, call context), 60-160 us of Python
 per layer on the benchmark machine (`benchmarks/keras_torch_call_overhead_repro.py`):
 for MobileNetV3-Large's ~250 layers that is as long as the arithmetic at
 batch 1. The package's models (`MobileNetV3Backbone`, the task models and
-`fold_batch_norm`'s `DirectFunctional`) run their functional graph at
+`fold_batch_norm`'s model, each through `mobilenetv3.runtime.accelerate`) run their functional graph at
 inference by calling each known layer's `call` directly instead, when that
 is exactly what `__call__` would compute: PyTorch backend, not training, no
 mask, eager float32 tensors, float32 layers (not quantized, no LoRA) without
@@ -22,14 +22,12 @@ conv output they consume when nothing else reads it. New 100 MB activation
 buffers (page faults) are what costs at batch 32, so every pass and buffer
 saved counts. With autograd on, layers run unfused (same ops as `call`).
 
-`mobilenetv3.nets.layers.TORCH_FAST_PATHS = False` turns this off with the other
-PyTorch fast paths.
+`mobilenetv3.runtime.kernels.TORCH_FAST_PATHS = False` turns this off with the other
+PyTorch fast paths. `mobilenetv3.runtime.accelerate` applies it to a model.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -37,6 +35,7 @@ import numpy as np
 
 from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.nets import layers
+from mobilenetv3.runtime import kernels
 
 # Layers whose `call` is the whole of what `__call__` computes for eager float32 inference.
 _DIRECT_LAYERS = (
@@ -49,16 +48,6 @@ _DIRECT_LAYERS = (
 )
 
 
-@contextlib.contextmanager
-def _direct() -> Iterator[None]:
-    previous = layers.direct_run()
-    layers._direct.active = True
-    try:
-        yield
-    finally:
-        layers._direct.active = previous
-
-
 def _eligible_layer(layer: Any) -> bool:
     """float32 (not mixed, not quantized), no LoRA, no activity regularizer."""
     policy = layer.dtype_policy
@@ -67,7 +56,7 @@ def _eligible_layer(layer: Any) -> bool:
 
 
 def _eligible(model: keras.Model, inputs: Any, training: Any, mask: Any, kwargs: dict) -> bool:
-    if keras.backend.backend() != "torch" or not layers.TORCH_FAST_PATHS or training or mask is not None or kwargs:
+    if keras.backend.backend() != "torch" or not kernels.TORCH_FAST_PATHS or training or mask is not None or kwargs:
         return False
     import torch
 
@@ -96,7 +85,7 @@ def _keras_conv(layer: keras.layers.Conv2D) -> Any:
     """Keras' own Conv2D (a head's 1x1 convs) through the package's PyTorch conv."""
 
     def run(inputs: Any) -> Any:
-        outputs = layers.torch_conv(layer, inputs)
+        outputs = kernels.torch_conv(layer, inputs)
         return layer.call(inputs) if outputs is None else outputs
 
     return run
@@ -112,11 +101,18 @@ def _operation_fn(operation: Any) -> Any:
         return run
     if type(operation) is keras.layers.Conv2D:
         return _keras_conv(operation)
+    if type(operation) is layers.SqueezeAndExcite2D:
+        return lambda inputs: inputs * operation.gate(inputs, _call_directly)
     if type(operation) in _DIRECT_LAYERS:
         if internals.call_has_training_arg(operation):
             return lambda *args, **kwargs: operation.call(*args, **{**kwargs, "training": False})
         return operation.call
     return operation  # Keras' own __call__
+
+
+def _call_directly(layer: Any, inputs: Any) -> Any:
+    """A sublayer's `call`, as `_operation_fn` runs every layer it knows."""
+    return _operation_fn(layer)(inputs)
 
 
 def _runs_graph(model: Any) -> bool:
@@ -163,7 +159,7 @@ class _FusedConv:
         self.variables = variables
         self.strides, self.dilation = tuple(conv.strides), tuple(conv.dilation_rate)
         self.groups = int(conv.kernel.shape[2]) if self.depthwise else 1
-        self.pointwise = layers.is_pointwise(conv, self.depthwise)
+        self.pointwise = kernels.is_pointwise(conv, self.depthwise)
         self._cache: tuple = ((), None)
         self._size: tuple = ()
         self._shift: tuple | None = None
@@ -177,7 +173,7 @@ class _FusedConv:
         if self._cache[0] == key:
             return self._cache[1]
         conv, norm = self.conv, self.norm
-        kernel = values[0].permute(*layers.torch_kernel_permutation(self.depthwise)).to(dtype)
+        kernel = values[0].permute(*kernels.torch_kernel_permutation(self.depthwise)).to(dtype)
         bias = values[1].to(dtype) if conv.use_bias else None
         if norm is not None:
             scale = torch.rsqrt(internals.raw_value(norm.moving_variance) + norm.epsilon)
@@ -201,17 +197,17 @@ class _FusedConv:
 
         size = tuple(inputs.shape[1:3])
         if size != self._size:
-            padding = layers._torch_conv_padding(self.conv, inputs)
+            padding = kernels.torch_conv_padding(self.conv, inputs)
             if padding is None:
                 raise RuntimeError(f"{self.conv.name}: no PyTorch conv for this input ({inputs.shape}).")
-            self._shift = layers.kernel_shift(self.conv, padding[1]) if self.depthwise else None
+            self._shift = kernels.kernel_shift(self.conv, padding[1]) if self.depthwise else None
             if self._shift is not None:  # zeros before the kernel instead of a padded input copy
                 padding = ((padding[0][0] + self._shift[0], padding[0][1] + self._shift[1]), padding[1])
             self._padding, self._size = padding, size
         if self.pointwise and inputs.is_contiguous() and (inputs.shape[0] == 1 or size == (1, 1)):
             return self.activation(self._matmul(inputs))
         symmetric, extra = self._padding
-        x = inputs.permute(0, 3, 1, 2)  # channels-last view, see `layers.torch_conv`
+        x = inputs.permute(0, 3, 1, 2)  # channels-last view, see `kernels.torch_conv`
         if self._shift is None and any(extra):
             x = torch.nn.functional.pad(x, extra)
         kernel, bias, _ = self.weights(x.dtype)
@@ -219,16 +215,16 @@ class _FusedConv:
         return self.activation(outputs.permute(0, 2, 3, 1))
 
     def _matmul(self, inputs: Any) -> Any:
-        """The 1x1 conv as one matrix product (`layers.pointwise_product`): at batch 1 and on
+        """The 1x1 conv as one matrix product (`kernels.pointwise_product`): at batch 1 and on
         pooled 1x1 maps, PyTorch's conv re-lays out the kernel or takes its slow im2col path
         every call, 1.5-4x the matrix product's time (measured)."""
         _, bias, matrix = self.weights(inputs.dtype)
-        return layers.pointwise_product(inputs, matrix, bias)
+        return kernels.pointwise_product(inputs, matrix, bias)
 
 
 def _fusable_conv(layer: Any) -> bool:
     return (type(layer) in (layers.Conv2D, layers.DepthwiseConv2D, keras.layers.Conv2D)
-            and layer.activation in _inplace_activations() and layers._torch_fast_path(layer)
+            and layer.activation in _inplace_activations() and kernels.torch_fast_path(layer)
             and (isinstance(layer, keras.layers.DepthwiseConv2D) or layer.groups == 1))
 
 
@@ -307,7 +303,7 @@ def _inplace_add(other: Any) -> Any:
 def _inplace_squeeze_excite(layer: Any) -> Any:
     """The gate scaling its input in place; its 1x1 convs fused with their activations."""
     if not (_fusable_conv(layer.squeeze_conv) and _fusable_conv(layer.excite_conv)):
-        return lambda inputs, values: inputs.mul_(layer._gate(inputs))
+        return lambda inputs, values: inputs.mul_(layer.gate(inputs, _call_directly))
     squeeze, excite = _FusedConv(layer.squeeze_conv), _FusedConv(layer.excite_conv)
     return lambda inputs, values: inputs.mul_(excite(squeeze(inputs.mean((1, 2), keepdim=True))))
 
@@ -335,81 +331,34 @@ def call(model: keras.Model, inputs: Any, training: Any = None, mask: Any = None
     Example:
 
     ```python
-    class Model(keras.Model):
-        def call(self, inputs, training=None, mask=None, **kwargs):
-            return direct_call.call(self, inputs, training, mask, **kwargs)
+    outputs = direct_call.call(model, images)  # on PyTorch: the direct run; elsewhere Keras'
     ```
     """
     if not _eligible(model, inputs, training, mask, kwargs):
         return internals.functional_call(model, inputs, training=training, mask=mask, **kwargs)
-    with _direct():
-        return _run(model, inputs)
+    return _run(model, inputs)
 
 
-call._direct_graph = True  # type: ignore[attr-defined]
+def predict_on_batch(model: keras.Model, x: Any) -> Any:
+    """Keras' `predict_on_batch`, except that on PyTorch a float32 array batch that the direct
+    run takes goes straight to it under `torch.inference_mode`: the same outputs without Keras'
+    predict function and the model's own `Layer.__call__` (~1 ms per call at batch 1)."""
+    keras_predict_on_batch = type(model).predict_on_batch
+    if (keras.backend.backend() != "torch" or type(model).predict_step is not keras.Model.predict_step
+            or not isinstance(x, np.ndarray) or x.dtype != np.float32):
+        return keras_predict_on_batch(model, x)
+    import torch
+
+    with torch.inference_mode():
+        tensor = keras.ops.convert_to_tensor(x)
+        if not (model.built and not _has_torch_hooks(model) and _eligible(model, tensor, None, None, {})):
+            return keras_predict_on_batch(model, x)
+        internals.mark_called(model)
+        return keras.tree.map_structure(keras.ops.convert_to_numpy, _run(model, tensor))
 
 
-def _top_level_call(model: Any, args: tuple, kwargs: dict) -> bool:
-    """Whether `model(*args, **kwargs)` may skip Keras' own `Layer.__call__` too: one eager tensor,
-    at most `training=False/None`, outside any other layer's call (whose context would decide
-    `training`), no PyTorch module hooks, and the direct run is eligible."""
-    if len(args) != 1 or any(key != "training" for key in kwargs) or kwargs.get("training"):
-        return False
-    if keras.backend.backend() != "torch" or not model.built or internals.current_call_context() is not None:
-        return False
+def _has_torch_hooks(model: Any) -> bool:
     from torch.nn.modules import module
 
-    hooks = (model._forward_hooks, model._forward_pre_hooks, module._global_forward_hooks,
-             module._global_forward_pre_hooks)
-    return not any(hooks) and _eligible(model, args[0], None, None, {})
-
-
-class DirectCall:
-    """Mixin (before `keras.Model`) of a functional model whose `call` is `direct_call.call`; a
-    top-level eligible inference call also skips the model's own `Layer.__call__` (~0.3-0.6 ms:
-    input conversion, call context, and clearing every layer's losses)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not _top_level_call(self, args, kwargs):
-            return super().__call__(*args, **kwargs)
-        return self._direct_run(args[0])
-
-    def _direct_run(self, inputs: Any) -> Any:
-        """The direct run of a top-level call (`_top_level_call` said yes)."""
-        self._called = True
-        with _direct():
-            return _run(self, inputs)
-
-    def call(self, inputs: Any, training: Any = None, mask: Any = None, **kwargs: Any) -> Any:
-        return call(self, inputs, training, mask, **kwargs)
-
-    call._direct_graph = True  # type: ignore[attr-defined]
-
-    def predict_on_batch(self, x: Any) -> Any:
-        """Keras' `predict_on_batch`; on PyTorch a float32 array batch that the direct run
-        takes goes straight to it under `torch.inference_mode` (same outputs, without Keras'
-        predict function: ~1 ms per call at batch 1)."""
-        if (keras.backend.backend() != "torch" or type(self).predict_step is not keras.Model.predict_step
-                or not isinstance(x, np.ndarray) or x.dtype != np.float32):
-            return super().predict_on_batch(x)  # type: ignore[misc]
-        import torch
-
-        with torch.inference_mode():
-            tensor = keras.ops.convert_to_tensor(x)
-            if not _top_level_call(self, (tensor,), {}):
-                return super().predict_on_batch(x)  # type: ignore[misc]
-            return keras.tree.map_structure(keras.ops.convert_to_numpy, self._direct_run(tensor))
-
-
-@keras.saving.register_keras_serializable(package="mobilenetv3")
-class DirectFunctional(DirectCall, keras.Model):
-    """A plain functional `keras.Model` (`keras.Model(inputs, outputs)`) whose PyTorch inference
-    runs layer by layer (`call` above); the same model as Keras' on every other path.
-
-    Example:
-
-    ```python
-    inputs = keras.Input((8, 8, 3))
-    model = DirectFunctional(inputs, layers.Conv2D(4, 3)(inputs))
-    ```
-    """
+    return any((model._forward_hooks, model._forward_pre_hooks, module._global_forward_hooks,
+                module._global_forward_pre_hooks))

@@ -33,8 +33,7 @@ from mobilenetv3.core import validation
 from mobilenetv3.core.utils import classproperty
 from mobilenetv3.nets.backbone import MobileNetV3Backbone, backbone_arguments
 from mobilenetv3.presets import folders, loader
-from mobilenetv3.runtime.compiled_call import CompiledInferenceCall
-from mobilenetv3.runtime.direct_call import DirectCall
+from mobilenetv3.runtime.accelerate import accelerate
 from mobilenetv3.weights import Checkpoint
 
 
@@ -49,7 +48,7 @@ _PROBABILITY_LOSSES = {
 }
 
 
-class MobileNetV3Task(CompiledInferenceCall, DirectCall, keras.Model):
+class MobileNetV3Task(keras.Model):
     """Base class of the task models: a `backbone_cls` backbone and a head.
 
     Subclasses build their functional graph on `backbone` and call
@@ -81,6 +80,7 @@ class MobileNetV3Task(CompiledInferenceCall, DirectCall, keras.Model):
         # mixed_float16, compile() then wraps the optimizer for loss scaling.
         self.dtype_policy = backbone.dtype_policy
         self.backbone = backbone
+        accelerate(self)
 
     @classmethod
     def config_arguments(cls) -> tuple[str, ...]:

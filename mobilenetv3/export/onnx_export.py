@@ -1,7 +1,8 @@
 """Export a Keras functional model to ONNX by walking its layers.
 
-The graph is written directly with the `onnx` helper API from each layer's
-type and weights, so it is the same on every Keras backend and contains
+The graph (`onnx_graph.Graph`) is written directly with the `onnx` helper
+API from each layer's type and weights by the converters below, then tidied
+by `onnx_passes`, so it is the same on every Keras backend and contains
 exactly the operations a MobileNetV3 needs: native `HardSwish` and
 `HardSigmoid` (opset 14+), BatchNorm folded into the preceding convolution,
 explicit zero padding folded into the convolution's `pads`, and NCHW inside
@@ -11,9 +12,7 @@ with one transpose at the input and at 4-D outputs (none with
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,15 @@ import numpy as np
 from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.core.architectures import same_padding
 from mobilenetv3.core.utils import atomic_path
+from mobilenetv3.export import onnx_passes
+from mobilenetv3.export.onnx_graph import Graph, Value
 from mobilenetv3.nets.layers import (
     BatchNormalization,
     Conv2D,
     DepthwiseConv2D,
     SqueezeAndExcite2D,
 )
-from mobilenetv3.runtime.batch_norm_folding import batch_norm_affine, batch_norm_parameters
+from mobilenetv3.runtime.batch_norm_folding import batch_norm_parameters
 from mobilenetv3.tasks.detector import ResizeImages
 from mobilenetv3.tasks.segmenter import ResizeLike
 
@@ -42,43 +43,6 @@ _TO_NCHW, _TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 _AXIS_4D = {-1: 1, 3: 1, 1: 2, 2: 3, -3: 2, -2: 3, 0: 0}
 
 
-@dataclasses.dataclass(frozen=True)
-class _Value:
-    """The ONNX tensor standing for one Keras tensor (rank-4 ones are NCHW)."""
-
-    name: str
-    rank: int
-
-
-class _Graph:
-    """Nodes and float32 initializers of the graph being written."""
-
-    def __init__(self) -> None:
-        from onnx import helper
-
-        self.helper = helper
-        self.nodes: list[Any] = []
-        self.initializers: dict[str, np.ndarray] = {}
-        self._names: Counter = Counter()
-        self.batch_norm_ranks: dict[str, int] = {}
-        self.input_sizes: dict[str, tuple] = {}  # the graph input's fixed (height, width), by value name
-
-    def unique(self, base: str) -> str:
-        self._names[base] += 1
-        count = self._names[base]
-        return base if count == 1 else f"{base}_{count - 1}"
-
-    def const(self, base: str, array: Any, dtype: Any = np.float32) -> str:
-        name = self.unique(base)
-        self.initializers[name] = np.asarray(array, dtype=dtype)
-        return name
-
-    def add(self, op_type: str, inputs: list[str], name: str, output: str | None = None, **attrs: Any) -> str:
-        output = output or self.unique(name)
-        self.nodes.append(self.helper.make_node(op_type, inputs, [output], name=self.unique(f"{name}/{op_type}"), **attrs))
-        return output
-
-
 # -- activations -------------------------------------------------------------
 
 def _activation_name(activation: Any) -> str:
@@ -88,23 +52,23 @@ def _activation_name(activation: Any) -> str:
     return {"hard_silu": "hard_swish", "silu": "swish"}.get(name, name)
 
 
-def _apply_activation(graph: _Graph, activation: Any, x: _Value, name: str) -> _Value:
+def _apply_activation(graph: Graph, activation: Any, x: Value, name: str) -> Value:
     kind = _activation_name(activation)
     if kind == "linear":
         return x
     simple = {"relu": "Relu", "hard_swish": "HardSwish", "sigmoid": "Sigmoid", "tanh": "Tanh"}
     if kind in simple:
-        return _Value(graph.add(simple[kind], [x.name], name), x.rank)
+        return Value(graph.add(simple[kind], [x.name], name), x.rank)
     if kind == "hard_sigmoid":  # Keras 3: relu6(x + 3) / 6
-        return _Value(graph.add("HardSigmoid", [x.name], name, alpha=1 / 6, beta=0.5), x.rank)
+        return Value(graph.add("HardSigmoid", [x.name], name, alpha=1 / 6, beta=0.5), x.rank)
     if kind == "relu6":
         low, high = graph.const(f"{name}/min", 0.0), graph.const(f"{name}/max", 6.0)
-        return _Value(graph.add("Clip", [x.name, low, high], name), x.rank)
+        return Value(graph.add("Clip", [x.name, low, high], name), x.rank)
     if kind == "softmax":
-        return _Value(graph.add("Softmax", [x.name], name, axis=1 if x.rank == 4 else -1), x.rank)
+        return Value(graph.add("Softmax", [x.name], name, axis=1 if x.rank == 4 else -1), x.rank)
     if kind == "swish":
         gate = graph.add("Sigmoid", [x.name], name)
-        return _Value(graph.add("Mul", [x.name, gate], name), x.rank)
+        return Value(graph.add("Mul", [x.name, gate], name), x.rank)
     raise NotImplementedError(
         f"export_onnx: activation {kind!r} of layer {name!r} is not supported; supported: "
         "linear, relu, relu6, hard_swish, hard_sigmoid, sigmoid, swish, tanh, softmax."
@@ -131,7 +95,7 @@ def _conv_pads(layer: Any, in_shape: tuple, kernel: tuple) -> dict:
     return {"pads": before + after}
 
 
-def _emit_conv(graph: _Graph, layer: Any, x: _Value, in_shape: tuple, weight: np.ndarray, group: int) -> _Value:
+def _emit_conv(graph: Graph, layer: Any, x: Value, in_shape: tuple, weight: np.ndarray, group: int) -> Value:
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         raise NotImplementedError(f"export_onnx: layer {layer.name!r} must use data_format='channels_last'.")
     inputs = [x.name, graph.const(f"{layer.name}/kernel", weight)]
@@ -148,33 +112,33 @@ def _emit_conv(graph: _Graph, layer: Any, x: _Value, in_shape: tuple, weight: np
         group=group,
         **_conv_pads(layer, in_shape, kernel),
     )
-    return _apply_activation(graph, layer.activation, _Value(out, 4), f"{layer.name}/activation")
+    return _apply_activation(graph, layer.activation, Value(out, 4), f"{layer.name}/activation")
 
 
-def _conv2d(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _conv2d(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     kernel = keras.ops.convert_to_numpy(layer.kernel)  # (kh, kw, cin/groups, cout)
     weight = kernel.transpose(3, 2, 0, 1)
     return [_emit_conv(graph, layer, xs[0], node.input_tensors[0].shape, weight, getattr(layer, "groups", 1))]
 
 
-def _depthwise_conv2d(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _depthwise_conv2d(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     kernel = keras.ops.convert_to_numpy(layer.kernel)  # (kh, kw, c, multiplier)
     kh, kw, channels, multiplier = kernel.shape
     weight = kernel.reshape(kh, kw, channels * multiplier).transpose(2, 0, 1)[:, None]
     return [_emit_conv(graph, layer, xs[0], node.input_tensors[0].shape, weight, channels)]
 
 
-def _dense(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _dense(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     kernel = keras.ops.convert_to_numpy(layer.kernel)  # (in, out)
     x = xs[0]
     if x.rank == 4:  # applied to channels: a 1x1 convolution
-        out = _Value(graph.add("Conv", [x.name, graph.const(f"{layer.name}/kernel", kernel.T[:, :, None, None])]
+        out = Value(graph.add("Conv", [x.name, graph.const(f"{layer.name}/kernel", kernel.T[:, :, None, None])]
                                + ([graph.const(f"{layer.name}/bias", keras.ops.convert_to_numpy(layer.bias))]
                                   if layer.use_bias else []), layer.name, kernel_shape=[1, 1]), 4)
     elif x.rank == 2:
         bias = keras.ops.convert_to_numpy(layer.bias) if layer.use_bias else np.zeros(kernel.shape[1])
         inputs = [x.name, graph.const(f"{layer.name}/kernel", kernel), graph.const(f"{layer.name}/bias", bias)]
-        out = _Value(graph.add("Gemm", inputs, layer.name), 2)
+        out = Value(graph.add("Gemm", inputs, layer.name), 2)
     else:
         raise NotImplementedError(f"export_onnx: Dense layer {layer.name!r} on a rank-{x.rank} input.")
     return [_apply_activation(graph, layer.activation, out, f"{layer.name}/activation")]
@@ -182,7 +146,7 @@ def _dense(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Valu
 
 # -- normalization, scaling, padding ---------------------------------------------
 
-def _batch_norm(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _batch_norm(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     x = xs[0]
     if layer.axis not in (-1, x.rank - 1):
         raise NotImplementedError(f"export_onnx: BatchNormalization {layer.name!r} must normalize the last axis.")
@@ -190,7 +154,7 @@ def _batch_norm(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[
     names = [graph.const(f"{layer.name}/{p}", v) for p, v in zip(("gamma", "beta", "mean", "var"), params, strict=False)]
     out = graph.add("BatchNormalization", [x.name, *names], layer.name, epsilon=float(layer.epsilon))
     graph.batch_norm_ranks[out] = x.rank
-    return [_Value(out, x.rank)]
+    return [Value(out, x.rank)]
 
 
 def _channel_constant(value: Any, rank: int) -> np.ndarray:
@@ -200,31 +164,31 @@ def _channel_constant(value: Any, rank: int) -> np.ndarray:
     return array.reshape(-1, 1, 1)
 
 
-def _rescaling(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _rescaling(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     x = xs[0]
     scaled = graph.add("Mul", [x.name, graph.const(f"{layer.name}/scale", _channel_constant(layer.scale, x.rank))],
                        layer.name)
     if np.all(np.asarray(layer.offset) == 0):
-        return [_Value(scaled, x.rank)]
+        return [Value(scaled, x.rank)]
     offset = graph.const(f"{layer.name}/offset", _channel_constant(layer.offset, x.rank))
-    return [_Value(graph.add("Add", [scaled, offset], layer.name), x.rank)]
+    return [Value(graph.add("Add", [scaled, offset], layer.name), x.rank)]
 
 
-def _zero_padding(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _zero_padding(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         raise NotImplementedError(f"export_onnx: layer {layer.name!r} must use data_format='channels_last'.")
     (top, bottom), (left, right) = layer.padding
     pads = graph.const(f"{layer.name}/pads", [0, 0, top, left, 0, 0, bottom, right], np.int64)
-    return [_Value(graph.add("Pad", [xs[0].name, pads], layer.name), 4)]
+    return [Value(graph.add("Pad", [xs[0].name, pads], layer.name), 4)]
 
 
 # -- everything else ---------------------------------------------------------------
 
-def _activation_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _activation_layer(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     return [_apply_activation(graph, layer.activation, xs[0], layer.name)]
 
 
-def _relu_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _relu_layer(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     if layer.negative_slope or layer.threshold:
         raise NotImplementedError(f"export_onnx: ReLU {layer.name!r} with negative_slope/threshold.")
     kind = "relu" if layer.max_value is None else "relu6" if float(layer.max_value) == 6 else None
@@ -233,58 +197,58 @@ def _relu_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[
     return [_apply_activation(graph, kind, xs[0], layer.name)]
 
 
-def _softmax_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _softmax_layer(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     x = xs[0]
     axis = _AXIS_4D[layer.axis] if x.rank == 4 else layer.axis
-    return [_Value(graph.add("Softmax", [x.name], layer.name, axis=axis), x.rank)]
+    return [Value(graph.add("Softmax", [x.name], layer.name, axis=axis), x.rank)]
 
 
 def _elementwise(op_type: str) -> Callable:
-    def convert(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    def convert(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
         out = xs[0].name
         for other in xs[1:]:
             out = graph.add(op_type, [out, other.name], layer.name)
-        return [_Value(out, xs[0].rank)]
+        return [Value(out, xs[0].rank)]
 
     return convert
 
 
-def _concatenate(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _concatenate(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     rank = xs[0].rank
     axis = _AXIS_4D[layer.axis] if rank == 4 else layer.axis
-    return [_Value(graph.add("Concat", [x.name for x in xs], layer.name, axis=axis), rank)]
+    return [Value(graph.add("Concat", [x.name for x in xs], layer.name, axis=axis), rank)]
 
 
 def _global_pool(op_type: str) -> Callable:
-    def convert(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+    def convert(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
         if getattr(layer, "data_format", "channels_last") != "channels_last":
             raise NotImplementedError(f"export_onnx: layer {layer.name!r} must use data_format='channels_last'.")
         pooled = graph.add(op_type, [xs[0].name], layer.name)
         if layer.keepdims:
-            return [_Value(pooled, 4)]
-        return [_Value(graph.add("Flatten", [pooled], layer.name, axis=1), 2)]
+            return [Value(pooled, 4)]
+        return [Value(graph.add("Flatten", [pooled], layer.name, axis=1), 2)]
 
     return convert
 
 
-def _flatten(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _flatten(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     x = xs[0]
     if x.rank == 4 and tuple(node.input_tensors[0].shape[1:3]) != (1, 1):
-        x = _Value(graph.add("Transpose", [x.name], layer.name, perm=list(_TO_NHWC)), 4)
-    return [_Value(graph.add("Flatten", [x.name], layer.name, axis=1), 2)]
+        x = Value(graph.add("Transpose", [x.name], layer.name, perm=list(_TO_NHWC)), 4)
+    return [Value(graph.add("Flatten", [x.name], layer.name, axis=1), 2)]
 
 
-def _squeeze_excite(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _squeeze_excite(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     x = xs[0]
-    gate = _Value(graph.add("GlobalAveragePool", [x.name], layer.name), 4)
+    gate = Value(graph.add("GlobalAveragePool", [x.name], layer.name), 4)
     pooled_shape = (None, 1, 1, None)
     for conv in (layer.squeeze_conv, layer.excite_conv):
         weight = keras.ops.convert_to_numpy(conv.kernel).transpose(3, 2, 0, 1)
         gate = _emit_conv(graph, conv, gate, pooled_shape, weight, 1)
-    return [_Value(graph.add("Mul", [x.name, gate.name], layer.name), 4)]
+    return [Value(graph.add("Mul", [x.name, gate.name], layer.name), 4)]
 
 
-def _resize_like(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _resize_like(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     """Bilinear, half-pixel centres, no antialias: ONNX `Resize` "linear"."""
     images, reference = xs
     int64 = np.int64
@@ -297,10 +261,10 @@ def _resize_like(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list
     sizes = graph.add("Concat", [batch_channels, spatial], layer.name, axis=0)
     out = graph.add("Resize", [images.name, "", "", sizes], layer.name, mode="linear",
                     coordinate_transformation_mode="half_pixel")
-    return [_Value(out, 4)]
+    return [Value(out, 4)]
 
 
-def _resize_images(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _resize_images(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     """The detector's fixed-size bilinear resize (half-pixel, no antialias);
     none when the input already has that size (exactly the identity)."""
     if graph.input_sizes.get(xs[0].name, tuple(node.input_tensors[0].shape[1:3])) == tuple(layer.size):
@@ -313,22 +277,22 @@ def _resize_images(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> li
                       layer.name, axis=0)
     out = graph.add("Resize", [xs[0].name, "", "", sizes], layer.name, mode="linear",
                     coordinate_transformation_mode="half_pixel")
-    return [_Value(out, 4)]
+    return [Value(out, 4)]
 
 
-def _reshape(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _reshape(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     """Keras `Reshape` (row-major over channels-last); rank-4 outputs are not supported."""
     x = xs[0]
     target = [int(s) for s in layer.target_shape]
     if len(target) == 3:
         raise NotImplementedError(f"export_onnx: Reshape {layer.name!r} to a rank-4 output.")
     if x.rank == 4:  # back to the Keras (NHWC) element order
-        x = _Value(graph.add("Transpose", [x.name], layer.name, perm=list(_TO_NHWC)), 4)
+        x = Value(graph.add("Transpose", [x.name], layer.name, perm=list(_TO_NHWC)), 4)
     shape = graph.const(f"{layer.name}/shape", [0, *target], np.int64)
-    return [_Value(graph.add("Reshape", [x.name, shape], layer.name), 1 + len(target))]
+    return [Value(graph.add("Reshape", [x.name, shape], layer.name), 1 + len(target))]
 
 
-def _identity(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _identity(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     return xs
 
 
@@ -368,7 +332,7 @@ itself (add an entry here to support a new layer)."""
 
 # -- graph walking -------------------------------------------------------------------
 
-def _convert_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> list[_Value]:
+def _convert_layer(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     if internals.is_functional(layer):
         return _convert_functional(graph, layer, xs)
     converter = CONVERTERS.get(type(layer))
@@ -382,7 +346,7 @@ def _convert_layer(graph: _Graph, layer: Any, node: Any, xs: list[_Value]) -> li
     return converter(graph, layer, node, xs)
 
 
-def _convert_functional(graph: _Graph, model: Any, inputs: list[_Value]) -> list[_Value]:
+def _convert_functional(graph: Graph, model: Any, inputs: list[Value]) -> list[Value]:
     values = {id(t): v for t, v in zip(model.inputs, inputs, strict=False)}
     for node in internals.graph_nodes(model):
         if node.is_input or not node.operation:
@@ -392,149 +356,6 @@ def _convert_functional(graph: _Graph, model: Any, inputs: list[_Value]) -> list
         outputs = _convert_layer(graph, node.operation, node, [values[id(t)] for t in node.input_tensors])
         values.update({id(t): v for t, v in zip(node.outputs, outputs, strict=False)})
     return [values[id(t)] for t in model.outputs]
-
-
-# -- graph optimization passes ---------------------------------------------------------
-
-def _consumers(nodes: list[Any]) -> Counter:
-    return Counter(name for node in nodes for name in node.input)
-
-
-def _producers(nodes: list[Any]) -> dict[str, Any]:
-    return {out: node for node in nodes for out in node.output}
-
-
-def _attr(node: Any, name: str) -> Any:
-    from onnx import helper
-
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return helper.get_attribute_value(attribute)
-    return None
-
-
-def _set_attr(node: Any, name: str, value: Any) -> None:
-    from onnx import helper
-
-    kept = [a for a in node.attribute if a.name != name]
-    del node.attribute[:]
-    node.attribute.extend(kept + [helper.make_attribute(name, value)])
-
-
-def _fold_pads(graph: _Graph, protected: set[str]) -> None:
-    """Pad -> Conv with explicit pads: add the padding to the conv's pads."""
-    consumers, removed = _consumers(graph.nodes), set()
-    for pad in [n for n in graph.nodes if n.op_type == "Pad"]:
-        users = [n for n in graph.nodes if pad.output[0] in n.input]
-        if consumers[pad.output[0]] != 1 or pad.output[0] in protected or users[0].op_type != "Conv":
-            continue
-        conv = users[0]
-        if _attr(conv, "auto_pad") not in (None, b"NOTSET", "NOTSET"):
-            continue
-        extra = graph.initializers[pad.input[1]]
-        pads = list(_attr(conv, "pads") or [0, 0, 0, 0])
-        _set_attr(conv, "pads", [pads[0] + int(extra[2]), pads[1] + int(extra[3]),
-                                 pads[2] + int(extra[6]), pads[3] + int(extra[7])])
-        conv.input[0] = pad.input[0]
-        removed.add(id(pad))
-    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
-
-
-def _fold_batch_norms(graph: _Graph, protected: set[str]) -> None:
-    """BatchNormalization after a Conv (sole consumer) -> new conv weights;
-    any other BatchNormalization -> Mul + Add."""
-    consumers, producers = _consumers(graph.nodes), _producers(graph.nodes)
-    result = []
-    for node in graph.nodes:
-        if node.op_type != "BatchNormalization":
-            result.append(node)
-            continue
-        parameters = (graph.initializers[n].astype(np.float64) for n in node.input[1:])
-        scale, shift = batch_norm_affine(*parameters, _attr(node, "epsilon"))
-        conv = producers.get(node.input[0])
-        foldable = conv is not None and conv.op_type == "Conv" and consumers[node.input[0]] == 1
-        if foldable and node.input[0] not in protected:
-            _fold_into_conv(graph, conv, scale, shift)
-            conv.output[0] = node.output[0]
-        else:
-            shape = (-1, 1, 1) if graph.batch_norm_ranks[node.output[0]] == 4 else (-1,)
-            mul = graph.helper.make_node("Mul", [node.input[0], graph.const(f"{node.name}/scale", scale.reshape(shape))],
-                                         [graph.unique(f"{node.name}/scaled")], name=graph.unique(f"{node.name}/Mul"))
-            add = graph.helper.make_node("Add", [mul.output[0], graph.const(f"{node.name}/shift", shift.reshape(shape))],
-                                         [node.output[0]], name=graph.unique(f"{node.name}/Add"))
-            result += [mul, add]
-    graph.nodes = result
-    used = {name for n in graph.nodes for name in n.input}
-    graph.initializers = {k: v for k, v in graph.initializers.items() if k in used}
-
-
-def _fold_into_conv(graph: _Graph, conv: Any, scale: np.ndarray, shift: np.ndarray) -> None:
-    weight = graph.initializers[conv.input[1]].astype(np.float64)
-    bias = graph.initializers[conv.input[2]].astype(np.float64) if len(conv.input) > 2 else 0.0
-    graph.initializers[conv.input[1]] = (weight * scale[:, None, None, None]).astype(np.float32)
-    new_bias = graph.const(f"{conv.name}/folded_bias", bias * scale + shift)
-    if len(conv.input) > 2:
-        conv.input[2] = new_bias
-    else:
-        conv.input.append(new_bias)
-
-
-_UNARY = {"Relu", "HardSwish", "HardSigmoid", "Sigmoid", "Tanh", "Clip"}
-
-
-def _is_pointwise_conv(graph: _Graph, node: Any) -> bool:
-    weight = graph.initializers.get(node.input[1]) if node.op_type == "Conv" else None
-    return (weight is not None and weight.shape[2:] == (1, 1) and (_attr(node, "group") or 1) == 1
-            and not any(_attr(node, "pads") or []) and set(_attr(node, "strides") or [1]) == {1})
-
-
-def _pooled_head_chain(graph: _Graph, pool: Any, protected: set[str]) -> list[Any] | None:
-    """The 1x1 convs and activations between a global pool and a Flatten, or None."""
-    users: dict[str, list[Any]] = {}
-    for node in graph.nodes:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
-    chain, tensor = [], pool.output[0]
-    while True:
-        following = users.get(tensor, [])
-        if len(following) != 1 or tensor in protected:
-            return None
-        node = following[0]
-        if node.op_type == "Flatten" and (_attr(node, "axis") or 1) == 1:
-            return chain + [node] if any(n.op_type == "Conv" for n in chain) else None
-        if node.op_type not in _UNARY and not _is_pointwise_conv(graph, node):
-            return None
-        chain.append(node)
-        tensor = node.output[0]
-
-
-def _pooled_heads_to_gemm(graph: _Graph, protected: set[str]) -> None:
-    """Global pool -> 1x1 convs -> Flatten becomes Flatten -> Gemm: on a 1x1
-    map a convolution is a matrix product, and runtimes batch Gemm far better
-    than per-image 1x1 convolutions (the classifier head)."""
-    for pool in [n for n in graph.nodes if n.op_type in ("GlobalAveragePool", "GlobalMaxPool")]:
-        chain = _pooled_head_chain(graph, pool, protected)
-        if chain is None:
-            continue
-        *body, flatten = chain
-        flat = graph.unique(f"{pool.name}/flat")
-        graph.nodes.insert(graph.nodes.index(pool) + 1, graph.helper.make_node(
-            "Flatten", [pool.output[0]], [flat], name=graph.unique(f"{pool.name}/Flatten"), axis=1))
-        body[0].input[0] = flat
-        for index, node in enumerate(body):
-            if node.op_type == "Conv":
-                weight = graph.initializers[node.input[1]]
-                bias = graph.initializers[node.input[2]] if len(node.input) > 2 else np.zeros(weight.shape[0], np.float32)
-                gemm = graph.helper.make_node(
-                    "Gemm", [node.input[0], graph.const(f"{node.name}/matrix", weight[:, :, 0, 0]),
-                             graph.const(f"{node.name}/gemm_bias", bias)],
-                    list(node.output), name=node.name, transB=1)
-                graph.nodes[graph.nodes.index(node)] = gemm
-                body[index] = gemm
-        body[-1].output[0] = flatten.output[0]
-        graph.nodes.remove(flatten)
-    used = {name for n in graph.nodes for name in n.input}
-    graph.initializers = {k: v for k, v in graph.initializers.items() if k in used}
 
 
 # -- public API ------------------------------------------------------------------------
@@ -554,7 +375,7 @@ def build_onnx_model(model: keras.Model, channels_first: bool = False, input_siz
     if len(shape) != 4:
         raise ValueError(f"`model` must take rank-4 images (batch, height, width, channels); got shape {shape}.")
     height, width = _check_input_size(input_size, shape)
-    graph = _Graph()
+    graph = Graph()
     dims = ["batch", _dim(height, "height"), _dim(width, "width"), int(shape[3])]
     if channels_first:
         dims = [dims[0], dims[3], dims[1], dims[2]]
@@ -567,7 +388,7 @@ def build_onnx_model(model: keras.Model, channels_first: bool = False, input_siz
     names = _output_names(model)
     for name in names:  # reserve the output names
         graph.unique(name)
-    outputs = _convert_functional(graph, model, [_Value(entry, 4)])
+    outputs = _convert_functional(graph, model, [Value(entry, 4)])
     graph_outputs = []
     for value, name in zip(outputs, names, strict=False):
         if value.rank == 4 and not channels_first:
@@ -576,9 +397,9 @@ def build_onnx_model(model: keras.Model, channels_first: bool = False, input_siz
             graph.add("Identity", [value.name], name, output=name)
         graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [None] * value.rank))
     protected = set(names)
-    _fold_pads(graph, protected)
-    _fold_batch_norms(graph, protected)
-    _pooled_heads_to_gemm(graph, protected)
+    onnx_passes.fold_pads(graph, protected)
+    onnx_passes.fold_batch_norms(graph, protected)
+    onnx_passes.pooled_heads_to_gemm(graph, protected)
     proto_graph = helper.make_graph(
         graph.nodes,
         model.name,

@@ -50,6 +50,7 @@ def test_every_internal_works_on_the_installed_keras():
     direct = internals.run_graph(model, images, lambda operation: operation)
     assert np.allclose(keras.ops.convert_to_numpy(direct["out"]), keras.ops.convert_to_numpy(model(images)["out"]))
     assert np.allclose(keras.ops.convert_to_numpy(internals.raw_value(conv.kernel)), conv.get_weights()[0])
+    assert internals.raw_values([conv.kernel])[0] is internals.raw_value(conv.kernel)
     assert not internals.in_stateless_scope() and internals.autocast_scope() is None
     assert internals.current_call_context() is None
     internals.assert_input_compatibility(model, images)

@@ -168,7 +168,7 @@ class _FusedConv:
     def weights(self, dtype: Any) -> tuple:
         import torch
 
-        values = [internals.raw_value(variable) for variable in self.variables]
+        values = internals.raw_values(self.variables)
         key = [(id(v), v._version) for v in values] + [dtype, self._shift]
         if self._cache[0] == key:
             return self._cache[1]

@@ -161,7 +161,7 @@ def test_help_imports_no_backend_and_is_fast():
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     seconds, modules = result.stdout.split(" ", 1)
     assert modules.strip() == "[]", result.stdout
-    assert float(seconds) < 1.0, seconds
+    assert float(seconds) < 3.0, seconds  # 0.2-0.7 s measured (loaded 2-core machine); a loose bound
 
 
 @pytest.mark.slow
@@ -271,14 +271,13 @@ def test_segment_refuses_an_unknown_suffix(capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_trains_reports_accuracy_and_writes_the_picture(tmp_path, capsys):
+def test_demo_trains_reports_accuracy_and_writes_the_picture(tmp_path):
     from PIL import Image
 
-    from mobilenetv3 import cli
+    from test_console_script import run_script
 
     out = tmp_path / "demo.png"
-    assert cli.main(["demo", "--quick", "--offline", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed = run_script("demo", "--quick", "--offline", "--out", str(out), cwd=tmp_path).stdout
     assert "Offline (--offline)" in printed
     assert "(chance: 17%)" in printed and "true -> predicted" in printed
     with Image.open(out) as picture:

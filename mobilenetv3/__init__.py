@@ -1,12 +1,12 @@
 """MobileNetV3 for Keras 3: keras-cv-compatible backbones, presets and weights."""
 
-import importlib as _importlib
 import os as _os
 import sys as _sys
 
 if "tensorflow" not in _sys.modules:  # keep TensorFlow's C++ start-up chatter out of the way
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from mobilenetv3.core.lazy import lazy_attributes as _lazy_attributes
 from mobilenetv3.version import __version__ as __version__
 
 # Public name -> the module defining it.
@@ -21,21 +21,13 @@ _EXPORTS = {
     "SqueezeAndExcite2D": "mobilenetv3.nets.layers",
     "decode_predictions": "mobilenetv3.core.decode",
     "fold_batch_norm": "mobilenetv3.runtime.batch_norm_folding",
+    "load_model": "mobilenetv3.presets.loader",
     "make_divisible": "mobilenetv3.core.architectures",
 }
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mobilenetv3' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = _lazy_attributes(__name__, _EXPORTS)
 
 
 def _started_as_command() -> bool:

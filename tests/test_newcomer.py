@@ -273,7 +273,6 @@ def test_segment_refuses_an_unknown_suffix(capsys, tmp_path):
 @pytest.mark.slow
 def test_demo_trains_reports_accuracy_and_writes_the_picture(tmp_path):
     from PIL import Image
-
     from test_console_script import run_script
 
     out = tmp_path / "demo.png"

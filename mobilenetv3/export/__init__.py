@@ -13,28 +13,26 @@ export_saved_model(model, "small_saved_model")
 ```
 """
 
-import importlib as _importlib
+from mobilenetv3.core.lazy import lazy_attributes as _lazy_attributes
 
 # Public name -> the module defining it (imported on first use: the
 # `export` command reads `formats` without loading Keras).
 _EXPORTS = {
-    "DEFAULT_FLOAT_OPS": "tflite_export",
-    "EXPORTERS": "formats",
-    "Exporter": "formats",
-    "compile_openvino": "openvino_export",
-    "export_model": "formats",
-    "export_onnx": "onnx_export",
-    "export_openvino": "openvino_export",
-    "export_saved_model": "saved_model",
-    "export_tflite": "tflite_export",
-    "load_calibration_images": "calibration",
-    "load_images": "calibration",
-    "quantize_onnx": "onnx_int8",
+    name: f"mobilenetv3.export.{module}"
+    for name, module in {
+        "DEFAULT_FLOAT_OPS": "tflite_export",
+        "EXPORTERS": "formats",
+        "Exporter": "formats",
+        "compile_openvino": "openvino_export",
+        "export_model": "formats",
+        "export_onnx": "onnx_export",
+        "export_openvino": "openvino_export",
+        "export_saved_model": "saved_model",
+        "export_tflite": "tflite_export",
+        "load_calibration_images": "calibration",
+        "load_images": "calibration",
+        "quantize_onnx": "onnx_int8",
+    }.items()
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mobilenetv3.export' has no attribute {name!r}")
-    return getattr(_importlib.import_module(f"mobilenetv3.export.{_EXPORTS[name]}"), name)
+__getattr__, __dir__ = _lazy_attributes(__name__, _EXPORTS)

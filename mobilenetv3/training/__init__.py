@@ -13,7 +13,7 @@ result = fine_tune("my_images/", preset="mobilenet_v3_small_imagenet", out="my_c
 ```
 """
 
-import importlib as _importlib
+from mobilenetv3.core.lazy import lazy_attributes as _lazy_attributes
 
 _RECIPE = (
     "FineTuneResult", "build_classifier", "calibrate_batchnorm", "fine_tune", "freeze_backbone",
@@ -21,9 +21,4 @@ _RECIPE = (
     "unfreeze_top_blocks",
 )
 __all__ = list(_RECIPE)
-
-
-def __getattr__(name: str):
-    if name not in _RECIPE:
-        raise AttributeError(f"module 'mobilenetv3.training' has no attribute {name!r}")
-    return getattr(_importlib.import_module("mobilenetv3.training.recipe"), name)
+__getattr__, __dir__ = _lazy_attributes(__name__, {name: "mobilenetv3.training.recipe" for name in _RECIPE})

@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness  # benchmarks/harness.py, beside this script
 import keras
 import numpy as np
 from PIL import Image
 
-from mobilenetv3 import benchmark
-from mobilenetv3.export import export_onnx, export_tflite, quantize_onnx
+from mobilenetv3.export import export_onnx, export_tflite, quantize_onnx, speed
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 MODEL = FIXTURES / "tflite" / "v3-small_224_1.0_uint8.tflite"
@@ -82,7 +82,7 @@ def _official_top1(images: np.ndarray) -> np.ndarray:
     """Top-1 of Google's own quantization-aware-trained uint8 model, run by LiteRT."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(MODEL), num_threads=benchmark._threads())
+    interpreter = Interpreter(model_path=str(MODEL), num_threads=harness._threads())
     interpreter.allocate_tensors()
     entry, exit_ = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     top1 = []
@@ -117,7 +117,7 @@ def _openvino_outliers(path: Path) -> list[str]:
 def _openvino(path: Path):
     from mobilenetv3.export import compile_openvino
 
-    compiled = compile_openvino(path, config={"INFERENCE_NUM_THREADS": benchmark._threads()})
+    compiled = compile_openvino(path, config={"INFERENCE_NUM_THREADS": harness._threads()})
     return lambda images: compiled(images)[0]
 
 
@@ -129,10 +129,10 @@ def _onnx_variants(model, files: Path, calibration: np.ndarray) -> list[tuple]:
                   keep_float=tuple(_onnx_outliers(files / "f.onnx")))
     return [
         ("onnxruntime int8 (QDQ, per-channel weights, hard-sigmoid as QLinearAdd: the default)",
-         benchmark._ort_session, "nchw", "f.onnx", "q.onnx"),
-        ("onnxruntime int8, hard-sigmoid a float island (before)", benchmark._ort_session, "nchw", "f.onnx",
+         speed.open_onnxruntime, "nchw", "f.onnx", "q.onnx"),
+        ("onnxruntime int8, hard-sigmoid a float island (before)", speed.open_onnxruntime, "nchw", "f.onnx",
          "qs.onnx"),
-        ("onnxruntime int8, first conv and classifier float", benchmark._ort_session, "nchw", "f.onnx", "qo.onnx"),
+        ("onnxruntime int8, first conv and classifier float", speed.open_onnxruntime, "nchw", "f.onnx", "qo.onnx"),
     ]
 
 
@@ -141,8 +141,8 @@ def _tflite_variants(model, files: Path, calibration: np.ndarray) -> list[tuple]
     export_tflite(model, files / "q.tflite", input_size=SIZE, int8=True, calibration=calibration)
     export_tflite(model, files / "qi.tflite", input_size=SIZE, int8=True, calibration=calibration, float_ops=())
     return [
-        ("LiteRT int8 (hard-swish float, the default)", benchmark._litert, "nhwc", "f.tflite", "q.tflite"),
-        ("LiteRT int8 full-integer", benchmark._litert, "nhwc", "f.tflite", "qi.tflite"),
+        ("LiteRT int8 (hard-swish float, the default)", speed.open_litert, "nhwc", "f.tflite", "q.tflite"),
+        ("LiteRT int8 full-integer", speed.open_litert, "nhwc", "f.tflite", "qi.tflite"),
     ]
 
 
@@ -226,7 +226,7 @@ def main() -> None:
             f"Speed in images/s, float / quantized on the same runtime (OpenVINO: fp32 / bf16 or int8). "
             f"Not measured: NNCF's cross-layer-equalization step (`disable_channel_alignment=False`) "
             f"crashes in nncf 3.4 (KeyError in ChannelAlignment's `astype(np.float32)`). "
-            f"{benchmark.machine_note()}",
+            f"{harness.machine_note()}",
             "",
             "| model | top-1 = float, whole images | top-1 = float, crops "
             "| top-1 = Google's uint8, whole images | top-1 = Google's uint8, crops "

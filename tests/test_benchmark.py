@@ -1,22 +1,32 @@
-"""Smoke test: the benchmark's quick path runs one case end to end (no timing assertions)."""
+"""The peer-comparison harness (benchmarks/harness.py; conftest puts that
+folder on sys.path): its quick path runs one case end to end through
+`python benchmarks/benchmark.py` (no timing assertions), case selection,
+the report tables, worker environments and rounds."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import harness as benchmark
 import pytest
 
-from mobilenetv3 import benchmark
-from mobilenetv3.cli import main
-
+ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("onnxruntime")
 
 
 def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
+    """The script run by path from another folder: its workers find the harness there too."""
     cases = ["mobilenetv3-onnxruntime", "mobilenetv3-folded-tensorflow"]
-    code = main(["benchmark", "--quick", "--models", "small", "--cases", *cases,
-                 "--out", str(tmp_path / "out"), "--exports-dir", str(tmp_path / "exports")])
-    assert code == 0
+    command = [sys.executable, str(ROOT / "benchmarks" / "benchmark.py"), "--quick", "--models", "small",
+               "--cases", *cases, "--out", str(tmp_path / "out"), "--exports-dir", str(tmp_path / "exports")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "| small | mobilenetv3-onnxruntime |" in done.stdout and "Machine: " in done.stdout
     rows = json.loads((tmp_path / "out" / "results.json").read_text())
     assert sorted((r["case"], r["model"]) for r in rows) == sorted((case, "small") for case in cases)
     for row in rows:
@@ -28,7 +38,11 @@ def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
     assert (tmp_path / "exports" / "small.onnx").is_file()
 
 
-def test_unknown_case_and_model_are_refused():
+def test_unknown_case_and_model_are_refused(capsys):
+    import benchmark as script
+
+    assert script.main(["--cases", "nope", "--quick"]) == 2
+    assert "benchmark.py: error: unknown benchmark cases ['nope']" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown benchmark cases"):
         benchmark.run_benchmark(cases=["nope"], quick=True)
     with pytest.raises(ValueError, match="`models`"):

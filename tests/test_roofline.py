@@ -1,4 +1,5 @@
-"""The roofline model: MAC counts against the published figures, the bound's arithmetic."""
+"""The roofline model of the benchmark harness (benchmarks/roofline.py; conftest puts that folder on
+sys.path): MAC counts against the published figures, the bound's arithmetic."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import math
 
 import keras
 import pytest
+import roofline
 
 import mobilenetv3
-from mobilenetv3 import roofline
 
 
 @pytest.mark.core

@@ -32,6 +32,8 @@ _EXPORTS = {
         "load_calibration_images": "calibration",
         "load_images": "calibration",
         "quantize_onnx": "onnx_int8",
+        "speed_table": "speed",
+        "time_runtimes": "speed",
     }.items()
 }
 __all__ = sorted(_EXPORTS)

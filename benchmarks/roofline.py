@@ -1,5 +1,9 @@
 """A per-layer roofline: FLOPs and bytes of a Keras model, and this machine's limits.
 
+Part of the peer-comparison benchmark (`benchmarks/harness.py` reports each
+row's fraction of this limit); it lives beside the harness, not in the
+installed package.
+
 `layer_costs` walks a built functional Keras model (nested models included)
 and gives each layer's arithmetic (FLOPs, 2 per multiply-add) and the bytes
 it must move at least (weights, its input and its output once). Every
@@ -18,11 +22,11 @@ faster on this machine, so `images_per_second * lower_bound` is the
 fraction of the limit a path reaches (int8 and bf16 paths do cheaper
 arithmetic and move fewer bytes, so they may exceed 1).
 
-Example:
+Example (from the checkout's `benchmarks/` folder, or with it on `sys.path`):
 
 ```python
 import mobilenetv3
-from mobilenetv3 import roofline
+import roofline
 model = mobilenetv3.MobileNetV3LargeBackbone(input_shape=(224, 224, 3))
 costs = roofline.layer_costs(model)
 print(roofline.total_macs(costs) / 1e6)  # ~217 with a 1000-class head

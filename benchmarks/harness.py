@@ -1,5 +1,11 @@
 """Inference benchmark: mobilenetv3 (Keras backends and exports) vs peers.
 
+The peer-comparison harness of a source checkout (not installed with the
+package): `python benchmarks/benchmark.py` is its command line. The installed
+`mobilenetv3 benchmark --preset ...` times a user's own model on the local
+runtimes instead (`mobilenetv3.export.speed`, which this harness shares its
+runtime sessions and timing loop with).
+
 Every case runs in its own Python subprocess, so each gets a clean memory
 baseline, its own `KERAS_BACKEND`, and cannot disturb the others. Exports
 (ONNX, LiteRT, fp32 and int8) are written once by a TensorFlow-backend
@@ -12,9 +18,9 @@ repeated batch calls; Python's garbage collector paused while timing, as
 Example:
 
 ```python
-from mobilenetv3 import benchmark
-rows = benchmark.run_benchmark(models=["small"], cases=["mobilenetv3-onnxruntime"], quick=True)
-print(benchmark.markdown_table(rows))
+import harness  # from benchmarks/, or with that folder on sys.path
+rows = harness.run_benchmark(models=["small"], cases=["mobilenetv3-onnxruntime"], quick=True)
+print(harness.markdown_table(rows))
 ```
 """
 
@@ -36,6 +42,10 @@ import numpy as np
 
 from mobilenetv3.core.utils import import_optional
 from mobilenetv3.core.validation import check_positive_int
+from mobilenetv3.export import speed
+
+# The workers run this file by path, so it is found from any working folder.
+HARNESS = Path(__file__).resolve()
 
 IMAGE_SIZE = 224
 CLASSIFIER_MODELS = ("small", "large")
@@ -187,19 +197,6 @@ def _timm(model: str, exports: Path) -> Callable:
     return _torch_predict(timm.create_model(f"mobilenetv3_{model}_100", pretrained=False))
 
 
-def _ort_session(path: Path) -> Callable:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = _threads()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda images: session.run(None, {name: images})[0]
-
-
 def _torchvision_onnx_prepare(model: str, exports: Path) -> None:
     """Export torchvision's model with torch.onnx (not timed as build)."""
     import torch
@@ -228,27 +225,7 @@ def _from_export(session: Callable[[Path], Callable], kind: str) -> Callable[[st
 
 
 def _torchvision_onnx(model: str, exports: Path) -> Callable:
-    return _ort_session(exports / f"torchvision_{model}.onnx")
-
-
-def _litert(path: Path) -> Callable:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(str(path), num_threads=_threads())
-    entry = interpreter.get_input_details()[0]["index"]
-    exit_ = interpreter.get_output_details()[0]["index"]
-    state = {"batch": None}
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        if state["batch"] != len(images):
-            interpreter.resize_tensor_input(entry, images.shape)
-            interpreter.allocate_tensors()
-            state["batch"] = len(images)
-        interpreter.set_tensor(entry, images)
-        interpreter.invoke()
-        return interpreter.get_tensor(exit_)
-
-    return predict
+    return speed.open_onnxruntime(exports / f"torchvision_{model}.onnx")
 
 
 # -- the detector group: our SSDLite vs torchvision's ssdlite320_mobilenet_v3_large ---
@@ -354,7 +331,7 @@ def _torchvision_detector_onnx_prepare(model: str, exports: Path) -> None:
 
 
 def _torchvision_detector_onnx(model: str, exports: Path) -> Callable:
-    return _ort_session(exports / "torchvision_ssdlite_raw.onnx")
+    return speed.open_onnxruntime(exports / "torchvision_ssdlite_raw.onnx")
 
 
 def _openvino_session(path: Path) -> Callable:
@@ -371,9 +348,9 @@ def _detector_case(name: str, builder: Callable, backend: str = "tensorflow", la
 
 DETECTOR_CASES = (
     _detector_case("ssdlite-mobilenetv3-tensorflow-raw", _keras_detector_raw),
-    _detector_case("ssdlite-mobilenetv3-onnxruntime-raw", _from_export(_ort_session, "detector_onnx"), layout="nchw",
+    _detector_case("ssdlite-mobilenetv3-onnxruntime-raw", _from_export(speed.open_onnxruntime, "detector_onnx"), layout="nchw",
                    export="detector_onnx"),
-    _detector_case("ssdlite-mobilenetv3-litert-raw", _from_export(_litert, "detector_tflite"),
+    _detector_case("ssdlite-mobilenetv3-litert-raw", _from_export(speed.open_litert, "detector_tflite"),
                    export="detector_tflite"),
     _detector_case("ssdlite-mobilenetv3-openvino-raw", _from_export(_openvino_session, "detector_openvino"),
                    layout="nchw", export="detector_openvino"),
@@ -381,7 +358,7 @@ DETECTOR_CASES = (
     _detector_case("ssdlite-torchvision-onnx-onnxruntime-raw", _torchvision_detector_onnx, "torch", "nchw",
                    prepare=_torchvision_detector_onnx_prepare),
     _detector_case("ssdlite-mobilenetv3-tensorflow-e2e", _keras_detector_e2e),
-    _detector_case("ssdlite-mobilenetv3-onnxruntime-e2e", _from_export(_ort_session, "detector_onnx_e2e"),
+    _detector_case("ssdlite-mobilenetv3-onnxruntime-e2e", _from_export(speed.open_onnxruntime, "detector_onnx_e2e"),
                    layout="nchw", export="detector_onnx_e2e"),
     _detector_case("ssdlite-torchvision-eager-e2e", _torchvision_detector_e2e, "torch", "nchw"),
 )
@@ -399,10 +376,7 @@ def _openvino_ours(precision: str, kind: str) -> Callable[[str, Path], Callable]
     inference precision `precision` ("f32" or "bf16")."""
 
     def build(model: str, exports: Path) -> Callable:
-        from mobilenetv3.export.openvino_export import compile_openvino
-
-        config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": _threads()}
-        return _openvino_request(compile_openvino(export_path(exports, model, kind), config=config))
+        return speed.open_openvino(export_path(exports, model, kind), config={"INFERENCE_PRECISION_HINT": precision})
 
     return build
 
@@ -530,10 +504,10 @@ CASES = (
     Case("torchvision-eager-channels-last", _torchvision_channels_last, "torch", "nchw"),
     Case("timm-eager", _timm, "torch", "nchw"),
     Case("torchvision-onnx-onnxruntime", _torchvision_onnx, "torch", "nchw", prepare=_torchvision_onnx_prepare),
-    Case("mobilenetv3-onnxruntime", _from_export(_ort_session, "onnx"), layout="nchw", export="onnx"),
-    Case("mobilenetv3-onnxruntime-int8", _from_export(_ort_session, "onnx_int8"), layout="nchw", export="onnx_int8"),
-    Case("mobilenetv3-litert", _from_export(_litert, "tflite"), export="tflite"),
-    Case("mobilenetv3-litert-int8", _from_export(_litert, "tflite_int8"), export="tflite_int8"),
+    Case("mobilenetv3-onnxruntime", _from_export(speed.open_onnxruntime, "onnx"), layout="nchw", export="onnx"),
+    Case("mobilenetv3-onnxruntime-int8", _from_export(speed.open_onnxruntime, "onnx_int8"), layout="nchw", export="onnx_int8"),
+    Case("mobilenetv3-litert", _from_export(speed.open_litert, "tflite"), export="tflite"),
+    Case("mobilenetv3-litert-int8", _from_export(speed.open_litert, "tflite_int8"), export="tflite_int8"),
     *DETECTOR_CASES,
     *OPENVINO_CASES,
     *TRAIN_CASES,
@@ -552,27 +526,6 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timed(predict: Callable, images: np.ndarray, runs: int) -> list[float]:
-    """Seconds of each of `runs` calls, with Python's cyclic garbage collector paused as `timeit`
-    does (after one full collection): a collection of the ~500,000 objects Keras, TensorFlow and
-    PyTorch leave in a process takes 250 ms, and whichever call it lands in measures it."""
-    import gc
-
-    gc.collect()
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            predict(images)
-            times.append(time.perf_counter() - start)
-    finally:
-        if paused:
-            gc.enable()
-    return times
-
-
 def measure(case: Case, model: str, exports: Path, settings: Settings) -> dict:
     """Build `case` for `model` and time it (run inside a worker process)."""
     if model == TRAIN:
@@ -588,10 +541,10 @@ def measure(case: Case, model: str, exports: Path, settings: Settings) -> dict:
     start = time.perf_counter()
     predict = case.builder(model, exports)
     build_s = time.perf_counter() - start
-    _timed(predict, one, settings.warmup)
-    latency = statistics.median(_timed(predict, one, settings.batch1_runs))
-    _timed(predict, many, max(1, settings.warmup // 2))
-    batch_time = statistics.median(_timed(predict, many, settings.batch32_runs))
+    speed.timed(predict, one, settings.warmup)
+    latency = statistics.median(speed.timed(predict, one, settings.batch1_runs))
+    speed.timed(predict, many, max(1, settings.warmup // 2))
+    batch_time = statistics.median(speed.timed(predict, many, settings.batch32_runs))
     return {
         "case": case.name,
         "model": model,
@@ -617,7 +570,7 @@ def measure_training(case: Case, exports: Path, settings: Settings) -> dict:
     build_s = time.perf_counter() - start
     for _ in range(max(1, settings.warmup)):
         step(images, labels)
-    step_s = statistics.median(_timed(lambda _: step(images, labels), images, settings.train_steps))
+    step_s = statistics.median(speed.timed(lambda _: step(images, labels), images, settings.train_steps))
     return {
         "case": case.name,
         "model": TRAIN,
@@ -688,8 +641,8 @@ def _write_detector_exports(exports: Path, kinds: list[str]) -> None:
 def roofline_bounds(models: list[str], batches: tuple[int, ...], seconds: float = 0.5) -> dict:
     """This machine's rates (measured once) and, per model and batch, the
     roofline lower bound in seconds per image of the fp32 classifier (see
-    `mobilenetv3.roofline`)."""
-    from mobilenetv3 import roofline
+    `roofline.py` beside this file)."""
+    import roofline
 
     rates = roofline.measure_machine(seconds=seconds)
     bounds = {}
@@ -703,7 +656,7 @@ def roofline_bounds(models: list[str], batches: tuple[int, ...], seconds: float 
 
 def _add_roofline(rows: list[dict], limits: dict) -> None:
     """Each measured row gets its fraction of the roofline limit at batch 1 and N."""
-    from mobilenetv3.roofline import roofline_fraction
+    from roofline import roofline_fraction
 
     for row in rows:
         bounds = limits.get("bounds", {}).get(row["model"])
@@ -740,7 +693,7 @@ def worker_env(backend: str, system_malloc: bool = False) -> dict[str, str]:
 
 def _worker(args: list[str], backend: str, timeout: float, system_malloc: bool = False) -> tuple[dict | None, str]:
     env = worker_env(backend, system_malloc)
-    command = [sys.executable, "-m", "mobilenetv3.benchmark", *args]
+    command = [sys.executable, str(HARNESS), *args]
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -1063,18 +1016,10 @@ def chart_note() -> str | None:
 
 def machine_note(system_malloc: bool = False) -> str:
     """CPU model, core count, the allocator setting and the load average when the run ended."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     allocator = ("glibc malloc defaults" if system_malloc else
                  "glibc malloc keeping freed memory (" + ", ".join(f"{k}={v}" for k, v in ALLOCATOR_ENV.items()) + ")")
-    return f"Machine: {cpu}, {os.cpu_count()} cores, {allocator}; load average at the end (1/5/15 min): {load}."
+    return (f"Machine: {speed.cpu_name()}, {os.cpu_count()} cores, {allocator}; load average at the end "
+            f"(1/5/15 min): {speed.load_average()}.")
 
 
 def _main(argv: list[str]) -> int:

@@ -319,3 +319,167 @@ def test_full_disk_names_the_disk(server: str, tiny_disk: Path, monkeypatch: pyt
     assert "is full" in message and str(cache) in message and url in message
     assert "offline" not in message.lower()
     assert _leftovers(cache) == []  # nothing half-written
+
+
+# -- preset folders ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small backbone preset folder, written once; tests copy it."""
+    from mobilenetv3 import MobileNetV3Backbone
+
+    folder = tmp_path_factory.mktemp("presets") / "small"
+    MobileNetV3Backbone.from_preset("mobilenet_v3_small", input_shape=(64, 64, 3)).save_to_preset(folder)
+    return folder
+
+
+def _copy(preset: Path, where: Path) -> Path:
+    import shutil
+
+    shutil.copytree(preset, where)
+    return where
+
+
+def _load(folder: Path):
+    from mobilenetv3 import MobileNetV3Backbone
+
+    return MobileNetV3Backbone.from_preset(str(folder))
+
+
+def _one_clear_line(info: pytest.ExceptionInfo, *names: object) -> str:
+    message = str(info.value)
+    assert "\n" not in message, message
+    for name in names:
+        assert str(name) in message, (name, message)
+    return message
+
+
+def test_weights_link_leaving_the_folder_is_refused(preset: Path, tmp_path: Path) -> None:
+    from mobilenetv3.preset_io import PresetError
+
+    folder = _copy(preset, tmp_path / "p")
+    outside = tmp_path / "elsewhere" / "secret.h5"
+    outside.parent.mkdir()
+    (folder / "model.weights.h5").rename(outside)
+    (folder / "model.weights.h5").symlink_to(outside)
+    with pytest.raises(PresetError, match="outside the preset folder") as info:
+        _load(folder)
+    _one_clear_line(info, folder / "model.weights.h5", outside)
+    from mobilenetv3 import MobileNetV3Backbone
+
+    MobileNetV3Backbone.from_preset(str(folder), load_weights=False)  # nothing read: fine
+
+
+def test_weights_link_inside_the_folder_is_followed(preset: Path, tmp_path: Path) -> None:
+    folder = _copy(preset, tmp_path / "p")
+    (folder / "store").mkdir()
+    (folder / "model.weights.h5").rename(folder / "store" / "w.h5")
+    (folder / "model.weights.h5").symlink_to(Path("store") / "w.h5")
+    assert _load(folder).count_params() == _load(preset).count_params()
+
+
+def test_hugging_face_snapshot_links_to_its_blobs(preset: Path, tmp_path: Path) -> None:
+    """The hub cache layout: snapshots/<rev>/<file> -> ../../blobs/<hash>."""
+    import numpy as np
+
+    from mobilenetv3.preset_io import PresetError
+
+    repo = tmp_path / "hub" / "models--someone--mobilenet"
+    snapshot = _copy(preset, repo / "snapshots" / "0123abcd")
+    (repo / "blobs").mkdir()
+    (snapshot / "model.weights.h5").rename(repo / "blobs" / "9f86d08")
+    (snapshot / "model.weights.h5").symlink_to(Path("..") / ".." / "blobs" / "9f86d08")
+    got, want = _load(snapshot).get_weights(), _load(preset).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    # a snapshot linking out of its repository's blobs is refused all the same
+    stray = tmp_path / "hub" / "stray.h5"
+    (repo / "blobs" / "9f86d08").rename(stray)
+    (snapshot / "model.weights.h5").unlink()
+    (snapshot / "model.weights.h5").symlink_to(stray)
+    with pytest.raises(PresetError, match="outside the preset folder"):
+        _load(snapshot)
+
+
+def test_keras_cv_weights_missing_a_tensor(preset: Path, tmp_path: Path) -> None:
+    import h5py
+
+    from mobilenetv3 import weights
+    from mobilenetv3.preset_io import PresetError
+    from mobilenetv3.weights import keras3_h5
+
+    folder = _copy(preset, tmp_path / "p")
+    path = folder / "model.weights.h5"
+    with h5py.File(path, "r+") as f:
+        del f["layers/batch_normalization_2/vars/0"]
+    with pytest.raises(ValueError, match=r"lacking variable\(s\) \[0\]") as info:
+        keras3_h5.read_groups(path)  # was: KeyError "Unable to synchronously open object"
+    _one_clear_line(info, path, "layers/batch_normalization_2/vars")
+    assert weights.detect_format(str(path)) is None  # was: the same KeyError
+    with pytest.raises(PresetError, match=r"the file lacks weights: layer '\w+' has 3 of its 4 variables") as info:
+        _load(folder)  # was: Keras' seven-line report
+    _one_clear_line(info, path)
+
+
+def test_flipped_keras_cv_file_says_corrupted(preset: Path, tmp_path: Path) -> None:
+    from mobilenetv3.preset_io import PresetError
+
+    folder = _copy(preset, tmp_path / "p")
+    path = folder / "model.weights.h5"
+    data = bytearray(path.read_bytes())
+    for index in range(96, 4096):  # the HDF5 metadata at the head of the file
+        data[index] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(PresetError, match=r"the file is corrupted or truncated \(HDF5: .+\); download or save it again") as info:
+        _load(folder)
+    _one_clear_line(info, path)
+
+
+def test_torchvision_file_with_one_key(tmp_path: Path) -> None:
+    import torch
+
+    from mobilenetv3 import weights
+
+    path = tmp_path / "mobilenet_v3_small.pth"
+    torch.save({"features.0.0.weight": torch.zeros(16, 3, 3, 3)}, path)
+    with pytest.raises(ValueError, match="is not a whole torchvision MobileNetV3 state dict") as info:
+        weights.read(str(path), "torchvision")  # was: "not enough values to unpack (expected at least 2, got 1)"
+    message = _one_clear_line(info, path, "1 module(s)")
+    assert "unpack" not in message
+
+
+@pytest.mark.parametrize("layer", ["Dense", "Lambda"])
+def test_dtype_that_is_a_layer_config(preset: Path, tmp_path: Path, layer: str) -> None:
+    import json
+
+    from mobilenetv3.preset_io import PresetError
+
+    folder = _copy(preset, tmp_path / "p")
+    spec = json.loads((folder / "config.json").read_text())
+    config = {"units": 3} if layer == "Dense" else {"function": {"class_name": "__lambda__", "config": {}}}
+    spec["config"]["dtype"] = {"module": "keras.layers", "class_name": layer, "config": config, "registered_name": None}
+    (folder / "config.json").write_text(json.dumps(spec))
+    with pytest.raises(PresetError, match=rf'"config.dtype" is a \'{layer}\' config, not a dtype policy') as info:
+        _load(folder)  # was: "Cannot convert '{layer}' to a mixed precision DTypePolicy"
+    _one_clear_line(info, folder / "config.json")
+
+
+def test_dtype_in_a_nested_config_is_named(tmp_path: Path) -> None:
+    import json
+
+    from mobilenetv3 import MobileNetV3ImageClassifier
+    from mobilenetv3.preset_io import PresetError
+
+    folder = tmp_path / "classifier"
+    MobileNetV3ImageClassifier.from_preset("mobilenet_v3_small", num_classes=3, input_shape=(64, 64, 3)).save_to_preset(
+        folder
+    )
+    spec = json.loads((folder / "config.json").read_text())
+    spec["config"]["backbone"]["config"]["dtype"] = 32
+    (folder / "config.json").write_text(json.dumps(spec))
+    with pytest.raises(PresetError, match=r'"config.backbone.config.dtype" is 32, not a dtype policy') as info:
+        MobileNetV3ImageClassifier.from_preset(str(folder))
+    _one_clear_line(info, folder / "config.json")
+    spec["config"]["backbone"]["config"]["dtype"] = "mixed_float16"  # a policy name is fine
+    (folder / "config.json").write_text(json.dumps(spec))
+    assert MobileNetV3ImageClassifier.from_preset(str(folder)).backbone.dtype_policy.name == "mixed_float16"

@@ -16,6 +16,7 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,49 @@ def read_folder(path: str | os.PathLike) -> FolderSpec:
         config = dict(spec["config"])
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise PresetError(f"{config_path} is not a valid preset config ({error!r}).") from None
+    _check_dtypes(config, config_path)
     weights_path = _folder_weights(folder, spec.get("weights", WEIGHTS_FILE), config_path)
     return FolderSpec(class_name, config, config_path, weights_path, "weights" in spec)
+
+
+# Class names of serialized dtype policies (`keras.dtype_policies`).
+_DTYPE_POLICY_CLASSES = frozenset(
+    name for name in dir(keras.dtype_policies) if name.endswith("DTypePolicy") or name == "DTypePolicyMap"
+)
+
+
+def _check_dtypes(config: Any, config_path: Path, where: str = "config") -> None:
+    """Every "dtype" in a preset config (nested configs too) is a dtype
+    policy: a name ("float32", "mixed_float16") or a DTypePolicy config.
+    Anything else (a layer config, say) is a PresetError naming the field,
+    raised before Keras deserializes anything."""
+    if isinstance(config, list):
+        for index, item in enumerate(config):
+            _check_dtypes(item, config_path, f"{where}[{index}]")
+        return
+    if not isinstance(config, dict):
+        return
+    for key, value in config.items():
+        field = f"{where}.{key}"
+        if key == "dtype" and value is not None:
+            _check_dtype(value, config_path, field)
+        else:
+            _check_dtypes(value, config_path, field)
+
+
+def _check_dtype(value: Any, config_path: Path, field: str) -> None:
+    expected = 'a dtype policy name such as "float32" or "mixed_float16", or a DTypePolicy config'
+    if isinstance(value, dict):
+        class_name = value.get("class_name")
+        if class_name not in _DTYPE_POLICY_CLASSES:
+            what = f"a {class_name!r} config" if isinstance(class_name, str) else f"{_one_line(value, 80)}"
+            raise PresetError(f'{config_path}: "{field}" is {what}, not a dtype policy; it must be {expected}.')
+    elif not isinstance(value, str):
+        raise PresetError(f'{config_path}: "{field}" is {value!r}, not a dtype policy; it must be {expected}.')
+    try:
+        keras.dtype_policies.get(value)
+    except Exception as error:  # Keras raises ValueError / TypeError for bad policies
+        raise PresetError(f'{config_path}: "{field}" is not a valid dtype policy ({_one_line(error, 200)}).') from None
 
 
 def _folder_weights(folder: Path, name: object, config_path: Path) -> Path:
@@ -91,8 +133,8 @@ def _folder_weights(folder: Path, name: object, config_path: Path) -> Path:
     stays inside the folder."""
     if not isinstance(name, str) or not name:
         raise PresetError(f"{config_path}: \"weights\" must be a file name; got {name!r}.")
-    # Checked on the name, not the resolved path: hub caches (hf://) link
-    # their files to blobs elsewhere.
+    # Checked on the name here; where a link leads is checked before loading
+    # (`_check_inside`): hub caches (hf://) link their files to blobs elsewhere.
     if os.path.isabs(name) or Path(name).is_absolute() or ".." in Path(name.replace("\\", "/")).parts:
         raise PresetError(
             f"{config_path}: \"weights\" is {name!r}, a path outside the preset folder; it must "
@@ -113,13 +155,60 @@ def load_folder_weights(model: keras.Model, spec: FolderSpec, load_weights: bool
                 f"(named by {spec.config_path.name}); pass load_weights=False for random weights."
             )
         return
+    _check_inside(spec)
     try:
         model.load_weights(str(spec.weights_path))
     except Exception as error:  # Keras raises several types for bad files.
         raise PresetError(
-            f"Could not load {spec.weights_path} into {spec.class_name} built from {spec.config_path}: {error}"
+            f"Could not load {spec.weights_path} into {spec.class_name} built from {spec.config_path}: "
+            f"{_load_failure(error)}"
         ) from None
     canonical.check_tensors(canonical.model_weights(model), str(spec.weights_path))
+
+
+# Keras' message when a layer's variables are missing from a weights file.
+_MISSING_VARIABLES = re.compile(
+    r"Layer '(?P<layer>[^']+)' expected (?P<expected>\d+) variables, but received (?P<received>\d+)"
+)
+_FAILED_OBJECTS = re.compile(r"A total of (?P<count>\d+) objects could not be loaded")
+
+
+def _load_failure(error: Exception) -> str:
+    """Why `model.load_weights` failed, on one line."""
+    text = str(error)
+    missing = _MISSING_VARIABLES.search(text)
+    if missing:
+        failed = _FAILED_OBJECTS.search(text)
+        others = int(failed["count"]) - 1 if failed else 0
+        also = f" (and {others} more layer{'s' if others != 1 else ''})" if others > 0 else ""
+        return (
+            f"the file lacks weights: layer '{missing['layer']}' has {missing['received']} of its "
+            f"{missing['expected']} variables in it{also}. The file is incomplete, or of another network."
+        )
+    # h5py's messages ("Unable to synchronously open object ...", "truncated file")
+    if isinstance(error, (OSError, KeyError, RuntimeError)) or "Unable to" in text:
+        return (
+            f"the file is corrupted or truncated (HDF5: {_one_line(error, 200).strip(chr(34))}); "
+            "download or save it again."
+        )
+    return f"{type(error).__name__}: {_one_line(error, 300)}"
+
+
+def _check_inside(spec: FolderSpec) -> None:
+    """The weights file, links followed, lies inside its preset folder, or
+    (a Hugging Face hub snapshot, `<repo>/snapshots/<revision>/`) in its
+    repository's `blobs/`, where the hub links every snapshot file."""
+    folder = spec.config_path.parent.resolve()
+    real = spec.weights_path.resolve()
+    if real.is_relative_to(folder):
+        return
+    repo = folder.parent.parent
+    if folder.parent.name == "snapshots" and real.is_relative_to(repo / "blobs"):
+        return
+    raise PresetError(
+        f"{spec.weights_path} links to {real}, outside the preset folder {spec.config_path.parent}; "
+        "refusing to load it. Copy the file into the folder if you trust it."
+    )
 
 
 # What `identify` calls a preset folder in this package's (and keras-cv's)
@@ -227,8 +316,8 @@ def _check_reachable(scheme: str, handle: str) -> None:
         ) from None
 
 
-def _one_line(error: Exception, limit: int = 1000) -> str:
-    """The error's message on one line; marked when cut."""
+def _one_line(error: object, limit: int = 1000) -> str:
+    """The error's message (or any value's text) on one line; marked when cut."""
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[:limit] + " [...]"
 

@@ -32,23 +32,30 @@ def read_groups(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     [arrays in creation order]}` (group path without the `/vars` suffix).
 
     Raises:
-        ValueError: the file is not a readable Keras 3 weights file.
+        ValueError: the file is not a readable Keras 3 weights file: not
+            HDF5, corrupted, truncated, or a layer lacks one of its variables.
     """
     groups: dict[str, list[np.ndarray]] = {}
 
     def visit(name: str, item: object) -> None:
         if isinstance(item, h5py.Group) and name.endswith("/vars") and len(item):
-            groups[name.removesuffix("/vars")] = [
-                np.asarray(item[str(i)], dtype=np.float32) for i in range(len(item))
-            ]
+            numbers = sorted(int(key) for key in item if key.isdigit())
+            missing = sorted(set(range(numbers[-1] + 1 if numbers else 0)) - set(numbers))
+            if missing or len(numbers) != len(item):  # Keras numbers a layer's variables 0, 1, ...
+                raise ValueError(
+                    f"{path} is incomplete or damaged: {name} holds {sorted(item)}, lacking variable(s) "
+                    f"{missing}. Download or save the file again."
+                )
+            groups[name.removesuffix("/vars")] = [np.asarray(item[str(i)], dtype=np.float32) for i in numbers]
 
     try:
         with h5py.File(path, "r") as f:
             if "layers" not in f:
                 raise ValueError(f"{path} has no `layers` group: it is not a Keras 3 weights file.")
             f["layers"].visititems(lambda name, item: visit(f"layers/{name}", item))
-    except OSError as error:
-        raise ValueError(f"{path} is not a readable HDF5 file (truncated or corrupted?): {error}") from None
+    except (OSError, KeyError, RuntimeError, TypeError) as error:  # h5py's errors for damaged files
+        reason = " ".join(str(error).split()).strip('"')
+        raise ValueError(f"{path} is corrupted or truncated: HDF5 cannot read it ({reason}).") from None
     return groups
 
 

@@ -54,7 +54,7 @@ def detect(path: str | os.PathLike) -> bool:
     if keras3_h5.is_keras3_weights(path):
         try:
             return _keras3_layout(keras3_h5.read_groups(path), path) is not None
-        except (ValueError, WeightsFileError):
+        except (ValueError, WeightsFileError, KeyError, IndexError):
             return False
     try:
         with h5py.File(path, "r") as f:
@@ -133,7 +133,7 @@ def _read_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 group = root[layer]
                 for weight in _decode(group.attrs.get("weight_names", [])):
                     tensors[_canonical_name(layer, weight, path)] = np.asarray(group[weight])
-    except OSError as error:
+    except (OSError, RuntimeError) as error:  # h5py's errors for damaged files
         raise WeightsFileError(
             f"Cannot read {path} as an HDF5 weights file ({error}). The file is corrupted, "
             "truncated or not an .h5 file; download it again."

@@ -177,6 +177,13 @@ def _not_mobilenet_message(state: Mapping[str, Any], path: str) -> str:
 
 def _read_backbone(state: dict, prefix: str, path: str) -> tuple[dict, dict]:
     modules = _module_indices(state, prefix)
+    if len(modules) < 3:  # a stem, blocks and a last conv
+        raise ValueError(
+            f"{path} is not a whole torchvision MobileNetV3 state dict: it has {len(modules)} module(s) "
+            f"under '{prefix}' (keys {sorted(state)[:3]}{' ...' if len(state) > 3 else ''}), where "
+            "mobilenet_v3_small has 13 and mobilenet_v3_large 17 (stem, blocks, last conv). The file "
+            "is incomplete, or of another network."
+        )
     stem, *blocks, last = modules
     stem_filters = state[f"{prefix}{stem}.0.weight"].shape[0]
     last_filters = state[f"{prefix}{last}.0.weight"].shape[0]
@@ -198,7 +205,8 @@ def _read_backbone(state: dict, prefix: str, path: str) -> tuple[dict, dict]:
 
 
 def _module_indices(state: dict, prefix: str) -> list[int]:
-    return sorted({int(key[len(prefix):].split(".")[0]) for key in state if key.startswith(prefix)})
+    parts = (key[len(prefix):].split(".")[0] for key in state if key.startswith(prefix))
+    return sorted({int(part) for part in parts if part.isdigit()})
 
 
 def _backbone_config(family: str, reduced_tail: bool) -> dict:

@@ -82,6 +82,8 @@ def open_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Any:
     """
     from PIL import Image, ImageOps
 
+    if isinstance(path, (str, os.PathLike)) and os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ImageError(f"Cannot read image {path}: the file is empty (0 bytes).")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below

@@ -108,18 +108,32 @@ def test_segmenter_fit_refuses_fractional_and_misshaped_masks():
         model.fit(images, np.zeros((2, 16, 16), "int32"), verbose=0)
 
 
-@pytest.mark.core
-def test_segmenter_fit_accepts_the_losses_ignore_class():
-    model = _segmenter()
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255), run_eagerly=True)
+def _ignore_255_masks() -> tuple[np.ndarray, np.ndarray]:
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     masks = np.full((2, 32, 32), 255, "int32")
     masks[:, :8] = 3
-    history = model.fit(images, masks, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
+    return images, masks
+
+
+@pytest.mark.core
+def test_segmenter_fit_accepts_only_the_losses_ignore_class():
+    model = _segmenter()
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255))
+    images, masks = _ignore_255_masks()
+    model.check_sparse_labels(images.shape, masks)  # what fit runs first
     masks[0, 0, 0] = 254
     with pytest.raises(ValueError, match=r"a label 254 .* or 255 \(ignored\)"):
         model.fit(images, masks, verbose=0)
+    model.compile()
+    with pytest.raises(ValueError, match=r"a label 255 at mask 0, row 8, column 0; .* in \[0, 4\)\.$"):
+        model.fit(images, np.where(masks == 254, 0, masks), verbose=0)
+
+
+def test_segmenter_trains_with_ignored_pixels():
+    model = _segmenter()
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255), run_eagerly=True)
+    history = model.fit(*_ignore_255_masks(), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
 
 
 @pytest.mark.core
@@ -299,6 +313,7 @@ def test_odd_image_files_policy(tmp_path):
     for kind in ("corrupt", "zero_byte", "truncated", "one_pixel"):
         assert sum(str(odd[kind]) in line for line in lines[1:]) == 1, kind
     assert "is 1x1 pixels, under 8 on a side" in str(caught[0].message)
+    assert f"  Cannot read image {odd['zero_byte']}: the file is empty (0 bytes)." in lines
     assert pixels.shape == (10, 32, 32, 3) and labels.tolist() == [0] * 5 + [1] * 5
     assert {85} == set(np.unique(pixels[labels == 1][-1]))  # the 16-bit file, sorted last in its class
 

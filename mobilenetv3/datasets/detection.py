@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,7 @@ def read_coco_folder(
             f"{path} holds no annotations (its 'annotations' list is empty): a detector has no box to learn from."
         )
     for kind, ids in (("image", [i for i, _ in entries]), ("category", [c for c, _ in categories])):
-        repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+        repeated = sorted(i for i, count in Counter(ids).items() if count > 1)
         if repeated:
             raise ValueError(f"{path}: {kind} id(s) {repeated[:5]} are listed more than once.")
     label_of = {category: label for label, (category, _) in enumerate(categories, start=1)}

@@ -265,7 +265,7 @@ class MobileNetV3Task(CompiledInferenceCall, DirectCall, keras.Model):
             return
         from mobilenetv3.datasets.segmentation import check_masks
 
-        labels = keras.ops.convert_to_numpy(labels) if not isinstance(labels, np.ndarray) else labels
+        labels = _to_numpy(labels)
         if len(self.output.shape) == 4:
             check_masks(image_shape, labels, num_classes, ignore_class)
             return
@@ -288,6 +288,16 @@ class MobileNetV3Task(CompiledInferenceCall, DirectCall, keras.Model):
         ```
         """
         preset_io.save_preset(self, path)
+
+
+def _to_numpy(array: Any) -> np.ndarray:
+    """An array of any backend (or a host tensor of another) as numpy."""
+    if isinstance(array, np.ndarray):
+        return array
+    try:
+        return np.asarray(array)
+    except (TypeError, ValueError, RuntimeError):  # e.g. a CUDA tensor
+        return keras.ops.convert_to_numpy(array)
 
 
 def _sparse_loss(loss: Any) -> tuple[bool, int | None]:

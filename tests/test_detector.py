@@ -430,7 +430,7 @@ def test_coco_folder_unknown_category(tmp_path):
     (tmp_path / "annotations.json").write_text(json.dumps({
         "images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "cat"}],
         "annotations": [{"image_id": 1, "category_id": 7, "bbox": [1, 1, 5, 5]}]}))
-    with pytest.raises(ValueError, match="category 7, not listed"):
+    with pytest.raises(ValueError, match=r"annotation #0 \(image a.png\) has category_id 7, which 'categories' does not list"):
         read_coco_folder(tmp_path, 64)
 
 

@@ -5,6 +5,8 @@ COCO `annotations.json`; or `--synthetic N` generated shapes images)."""
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from pathlib import Path
 
 from mobilenetv3.cli import add_weights_args, weights_kwargs
@@ -92,6 +94,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mobilenetv3.core.images import SkippedImagesWarning
+
+    with warnings.catch_warnings():  # restores showwarning
+        show = warnings.showwarning
+
+        def show_skipped(message, category, *rest, **kwargs):  # noqa: ANN001, ANN202
+            if issubclass(category, SkippedImagesWarning):
+                print(f"mobilenetv3 train: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, *rest, **kwargs)
+
+        warnings.simplefilter("always", SkippedImagesWarning)
+        warnings.showwarning = show_skipped
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.image_size < 32:
         raise ValueError(f"--image-size must be at least 32 pixels; got {args.image_size}.")
     if args.task == "detect":
@@ -166,5 +185,7 @@ def _train_detector(args: argparse.Namespace) -> int:
     print(f"classes: {', '.join(result.class_names[1:])}")
     if result.map50 is not None:
         print(f"validation COCO AP@0.5: {result.map50:.4f}")
+    elif args.validation_split > 0:
+        print("validation COCO AP@0.5: none (the held-out images hold no box)")
     print(f"wrote detector preset to {Path(args.out)}")
     return 0

@@ -42,12 +42,23 @@ WHOLE_IMAGE_MAX_PIXELS = 4096 * 4096
 MAX_INPUT_SIDE = 4096
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
+# Smallest side, in pixels, of an image the training-set readers keep: a
+# 1x1 placeholder or tracking pixel holds no picture, and squashed to the
+# input size it would teach a flat colour as its class.
+MIN_TRAINING_SIDE = 8
+# Skipped files a `SkippedImagesWarning` lists one per line (then a count).
+MAX_LISTED_SKIPS = 20
+
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
 class ImageError(ValueError):
     """An image file cannot be read, or is too large to read."""
+
+
+class SkippedImagesWarning(UserWarning):
+    """Image files a training-set reader skipped (unreadable, or too small)."""
 
 
 def open_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Any:
@@ -71,6 +82,8 @@ def open_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Any:
     """
     from PIL import Image, ImageOps
 
+    if isinstance(path, (str, os.PathLike)) and os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ImageError(f"Cannot read image {path}: the file is empty (0 bytes).")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
@@ -100,6 +113,48 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
     ```
     """
     return np.asarray(open_rgb(path, max_pixels))
+
+
+def open_training_image(path: str | os.PathLike, min_side: int = MIN_TRAINING_SIDE) -> Any:
+    """`open_rgb`, also refusing images with a side under `min_side` pixels
+    (an `ImageError` naming the file): what the training-set readers keep.
+
+    Example:
+
+    ```python
+    image = open_training_image("cat.jpg")
+    ```
+    """
+    image = open_rgb(path)
+    if min(image.size) < min_side:
+        raise ImageError(
+            f"Cannot train on image {path}: it is {image.width}x{image.height} pixels, under {min_side} on a side "
+            "(a placeholder or thumbnail holds no picture to learn)."
+        )
+    return image
+
+
+def warn_skipped(skipped: list[str], folder: Any, max_listed: int = MAX_LISTED_SKIPS) -> None:
+    """One `SkippedImagesWarning` listing each skipped file's reason on its
+    own line (the first `max_listed`, then how many more); nothing when
+    `skipped` is empty.
+
+    Example:
+
+    ```python
+    warn_skipped(["Cannot read image data/cat/0001.png: truncated"], "data")
+    ```
+    """
+    if not skipped:
+        return
+    lines = [f"  {reason}" for reason in skipped[:max_listed]]
+    if len(skipped) > max_listed:
+        lines.append(f"  ... and {len(skipped) - max_listed} more")
+    warnings.warn(
+        f"Skipped {len(skipped)} image file(s) of {folder} (training goes on without them):\n" + "\n".join(lines),
+        SkippedImagesWarning,
+        stacklevel=3,
+    )
 
 
 def to_rgb(image: Any, source: Any = "image") -> Any:
@@ -154,5 +209,6 @@ def check_input_side(size: int, what: str = "the model's input size") -> int:
     return size
 
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_INPUT_SIDE", "MAX_PIXELS", "WHOLE_IMAGE_MAX_PIXELS", "ImageError",
-           "check_input_side", "open_rgb", "read_rgb", "to_rgb"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_INPUT_SIDE", "MAX_LISTED_SKIPS", "MAX_PIXELS", "MIN_TRAINING_SIDE",
+           "WHOLE_IMAGE_MAX_PIXELS", "ImageError", "SkippedImagesWarning", "check_input_side", "open_rgb",
+           "open_training_image", "read_rgb", "to_rgb", "warn_skipped"]

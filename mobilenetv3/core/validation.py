@@ -34,7 +34,7 @@ KERAS_MODEL_KWARGS = ("name", "trainable")
 __all__ = [
     "KERAS_MODEL_KWARGS", "MAX_ALPHA", "MAX_BLOCKS", "MAX_BN_EPSILON", "MAX_CLASSES", "MAX_DEPTH_MULTIPLIER",
     "MAX_EXPANSION", "MAX_INPUT_SIDE", "MAX_KERNEL_SIZE", "MAX_WIDTH", "check_bool", "check_choice", "check_int",
-    "check_keywords", "check_list", "check_number", "check_optional_name", "check_positive_int",
+    "check_class_labels", "check_keywords", "check_list", "check_number", "check_optional_name", "check_positive_int",
     "check_positive_number", "is_integer", "is_number",
 ]
 
@@ -176,3 +176,68 @@ def check_keywords(owner: str, kwargs: Iterable[str], valid: Iterable[str]) -> N
         raise TypeError(
             f"{owner} got an unknown keyword argument `{key}`.{hint} Valid arguments: {', '.join(valid)}."
         )
+
+
+# Elements checked per numpy pass by `check_class_labels` (bounds its temporaries).
+_LABEL_CHUNK = 1 << 24
+
+
+def check_class_labels(
+    labels: Any,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    source: str = "`y`",
+    axes: Sequence[str] = (),
+) -> None:
+    """Check sparse class labels (a classifier's labels, a segmenter's
+    masks): a ValueError naming `source` and the first bad element unless
+    every value is an integer in `[0, num_classes)` or `ignore_index`.
+
+    Floats are accepted when they hold whole numbers (a fractional label
+    would be truncated silently), booleans as 0 and 1. One vectorized pass on
+    the host, in chunks; nothing is copied beyond a chunk.
+
+    Args:
+        labels: an array (any shape) of class indices.
+        num_classes: labels must be below this.
+        ignore_index: one more allowed value (a loss's `ignore_class`,
+            e.g. 255 or -1), or None.
+        source: what the labels are, for the message (e.g. "`y`", or a
+            mask file's path).
+        axes: names of the leading axes for the message, e.g.
+            `("image", "row", "column")`; unnamed axes print as indices.
+
+    Example:
+
+    ```python
+    check_class_labels(np.array([0, 2, 1]), 3)
+    check_class_labels(np.array([[0, 255]]), 2, ignore_index=255)
+    check_class_labels(np.array([0, 3]), 3)  # ValueError: `y` ... 3 ...
+    ```
+    """
+    array = np.asarray(labels)
+    if array.dtype == np.bool_:
+        return
+    allowed = f"integers in [0, {num_classes})" + ("" if ignore_index is None else f" or {ignore_index} (ignored)")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"{source} must hold class labels, {allowed}; got dtype {array.dtype}.")
+    flat = array.reshape(-1)
+    for start in range(0, flat.size, _LABEL_CHUNK):
+        chunk = flat[start : start + _LABEL_CHUNK]
+        bad = (chunk < 0) | (chunk >= num_classes)
+        if np.issubdtype(chunk.dtype, np.floating):
+            bad |= ~np.isfinite(chunk) | (chunk != np.floor(chunk))
+        if ignore_index is not None:
+            bad &= chunk != ignore_index
+        if bad.any():
+            position = np.unravel_index(start + int(np.argmax(bad)), array.shape)
+            value = array[position]
+            where = ", ".join(
+                f"{axes[i]} {int(p)}" if i < len(axes) else f"index {int(p)}" for i, p in enumerate(position)
+            )
+            kind = "a fractional label" if np.isfinite(value) and value != np.floor(value) else "a label"
+            raise ValueError(
+                f"{source} holds {kind} {value.item()!r} at {where or 'its only element'}; class labels must be "
+                f"{allowed}."
+            )

@@ -3,7 +3,7 @@
 - `classification`: shapes-and-textures image folders in the
   `keras.utils.image_dataset_from_directory` layout.
 - `segmentation`: shapes on textured backgrounds with pixel-exact masks,
-  and `mean_iou`.
+  `check_masks` (training masks against their images) and `mean_iou`.
 - `detection`: the same shapes with boxes and labels (keras-hub's padded
   targets).
 """
@@ -15,12 +15,18 @@ from mobilenetv3.datasets.detection import (
     synthetic_detection,
     write_coco_folder,
 )
-from mobilenetv3.datasets.segmentation import SEGMENTATION_CLASSES, mean_iou, synthetic_segmentation
+from mobilenetv3.datasets.segmentation import (
+    SEGMENTATION_CLASSES,
+    check_masks,
+    mean_iou,
+    synthetic_segmentation,
+)
 
 __all__ = [
     "DEFAULT_CLASSES",
     "DETECTION_CLASSES",
     "SEGMENTATION_CLASSES",
+    "check_masks",
     "make_classification_folder",
     "mean_iou",
     "read_coco_folder",

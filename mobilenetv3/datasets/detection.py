@@ -10,9 +10,12 @@ whose box stays the whole shape (as COCO's boxes of occluded objects).
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +110,11 @@ def write_coco_folder(
         (staging / ANNOTATIONS_FILE).write_text(json.dumps(coco))
 
 
+# A box may overhang its image by this many pixels (rounding in the tool
+# that wrote it); it is clipped to the image. More is refused.
+BOX_OVERHANG_TOLERANCE = 1.0
+
+
 def read_coco_folder(
     folder: str | os.PathLike, size: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
@@ -118,14 +126,24 @@ def read_coco_folder(
     Every image is resized (squashed) to `size` x `size` and its boxes
     scaled with it. COCO category ids map to labels 1..K in id order.
 
+    Everything is checked here, before any training: each `bbox` must be
+    four finite numbers with positive width and height, inside its image
+    (an overhang of up to `BOX_OVERHANG_TOLERANCE` pixels is clipped), and
+    name a listed image and category; the folder must hold at least one
+    annotation. A bad annotation is a ValueError naming the annotation
+    file, the annotation's id and its image file. Image files that cannot
+    be read or are under `images.MIN_TRAINING_SIDE` pixels on a side are
+    skipped with their boxes, each named in one
+    `images.SkippedImagesWarning`.
+
     Returns:
         `(images, targets, class_names)`: float32 `(n, size, size, 3)`,
         keras-hub's padded `{"boxes": xyxy, "labels"}` (-1 padding), and
         `["background", *category names]` indexed by label.
 
     Raises:
-        ValueError: a missing or malformed annotation file, or an
-            annotation naming an unknown image or category.
+        ValueError: a missing or malformed annotation file, a bad
+            annotation (see above), or no readable image.
 
     Example:
 
@@ -133,7 +151,7 @@ def read_coco_folder(
     images, targets, names = read_coco_folder("shapes", 128)
     ```
     """
-    from mobilenetv3.core.images import open_rgb
+    from mobilenetv3.core import images as image_files
 
     folder = Path(folder)
     path = folder / ANNOTATIONS_FILE
@@ -143,25 +161,87 @@ def read_coco_folder(
         coco = json.loads(path.read_text())
         categories = sorted((int(c["id"]), str(c["name"])) for c in coco["categories"])
         entries = [(int(i["id"]), str(i["file_name"])) for i in coco["images"]]
-        annotations = [(int(a["image_id"]), int(a["category_id"]), [float(v) for v in a["bbox"]])
-                       for a in coco["annotations"]]
-    except (ValueError, KeyError, TypeError) as error:
+        annotations = [(a.get("id", f"#{n}"), int(a["image_id"]), int(a["category_id"]), a["bbox"])
+                       for n, a in enumerate(coco["annotations"])]
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path} is not COCO detection JSON ({type(error).__name__}: {error}).") from None
+    if not annotations:
+        raise ValueError(
+            f"{path} holds no annotations (its 'annotations' list is empty): a detector has no box to learn from."
+        )
+    for kind, ids in (("image", [i for i, _ in entries]), ("category", [c for c, _ in categories])):
+        repeated = sorted(i for i, count in Counter(ids).items() if count > 1)
+        if repeated:
+            raise ValueError(f"{path}: {kind} id(s) {repeated[:5]} are listed more than once.")
     label_of = {category: label for label, (category, _) in enumerate(categories, start=1)}
+    file_of = dict(entries)
     per_image: dict[int, list] = {image_id: [] for image_id, _ in entries}
-    for image_id, category, (x, y, w, h) in annotations:
-        if image_id not in per_image or category not in label_of:
-            raise ValueError(f"{path}: an annotation names image {image_id} / category {category}, not listed.")
-        per_image[image_id].append((x, y, x + w, y + h, label_of[category]))
+    for annotation_id, image_id, category, bbox in annotations:
+        where = f"{path}: annotation {annotation_id}"
+        if image_id not in per_image:
+            raise ValueError(f"{where} names image id {image_id}, which 'images' does not list.")
+        where += f" (image {file_of[image_id]})"
+        if category not in label_of:
+            raise ValueError(
+                f"{where} has category_id {category}, which 'categories' does not list (ids {sorted(label_of)})."
+            )
+        per_image[image_id].append((annotation_id, _check_bbox(bbox, where), label_of[category]))
     max_boxes = max([len(b) for b in per_image.values()] + [1])
-    images = np.empty((len(entries), size, size, 3), "float32")
-    boxes = np.full((len(entries), max_boxes, 4), -1.0, "float32")
-    labels = np.full((len(entries), max_boxes), -1, "int32")
-    for index, (image_id, name) in enumerate(entries):
-        image = open_rgb(folder / name)
-        scale = np.array([size / image.width, size / image.height] * 2, "float32")
-        images[index] = np.asarray(image.resize((size, size), resample=2), "float32")  # bilinear
-        for slot, (*box, label) in enumerate(per_image[image_id]):
-            boxes[index, slot] = np.array(box, "float32") * scale
-            labels[index, slot] = label
-    return images, {"boxes": boxes, "labels": labels}, ["background", *(name for _, name in categories)]
+    pixels, boxes, labels, skipped = [], [], [], []
+    for image_id, name in entries:
+        try:
+            image = image_files.open_training_image(folder / name)
+        except image_files.ImageError as error:
+            count = len(per_image[image_id])
+            skipped.append(f"{error}" + (f" ({count} box(es) dropped)" if count else ""))
+            continue
+        image_boxes = np.full((max_boxes, 4), -1.0, "float32")
+        image_labels = np.full((max_boxes,), -1, "int32")
+        for slot, (annotation_id, box, label) in enumerate(per_image[image_id]):
+            where = f"{path}: annotation {annotation_id} (image {name})"
+            box = _inside(box, image.width, image.height, where)
+            image_boxes[slot] = np.array(box, "float32") * np.array([size / image.width, size / image.height] * 2)
+            image_labels[slot] = label
+        pixels.append(np.asarray(image.resize((size, size), resample=2), "float32"))  # bilinear
+        boxes.append(image_boxes)
+        labels.append(image_labels)
+    image_files.warn_skipped(skipped, folder)
+    if not pixels:
+        raise ValueError(f"Detection folder {folder}: none of the {len(entries)} images it lists could be read.")
+    targets = {"boxes": np.stack(boxes), "labels": np.stack(labels)}
+    return np.stack(pixels), targets, ["background", *(name for _, name in categories)]
+
+
+def _check_bbox(bbox: Any, where: str) -> tuple[float, float, float, float]:
+    """A COCO `[x, y, width, height]` as `xyxy`; a ValueError naming `where`
+    unless it is four finite numbers with positive width and height."""
+    numbers = isinstance(bbox, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox
+    )
+    if not numbers or len(bbox) != 4:
+        raise ValueError(f"{where}: 'bbox' must be [x, y, width, height], four numbers; got {bbox!r}.")
+    if not all(math.isfinite(v) for v in bbox):
+        raise ValueError(f"{where}: 'bbox' {bbox!r} holds NaN or infinity.")
+    x, y, width, height = (float(v) for v in bbox)
+    if width <= 0 or height <= 0:
+        raise ValueError(
+            f"{where}: 'bbox' {bbox!r} has width {width:g} and height {height:g}; both must be positive "
+            "(COCO boxes are [x, y, width, height], not corners)."
+        )
+    return x, y, x + width, y + height
+
+
+def _inside(box: tuple[float, ...], width: int, height: int, where: str) -> tuple[float, ...]:
+    """`box` (xyxy) clipped to a `width` x `height` image; a ValueError
+    naming `where` when it overhangs by more than `BOX_OVERHANG_TOLERANCE`."""
+    x1, y1, x2, y2 = box
+    tolerance = BOX_OVERHANG_TOLERANCE
+    if x1 < -tolerance or y1 < -tolerance or x2 > width + tolerance or y2 > height + tolerance:
+        raise ValueError(
+            f"{where}: box x {x1:g}..{x2:g}, y {y1:g}..{y2:g} lies outside the {width}x{height} image "
+            "(COCO boxes are pixels of the image as read, EXIF orientation applied)."
+        )
+    clipped = (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        raise ValueError(f"{where}: box x {x1:g}..{x2:g}, y {y1:g}..{y2:g} lies outside the {width}x{height} image.")
+    return clipped

@@ -11,9 +11,12 @@ a test that a segmentation head really learns.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from mobilenetv3.core.utils import check_positive_int
+from mobilenetv3.core.validation import check_class_labels
 
 SEGMENTATION_CLASSES = ("background", "circle", "square", "triangle")
 _CLASS_COLORS = {1: (215, 60, 60), 2: (60, 200, 70), 3: (60, 80, 220)}
@@ -91,6 +94,45 @@ def _shape(label: int, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray,
     top, bottom = cy - radius, cy + radius * 0.8
     half_width = (yy - top) / (bottom - top) * radius * 1.1
     return (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= half_width)
+
+
+def check_masks(
+    image_shape: tuple[int, ...],
+    masks: Any,
+    num_classes: int,
+    ignore_index: int | None = None,
+    source: str = "`y`",
+) -> None:
+    """Check segmentation training masks against their images; a ValueError
+    naming `source` and the first problem.
+
+    `masks` must be `(batch, height, width)` or `(batch, height, width, 1)`
+    for images of `image_shape` `(batch, height, width, channels)`, and hold
+    whole-number class indices in `[0, num_classes)` or `ignore_index`
+    (see `validation.check_class_labels`). One vectorized pass on the host.
+
+    Args:
+        image_shape: the images' shape.
+        masks: the masks, an array.
+        num_classes: the segmenter's class count (background included).
+        ignore_index: the loss's ignored label (e.g. 255), or None.
+        source: what the masks are, for the message.
+
+    Example:
+
+    ```python
+    images, masks = synthetic_segmentation(num_images=2, size=32)
+    check_masks(images.shape, masks, len(SEGMENTATION_CLASSES))
+    ```
+    """
+    masks = np.asarray(masks)
+    expected = tuple(int(s) for s in image_shape[:3])
+    if len(image_shape) != 4 or masks.shape not in (expected, (*expected, 1)):
+        raise ValueError(
+            f"{source} must be masks of shape (batch, height, width) matching the images {tuple(image_shape)}, "
+            f"i.e. {expected}; got {masks.shape}."
+        )
+    check_class_labels(masks, num_classes, ignore_index=ignore_index, source=source, axes=("mask", "row", "column"))
 
 
 def mean_iou(

@@ -124,8 +124,8 @@ def check_targets(
     `targets` is keras-hub's padded dict `{"boxes": (batch, M, 4), "labels":
     (batch, M)}` for images of `image_shape` `(batch, height, width, 3)`.
     Labels are -1 (padding) or in `[1, num_classes)` (0 is background);
-    each real box, in `xyxy` pixels, must have `0 <= x1 < x2 <= width` and
-    `0 <= y1 < y2 <= height`.
+    each real box must be finite and, in `xyxy` pixels, have
+    `0 <= x1 < x2 <= width` and `0 <= y1 < y2 <= height`.
 
     Example:
 
@@ -164,6 +164,7 @@ def check_targets(
     tolerance = 1e-3
     outside = (x1 < -tolerance) | (y1 < -tolerance) | (x2 > width + tolerance) | (y2 > height + tolerance)
     for problem, where in (
+        ("holds NaN or infinity", ~np.isfinite(boxes).all(axis=-1)),
         (f"has x2 <= x1 or y2 <= y1 (boxes are {bounding_box_format!r})", (x2 <= x1) | (y2 <= y1)),
         (f"lies outside the {height}x{width} image", outside),
     ):

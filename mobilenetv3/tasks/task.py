@@ -27,6 +27,7 @@ import warnings
 from typing import Any
 
 import keras
+import numpy as np
 
 from mobilenetv3 import presets
 from mobilenetv3.core import validation
@@ -236,6 +237,46 @@ class MobileNetV3Task(keras.Model):
             metrics = self.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """`keras.Model.fit`; with a sparse categorical loss, array labels are
+        checked first, on the host, in one pass: whole numbers in
+        `[0, num_classes)` (or the loss's `ignore_class`), and a segmenter's
+        masks of the images' height and width (`datasets.check_masks`).
+        Unchecked, out-of-range labels stop TensorFlow deep in the loss,
+        PyTorch with an IndexError, and train silently on JAX; fractional
+        ones are truncated. Datasets and generators are not checked.
+
+        Example:
+
+        ```python
+        model.compile()
+        model.fit(np.zeros((2, 32, 32, 3)), np.array([0, 5]))  # ValueError: `y` holds a label 5 ...
+        ```
+        """
+        if y is not None and hasattr(x, "shape") and hasattr(y, "shape"):
+            self.check_sparse_labels(tuple(x.shape), y)
+        return super().fit(x, y, *args, **kwargs)
+
+    def check_sparse_labels(self, image_shape: tuple[int, ...], labels: Any) -> None:
+        """Check `labels` for `image_shape` images (see `fit`); nothing
+        unless the compiled loss is sparse categorical cross-entropy."""
+        sparse, ignore_class = _sparse_loss(getattr(self, "loss", None))
+        num_classes = getattr(self, "num_classes", None)
+        if not sparse or num_classes is None or not isinstance(self.output, keras.KerasTensor):
+            return
+        from mobilenetv3.datasets.segmentation import check_masks
+
+        labels = _to_numpy(labels)
+        if len(self.output.shape) == 4:
+            check_masks(image_shape, labels, num_classes, ignore_class)
+            return
+        if labels.shape not in ((image_shape[0],), (image_shape[0], 1)):
+            raise ValueError(
+                f"`y` must be class labels of shape ({image_shape[0]},), one per image of `x` "
+                f"{tuple(image_shape)}; got {labels.shape}."
+            )
+        validation.check_class_labels(labels, num_classes, ignore_index=ignore_class, axes=("image",))
+
     def save_to_preset(self, path: str | os.PathLike) -> None:
         """Write a preset folder (`config.json`, `model.weights.h5`,
         `metadata.json`) atomically; `from_preset(path)` reads it back.
@@ -248,6 +289,27 @@ class MobileNetV3Task(keras.Model):
         ```
         """
         folders.save_preset(self, path)
+
+
+def _to_numpy(array: Any) -> np.ndarray:
+    """An array of any backend (or a host tensor of another) as numpy."""
+    if isinstance(array, np.ndarray):
+        return array
+    try:
+        return np.asarray(array)
+    except (TypeError, ValueError, RuntimeError):  # e.g. a CUDA tensor
+        return keras.ops.convert_to_numpy(array)
+
+
+def _sparse_loss(loss: Any) -> tuple[bool, int | None]:
+    """Whether `loss` is sparse categorical cross-entropy, and its `ignore_class`."""
+    if isinstance(loss, str):
+        return loss in ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"), None
+    if loss is keras.losses.sparse_categorical_crossentropy:
+        return True, None
+    if isinstance(loss, keras.losses.SparseCategoricalCrossentropy):
+        return True, loss.get_config().get("ignore_class")
+    return False, None
 
 
 def _logits_loss(loss: Any) -> Any:

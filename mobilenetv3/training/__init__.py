@@ -16,7 +16,7 @@ result = fine_tune("my_images/", preset="mobilenet_v3_small_imagenet", out="my_c
 from mobilenetv3.core.lazy import lazy_attributes as _lazy_attributes
 
 _RECIPE = (
-    "FineTuneResult", "build_classifier", "calibrate_batchnorm", "fine_tune", "freeze_backbone",
+    "FineTuneResult", "build_classifier", "calibrate_batchnorm", "check_finite_weights", "fine_tune", "freeze_backbone",
     "load_image_folder", "make_optimizer", "save_classifier", "shard_by_data", "tf_autotune",
     "unfreeze_top_blocks",
 )

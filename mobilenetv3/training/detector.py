@@ -23,6 +23,7 @@ from mobilenetv3.core.utils import check_positive_int
 from mobilenetv3.datasets.detection import DETECTION_CLASSES, read_coco_folder, synthetic_detection
 from mobilenetv3.presets import folders
 from mobilenetv3.tasks import MobileNetV3ObjectDetector
+from mobilenetv3.training.recipe import check_finite_weights
 
 # Short runs (hundreds of steps): BatchNorm statistics must settle quickly.
 TRAINING_BN_MOMENTUM = 0.9
@@ -36,7 +37,8 @@ class DetectorTrainResult:
         model: the trained detector.
         class_names: names indexed by label (0: "background").
         history: per-epoch losses.
-        map50: COCO AP@0.5 on the held-out images (None without any).
+        map50: COCO AP@0.5 on the held-out images (None without any, or
+            when they hold no box: COCO's AP is then undefined).
     """
 
     model: MobileNetV3ObjectDetector
@@ -72,7 +74,9 @@ def train_detector(
         batch_size, epochs, learning_rate: Adam training.
         load_weights: passed to `from_preset` (False: random backbone).
         validation_split: fraction of images held out for COCO AP@0.5.
-        out: preset folder to write the detector to (with class names).
+        out: preset folder to write the detector to (with class names);
+            nothing is written when training diverged (a RuntimeError
+            naming the first NaN or infinite weight).
         seed: data split (and generated data) seed.
         verbose: Keras' fit verbosity (1: progress bar).
 
@@ -100,8 +104,9 @@ def train_detector(
             layer.momentum = TRAINING_BN_MOMENTUM
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=False)
     history = model.fit(images[train], _take(targets, train), batch_size=batch_size, epochs=epochs, verbose=verbose)
+    check_finite_weights(model, out)
     map50 = None
-    if held:
+    if held and (targets["labels"][val] != -1).any():
         from mobilenetv3.detection.evaluate import coco_map
 
         found = model.predict(images[val], batch_size=batch_size, verbose=0)

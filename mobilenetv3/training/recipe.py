@@ -190,8 +190,10 @@ def load_image_folder(
         `(train, validation, class_names)`. Images are float 0..255 RGB and
         labels integer class indices. Every file is read by
         `mobilenetv3.core.images` (any Pillow mode, EXIF orientation) and
-        squashed to `image_size` once; unreadable or truncated files are
-        skipped and reported in a warning.
+        squashed to `image_size` once, before training; unreadable,
+        truncated or empty files and images under
+        `images.MIN_TRAINING_SIDE` pixels on a side are skipped, each named
+        on a line of one `images.SkippedImagesWarning`.
     """
     train, validation, class_names = _image_folder_examples(data_dir, image_size, validation_split, seed)
     train = train.shuffle(1024, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
@@ -204,11 +206,11 @@ def load_image_folder(
 
 
 def _read_class_folders(folder: Path, class_names: list[str], size: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Every readable image of every class folder, squashed to `size`
-    (uint8), with its class index; unreadable files are skipped with a
-    warning naming them."""
-    import warnings
-
+    """Every usable image of every class folder, squashed to `size` (uint8),
+    with its class index. Unreadable files (corrupt, truncated, empty) and
+    images under `images.MIN_TRAINING_SIDE` pixels are skipped, each named
+    on its own line of one `images.SkippedImagesWarning`; everything is
+    decoded here, before training, so no file can stop an epoch."""
     from PIL import Image
 
     from mobilenetv3.core import images
@@ -217,14 +219,13 @@ def _read_class_folders(folder: Path, class_names: list[str], size: tuple) -> tu
     for label, name in enumerate(class_names):
         for file in sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES):
             try:
-                image = images.open_rgb(file)
+                image = images.open_training_image(file)
             except images.ImageError as error:
                 skipped.append(str(error))
                 continue
             pixels.append(np.asarray(image.resize((size[1], size[0]), Image.BILINEAR)))
             labels.append(label)
-    if skipped:
-        warnings.warn(f"Skipped {len(skipped)} unreadable image file(s): " + "; ".join(skipped[:10]), stacklevel=3)
+    images.warn_skipped(skipped, folder)
     missing = sorted(set(class_names) - {class_names[i] for i in labels})
     if missing:
         raise ValueError(f"`data_dir` {str(folder)!r}: class folders {missing} hold no readable image.")
@@ -246,6 +247,29 @@ def _check_image_folder(data_dir: str | os.PathLike) -> list[str]:
             f"files ending in {', '.join(IMAGE_SUFFIXES)}); found {classes}."
         )
     return classes
+
+
+def check_finite_weights(model: keras.Model, out: str | os.PathLike | None = None) -> None:
+    """A RuntimeError naming the first weight of `model` holding NaN or
+    infinity (training diverged), saying nothing was written to `out`.
+    One pass over the weights on the host: run it before saving a trained
+    model, so a diverged run never leaves a preset behind as a success.
+
+    Example:
+
+    ```python
+    check_finite_weights(model, out="my_model")
+    ```
+    """
+    for variable in model.weights:
+        value = keras.ops.convert_to_numpy(variable)
+        if not np.isfinite(value).all():
+            bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+            written = "" if out is None else f"; nothing was written to {str(out)!r}"
+            raise RuntimeError(
+                f"Training diverged: weight {variable.path!r} holds {bad} NaN or infinite value(s){written}. "
+                "Lower the learning rate, or check the training data for NaN or extreme values."
+            )
 
 
 def make_optimizer(learning_rate: float, weight_decay: float) -> keras.optimizers.Optimizer:
@@ -453,6 +477,7 @@ def fine_tune(
             _restore_batchnorm_momentum(saved_momentum)
             if train_batchnorm:
                 calibrate_batchnorm(model.backbone, epochs.batches(0))
+        check_finite_weights(model, out)
         val_accuracy = float(model.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
     if out is not None:
         distributed.run_on_chief(lambda: save_classifier(model, out, class_names))  # every process calls
@@ -469,7 +494,8 @@ def _image_folder_examples(
     data_dir: str | os.PathLike, image_size: tuple[int, int], validation_split: float, seed: int
 ) -> tuple[Any, Any, list[str]]:
     """Unbatched, cached training and validation examples of an image folder,
-    read by `images.open_rgb` (unreadable files are skipped and reported)."""
+    read by `images.open_training_image` (unusable files are skipped and
+    reported)."""
     import tensorflow as tf
 
     class_names = _check_image_folder(data_dir)

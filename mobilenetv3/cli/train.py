@@ -11,6 +11,9 @@ from pathlib import Path
 
 from mobilenetv3.cli import add_weights_args, weights_kwargs
 
+# Top blocks fine-tuned by default on a pretrained backbone.
+PRETRAINED_UNFREEZE = 3
+
 
 def _unfreeze_blocks(value: str) -> int | str:
     if value == "all":
@@ -53,7 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--head-epochs", type=int, default=5, help="epochs with the backbone frozen")
     parser.add_argument("--fine-tune-epochs", type=int, default=5, help="epochs with the top blocks unfrozen")
-    parser.add_argument("--unfreeze-blocks", type=_unfreeze_blocks, default=3, help="top blocks to fine-tune, or 'all'")
+    parser.add_argument(
+        "--unfreeze-blocks", type=_unfreeze_blocks, default=None,
+        help=f"top blocks to fine-tune, or 'all' (default: {PRETRAINED_UNFREEZE} for a pretrained preset, all without "
+        "pretrained weights)",
+    )
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="head phase learning rate")
     parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (0: Adam)")
@@ -61,9 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--drop-path-rate", type=float, default=0.0, help="stochastic depth of the backbone")
     parser.add_argument("--augment", action="store_true", help="random flips and shifts")
     parser.add_argument(
-        "--train-batchnorm",
-        action="store_true",
-        help="for backbones without pretrained weights: calibrate and train BatchNorm",
+        "--train-batchnorm", action=argparse.BooleanOptionalAction, default=None,
+        help="calibrate and train BatchNorm (default: on without pretrained weights, off for a pretrained preset)",
     )
     parser.add_argument("--dtype", default=None, help="e.g. mixed_bfloat16 or mixed_float16")
     parser.add_argument("--no-weights", action="store_true", help="random initialization (load_weights=False)")
@@ -127,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--num-processes > 1 needs --job-addresses.")
     from mobilenetv3.training import fine_tune
 
+    unfreeze_blocks, train_batchnorm = _schedule(args)
     result = fine_tune(
         args.data_dir,
         args.preset,
@@ -134,8 +141,8 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         head_epochs=args.head_epochs,
         fine_tune_epochs=args.fine_tune_epochs,
-        unfreeze_blocks=args.unfreeze_blocks,
-        train_batchnorm=args.train_batchnorm,
+        unfreeze_blocks=unfreeze_blocks,
+        train_batchnorm=train_batchnorm,
         head_learning_rate=args.learning_rate,
         fine_tune_learning_rate=args.fine_tune_learning_rate,
         weight_decay=args.weight_decay,
@@ -163,6 +170,29 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(f"process {args.process_id}: the classifier preset is written by process 0")
     return 0
+
+
+def _schedule(args: argparse.Namespace) -> tuple[int | str, bool]:
+    """`(unfreeze_blocks, train_batchnorm)`: the flags as given; where not
+    given, a pretrained backbone is frozen but for its top blocks (BatchNorm
+    in inference mode), and one without pretrained weights trains whole, with
+    BatchNorm in training mode (frozen random features learn nothing), said
+    in one line."""
+    from mobilenetv3 import presets
+
+    registered = presets.all_presets().get(args.preset)
+    weightless = args.no_weights or (registered is not None and registered.weights is None)
+    if not weightless:
+        return (PRETRAINED_UNFREEZE if args.unfreeze_blocks is None else args.unfreeze_blocks,
+                bool(args.train_batchnorm))
+    unfreeze = "all" if args.unfreeze_blocks is None else args.unfreeze_blocks
+    train_batchnorm = True if args.train_batchnorm is None else args.train_batchnorm
+    if args.unfreeze_blocks is None or args.train_batchnorm is None:
+        name = "the backbone (--no-weights)" if args.no_weights else args.preset
+        flags = f"--unfreeze-blocks {unfreeze} --{'' if train_batchnorm else 'no-'}train-batchnorm"
+        print(f"mobilenetv3 train: {name} has no pretrained weights: training with {flags} "
+              "(a frozen random backbone learns nothing); pass either flag to choose.")
+    return unfreeze, train_batchnorm
 
 
 def _train_detector(args: argparse.Namespace) -> int:

@@ -167,3 +167,19 @@ def test_errors_are_one_line_with_no_traceback(work: Path) -> None:
                             capture_output=True, text=True, timeout=120, cwd=work, env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "Cannot read image no_such.png" in result.stderr
+
+
+def test_train_without_pretrained_weights_learns_with_its_defaults(work: Path) -> None:
+    """A weightless preset trains its whole network with BatchNorm in training mode by default (it
+    stayed at chance, 0.125 of 0.167, with the pretrained defaults). Measured: 0.278 with this run,
+    0.306 with the default 5 + 5 epochs."""
+    from mobilenetv3.datasets import make_classification_folder
+
+    make_classification_folder(work / "six_shapes", per_class=30, size=64)
+    result = run_script("train", "six_shapes", "--preset", "mobilenet_v3_small", "--image-size", "64",
+                        "--head-epochs", "1", "--fine-tune-epochs", "4", "--out", "weightless", cwd=work)
+    assert "has no pretrained weights: training with --unfreeze-blocks all --train-batchnorm" in result.stdout
+    assert "fine-tune phase, epoch 4/4 (overall 5/5)" in result.stdout
+    assert "shuffle=True" not in result.stderr  # Keras' warning about a tf.data dataset is gone
+    accuracy = float(result.stdout.split("validation accuracy: ")[1].split()[0])
+    assert accuracy > 0.22, accuracy  # chance: 1/6

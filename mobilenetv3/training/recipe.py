@@ -463,6 +463,7 @@ def fine_tune(
         if train_batchnorm:
             callbacks.append(_CalibrateBeforeValidation(model.backbone, epochs))
         run = _Run(model, epochs, validation, checkpoint_dir, checkpoint_every_steps, callbacks, verbose)
+        run.total_epochs = head_epochs + fine_tune_epochs
         state = run.resume_state() if resume else None
 
         freeze_backbone(model.backbone)
@@ -580,6 +581,7 @@ class _Run:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.every_steps, self.callbacks, self.verbose = every_steps, callbacks, verbose
         self.history: dict[str, dict[str, list[float]]] = {}
+        self.total_epochs = 0  # for the progress lines: "head 2/5, epoch 2/10"
 
     def resume_state(self) -> checkpointing.TrainingState | None:
         state = checkpointing.read_state(self.checkpoint_dir)
@@ -613,6 +615,9 @@ class _Run:
                         self.checkpoint_dir, state, self.every_steps, self.epochs.steps_per_epoch
                     )
                 )
+            if self.verbose:
+                label = f"{name.replace('_', '-')} phase, epoch {epoch - first + 1}/{last - first}"
+                callbacks.append(_LabelledProgress(f"{label} (overall {epoch + 1}/{max(self.total_epochs, last)})"))
             fitted = self.model.fit(
                 self.epochs.batches(epoch, skip),
                 validation_data=self.validation,
@@ -620,6 +625,7 @@ class _Run:
                 initial_epoch=epoch,
                 callbacks=callbacks,
                 verbose=self.verbose,
+                shuffle=False,  # `batches` shuffles each epoch itself (seeded, resumable)
             )
             for key, values in fitted.history.items():
                 history.setdefault(key, []).extend(float(v) for v in values)
@@ -629,6 +635,22 @@ class _Run:
                     self.checkpoint_dir, self.model, checkpointing.TrainingState(name, epoch + 1, 0, self.epochs.seed, self.history)
                 )
         return history
+
+
+class _LabelledProgress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar with the phase and the overall epoch as its title,
+    instead of the "Epoch k/k" of a one-epoch `fit` call."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def set_params(self, params: dict) -> None:
+        super().set_params({**params, "epochs": 1})  # no "Epoch k/k" line of its own
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        print(self.label)
+        super().on_epoch_begin(epoch, logs)
 
 
 def _set_batchnorm_momentum(backbone: MobileNetV3Backbone, momentum: float | None) -> list[tuple[Any, float]]:

@@ -87,7 +87,7 @@ def test_mkdocs_build_strict(tmp_path):
         pytest.skip(f"the doc tools are not installed ({', '.join(missing)}): "
                     'pip install mkdocs mkdocs-material "mkdocstrings[python]" (in the dev extra)')
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f", str(ROOT / "mkdocs.yml"),
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
          "-d", str(tmp_path / "site")],
         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )

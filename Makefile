@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-tf test-backends lint venv
+.PHONY: demo test test-tf test-backends lint docs venv
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,8 +20,13 @@ demo: $(STAMP)
 
 test: $(STAMP) lint test-tf test-backends
 
-lint: $(STAMP)
+lint: $(STAMP) docs
 	$(VENV)/bin/ruff check .
+
+# The documentation site (docs/, mkdocs.yml) into site/; strict: a warning fails
+# (no -q: mkdocs then drops warnings before counting them, and strict passes).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
 
 test-tf: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider -m "not heavy"

@@ -1,4 +1,4 @@
-"""The README's checkpoint table: every public MobileNetV3 checkpoint family,
+"""The checkpoint table of docs/presets-and-weights.md: every public MobileNetV3 checkpoint family,
 converted, with the measured max |difference| against its own library.
 
 Each checkpoint is made by the library itself with random weights (BatchNorm

@@ -58,7 +58,7 @@ def test_keras3_weights_file_matches_keras_applications(tmp_path, variant) -> No
     assert _check(tmp_path, *variant) <= TOLERANCE
 
 
-@pytest.mark.heavy  # a sweep: figures in the README table (benchmarks/checkpoint_parity.py)
+@pytest.mark.heavy  # a sweep: figures in the table of docs/presets-and-weights.md (benchmarks/checkpoint_parity.py)
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in FAST], ids=str)
 def test_every_keras3_variant(tmp_path, variant) -> None:
     assert _check(tmp_path, *variant) <= TOLERANCE

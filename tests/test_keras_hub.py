@@ -20,7 +20,8 @@ RECIPE = re.compile(r"```python\n(# keras-hub recipe: (\w+)\n.*?)```", re.S)
 
 
 def readme_recipes() -> dict[str, str]:
-    return {name: code for code, name in RECIPE.findall((ROOT / "README.md").read_text())}
+    """The keras-hub recipes of the docs' Tasks page (docs/tasks.md)."""
+    return {name: code for code, name in RECIPE.findall((ROOT / "docs" / "tasks.md").read_text())}
 
 
 def test_readme_has_the_three_recipes() -> None:

@@ -13,7 +13,7 @@ import mobilenetv3
 PACKAGE = Path(mobilenetv3.__file__).parent
 
 # The package's layers, lowest first: a module may import its own layer and
-# the layers below it (README, "Development"). A module name matches its
+# the layers below it (docs/development.md, "Layers"). A module name matches its
 # longest listed prefix.
 LAYERS = (
     ("mobilenetv3.version", "mobilenetv3.core"),  # architecture tables, images, labels, checks

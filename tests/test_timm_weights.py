@@ -258,7 +258,7 @@ LARGE_150D = "mobilenetv3_large_150d.ra4_e3600_r256_in1k"
 )
 def test_every_timm_tag(name: str, tmp_path: Path) -> None:
     """Every registered tag: the large_150d (width 1.5, depth 1.2, 21 blocks)
-    in CI, the sweep opt-in (`-m heavy`; its figures are the README table
+    in CI, the sweep opt-in (`-m heavy`; its figures are the table of docs/presets-and-weights.md
     from benchmarks/checkpoint_parity.py)."""
     reference = _random_timm_model(name)
     path, _ = _save(reference, tmp_path, name)

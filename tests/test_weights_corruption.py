@@ -1,6 +1,6 @@
 """Corrupted and foreign weight files in every format the package reads
 (issue #14, part C): each outcome is a clear error, or, for the corruptions
-the README's table lists as undetectable in a format, a documented
+the table of docs/presets-and-weights.md lists as undetectable in a format, a documented
 limitation. Never a crash (an error that is not a ValueError) and never
 silently wrong numbers elsewhere.
 
@@ -28,7 +28,7 @@ pytestmark = [
     pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf-keras and TFLite write the files"),
 ]
 
-# (format, corruption) pairs the format cannot always detect (README, "Weight-file integrity").
+# (format, corruption) pairs the format cannot always detect (docs/presets-and-weights.md, "Weight-file integrity").
 UNDETECTABLE = {("keras-applications", "flip"), ("keras-cv", "flip"), ("timm-safetensors", "flip"),
                 ("tflite", "flip")}
 SEEDS = (0, 1, 2)

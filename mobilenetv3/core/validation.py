@@ -5,7 +5,7 @@ as a plain Python value (numpy scalars such as `np.int64(16)` or
 `np.float32(0.25)` are accepted wherever a Python number is, and come back
 as `int` / `float`, so configs stay JSON-serializable).
 
-Upper bounds (documented in the README, "Argument limits"): sizes beyond
+Upper bounds (documented in docs/reliability.md, "Argument limits"): sizes beyond
 them are refused before any tensor is allocated.
 """
 

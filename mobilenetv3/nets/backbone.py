@@ -165,7 +165,7 @@ class MobileNetV3Backbone(keras.Model):
     the keras-cv `stackwise_*` lists; `MobileNetV3SmallBackbone`,
     `MobileNetV3LargeBackbone` and `from_preset` fill them in for you.
 
-    For transfer learning see the README's fine-tuning section: set
+    For transfer learning see docs/training.md ("Fine-tuning"): set
     `backbone.trainable = False` to freeze it (BatchNorm then runs in
     inference mode).
 

@@ -106,7 +106,8 @@ def test_torchvision_classifier_converts_then_exports(work: Path) -> None:
     run_script("convert", str(path), "tv_small", cwd=work)
     policy = json.loads((work / "tv_small" / "preprocessor.json").read_text())
     assert (policy["mode"], policy["resize"], policy["resize_size"]) == ("imagenet", "center_crop", 256)
-    run_script("export", "tv_small", "tv_small.onnx", "--format", "onnx", "--input-size", "64", cwd=work)
+    exported = run_script("export", "tv_small", "tv_small.onnx", "--format", "onnx", "--input-size", "64", cwd=work)
+    assert exported.stdout.splitlines()[0] == "exporting to onnx..."  # a progress line before the work
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(work / "tv_small.onnx"))
@@ -159,6 +160,11 @@ def test_train_then_predict_with_the_trained_folder(work: Path) -> None:
     assert (policy["image_size"], policy["resize"]) == (32, "squash")
     printed = run_script("predict", "--preset", "trained", "shapes/red", "--top", "1", cwd=work).stdout
     assert printed.count("shapes/red/") == 6 and ("red" in printed or "blue" in printed)
+
+
+def test_info_counts_a_task_presets_whole_model(work: Path) -> None:
+    table = run_script("info", "mobilenet_v3_small_imagenet_classifier", cwd=work).stdout
+    assert "| 2,554,968 |" in table  # the classifier, head included (the backbone alone: 939,120)
 
 
 def test_errors_are_one_line_with_no_traceback(work: Path) -> None:

@@ -11,21 +11,23 @@ from mobilenetv3 import presets
 
 
 def preset_rows(names: list[str]) -> list[dict[str, str]]:
-    """One row per preset (backbone or task): parameters, MACs at 224 and
-    shapes of its backbone, weights source."""
-    from mobilenetv3.nets.backbone import MobileNetV3Backbone
+    """One row per preset (backbone or task): the whole model's parameters
+    (a task's head included), MACs at 224 and shapes of its backbone,
+    weights source."""
     from mobilenetv3.nets.macs import count_macs
+    from mobilenetv3.presets import loader
 
     rows = []
     for name in names:
         preset = presets.find(name)
-        model = MobileNetV3Backbone(**{**preset.config, "input_shape": (224, 224, 3)})
+        whole = loader.load_model(name, load_weights=False, input_shape=(224, 224, 3))
+        model = getattr(whole, "backbone", whole)
         levels = model.feature_extractor().output
         rows.append(
             {
                 "preset": name,
                 "task": preset.task,
-                "params": f"{model.count_params():,}",
+                "params": f"{whole.count_params():,}",
                 "MACs@224": f"{count_macs(model) / 1e6:.1f}M",
                 "output@224": "x".join(str(d) for d in model.output_shape[1:]),
                 "pyramid (stride/channels)": " ".join(

@@ -8,15 +8,22 @@ from pathlib import Path
 import numpy as np
 
 from mobilenetv3.core.images import IMAGE_SUFFIXES, open_rgb
+from mobilenetv3.core.normalization import ImagePolicy
+from mobilenetv3.presets.preprocessing import load_images as load_images_as
 
 
 def load_calibration_images(
-    directory: str | os.PathLike, size: tuple[int, int] = (224, 224), limit: int | None = 200
+    directory: str | os.PathLike,
+    size: tuple[int, int] = (224, 224),
+    limit: int | None = 200,
+    preprocessing: ImagePolicy | None = None,
 ) -> np.ndarray:
     """Read a folder of images as raw RGB pixels, float32 in 0..255.
 
-    Every image is converted to RGB and bilinearly resized to `size` (no
-    crop), in file-name order. The pixels are what a MobileNetV3 model with
+    Every image is converted to RGB and prepared as `preprocessing` (a
+    preset's image policy: resize / crop and interpolation, at `size`) says,
+    or, without one, bilinearly resized to `size` (no crop), in file-name
+    order. The pixels are what a MobileNetV3 model with
     `include_rescaling=True` (every preset) takes.
 
     Args:
@@ -24,6 +31,9 @@ def load_calibration_images(
             recursively).
         size: `(height, width)` to resize to.
         limit: read at most this many images (None: all).
+        preprocessing: the model's image policy
+            (`presets.preprocessing.preprocessing_for_model(model)`), used at
+            `size` when it is square.
 
     Returns:
         An array `(count, height, width, 3)`.
@@ -45,6 +55,8 @@ def load_calibration_images(
             f"`calibration` folder {str(folder)!r} has no images (looked for {', '.join(IMAGE_SUFFIXES)})."
         )
     height, width = size
+    if preprocessing is not None and height == width:
+        return load_images_as(files, preprocessing.resized_to(height))
     arrays = []
     for file in files:
         resized = open_rgb(file).resize((width, height), Image.BILINEAR)

@@ -189,3 +189,16 @@ def test_train_without_pretrained_weights_learns_with_its_defaults(work: Path) -
     assert "shuffle=True" not in result.stderr  # Keras' warning about a tf.data dataset is gone
     accuracy = float(result.stdout.split("validation accuracy: ")[1].split()[0])
     assert accuracy > 0.22, accuracy  # chance: 1/6
+
+
+def test_registered_name_exports_and_a_preset_folder_converts(work: Path) -> None:
+    """A registered preset without downloadable weights exports offline; a preset folder in
+    keras-cv's layout (written here by save_to_preset) converts as `--from keras-cv`."""
+    pytest.importorskip("onnx")
+    run_script("export", "mobilenet_v3_small", "small.onnx", "--format", "onnx", "--input-size", "64", cwd=work)
+    assert (work / "small.onnx").stat().st_size > 1_000_000
+    import mobilenetv3
+
+    mobilenetv3.MobileNetV3SmallBackbone(input_shape=(64, 64, 3)).save_to_preset(work / "kerascv_backbone")
+    printed = run_script("convert", "kerascv_backbone", "converted_backbone", cwd=work).stdout
+    assert "format: keras-cv" in printed and "MobileNetV3Backbone" in printed

@@ -82,6 +82,14 @@ class MobileNetV3HubBackbone(MobileNetV3Backbone, keras_hub.models.FeaturePyrami
     additionally a `keras_hub.models.FeaturePyramidBackbone`, with
     `image_shape` and keras-hub's preset format.
 
+    Args:
+        image_shape: keras-hub's name for `input_shape`, `(height, width,
+            channels)`; when given it replaces `input_shape` (keras-hub's
+            preset loaders pass it over a stored config, e.g.
+            `keras_hub.models.ImageClassifier.from_preset(folder,
+            image_shape=(224, 224, 3))`).
+        **kwargs: the arguments of `MobileNetV3Backbone`.
+
     Example:
 
     ```python
@@ -94,6 +102,11 @@ class MobileNetV3HubBackbone(MobileNetV3Backbone, keras_hub.models.FeaturePyrami
     same = keras_hub.models.Backbone.from_preset("my_backbone")
     ```
     """
+
+    def __init__(self, *, image_shape: tuple[int | None, ...] | None = None, **kwargs: Any) -> None:
+        if image_shape is not None:
+            kwargs["input_shape"] = image_shape
+        super().__init__(**kwargs)
 
     @property
     def image_shape(self) -> tuple:
@@ -113,7 +126,8 @@ class MobileNetV3HubBackbone(MobileNetV3Backbone, keras_hub.models.FeaturePyrami
             preset: preset name, folder or handle.
             load_weights: None loads weights when the preset has them; True
                 requires them; False gives random initialization.
-            **kwargs: config overrides, as `MobileNetV3Backbone.from_preset`.
+            **kwargs: config overrides, as `MobileNetV3Backbone.from_preset`;
+                `image_shape` (keras-hub's name) for `input_shape`.
 
         Example:
 
@@ -121,6 +135,12 @@ class MobileNetV3HubBackbone(MobileNetV3Backbone, keras_hub.models.FeaturePyrami
         backbone = MobileNetV3HubBackbone.from_preset("mobilenet_v3_small", load_weights=False)
         ```
         """
+        if "image_shape" in kwargs:
+            if "input_shape" in kwargs:
+                raise ValueError(
+                    "Pass `image_shape` (keras-hub's name) or `input_shape`, not both: they are the same argument."
+                )
+            kwargs["input_shape"] = kwargs.pop("image_shape")
         folder = folders.resolve_handle(preset)
         if os.path.isdir(folder) and is_keras_hub_preset(folder):
             hub_from_preset = keras_hub.models.Backbone.from_preset.__func__

@@ -69,3 +69,25 @@ def test_wrong_channel_weights_name_the_layer(tmp_path):
         canonical.assign(gray, tensors, source="rgb.h5")
     after = canonical.model_weights(gray)
     assert all((after[k] == before[k]).all() for k in before)  # nothing half-assigned
+
+
+def test_channels_first_data_format_is_refused_in_one_line():
+    # The network is channels-last; under a global "channels_first" it used
+    # to die in a TypeError (`None % int`) or, with a fixed input size, to
+    # build the wrong network silently. Its tasks' heads read the setting too.
+    import keras
+
+    from mobilenetv3 import MobileNetV3ImageClassifier, MobileNetV3ImageSegmenter, MobileNetV3ObjectDetector
+
+    backbone = build(input_shape=(64, 64, 3))
+    keras.config.set_image_data_format("channels_first")
+    try:
+        for overrides in ({}, {"input_shape": (64, 64, 3)}):
+            with pytest.raises(ValueError, match=r"^`MobileNetV3Backbone` takes channels-last images .*"
+                               r"keras.config.image_data_format\(\) is 'channels_first'.*[^\n]$"):
+                build(**overrides)
+        for task in (MobileNetV3ImageClassifier, MobileNetV3ImageSegmenter, MobileNetV3ObjectDetector):
+            with pytest.raises(ValueError, match=rf"^`{task.__name__}` takes channels-last images"):
+                task(backbone, num_classes=2)
+    finally:
+        keras.config.set_image_data_format("channels_last")

@@ -92,3 +92,63 @@ def test_export_model_refuses_options_its_format_lacks(tmp_path):
         export_model(model, tmp_path / "m.bin", "caffe")
     assert not any(tmp_path.iterdir())
     assert {name for name, e in EXPORTERS.items() if e.needs_tensorflow} == {"tflite", "saved_model"}
+
+
+# -- dynamic-size segmenters (LR-ASPP, DeepLabV3) to every runtime -----------
+
+DYNAMIC_TOLERANCE = 1e-4  # float32 runtimes against Keras, absolute, on O(1) logits
+DYNAMIC_SIZES = [(1, 64, 96), (2, 97, 65)]  # two sizes (one odd) and two batch sizes
+
+
+@pytest.fixture(scope="module", params=["lraspp", "deeplabv3"])
+def dynamic_segmenter(request, tmp_path_factory):
+    """A segmenter preset folder of input shape (None, None, 3) and its model."""
+    from helpers import trained_looking
+
+    keras.utils.set_random_seed(0)
+    model = mobilenetv3.MobileNetV3ImageSegmenter(
+        mobilenetv3.MobileNetV3SmallBackbone(), num_classes=3, head=request.param,
+        aux_classifier=request.param == "deeplabv3",
+    )
+    trained_looking(model, seed=3)
+    assert tuple(model.inputs[0].shape) == (None, None, None, 3)
+    folder = tmp_path_factory.mktemp(request.param) / "segmenter"
+    model.save_to_preset(folder)
+    return folder, model
+
+
+def _runtime_outputs(fmt: str, path, images: np.ndarray) -> np.ndarray:
+    if fmt == "onnx":
+        return _onnx_outputs(path, images)
+    if fmt == "openvino":
+        from mobilenetv3.export import compile_openvino
+
+        return compile_openvino(path)(images)[0]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(str(path))
+    entry = interpreter.get_input_details()[0]
+    assert list(entry["shape_signature"]) == [-1, -1, -1, 3]  # written resizable
+    interpreter.resize_tensor_input(entry["index"], images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(entry["index"], images)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+@pytest.mark.parametrize("fmt", [pytest.param("tflite", marks=pytest.mark.slow), "onnx", "openvino"])
+def test_cli_export_dynamic_size_segmenter_matches_keras_at_two_sizes(dynamic_segmenter, fmt, tmp_path):
+    if fmt == "tflite" and keras.backend.backend() != "tensorflow":
+        pytest.skip("TFLite export needs TensorFlow")
+    if fmt == "openvino":
+        pytest.importorskip("openvino")
+    folder, model = dynamic_segmenter
+    out = tmp_path / {"tflite": "s.tflite", "onnx": "s.onnx", "openvino": "s.xml"}[fmt]
+    assert main(["export", str(folder), str(out), "--format", fmt]) == 0  # no --input-size
+    for batch, height, width in DYNAMIC_SIZES:
+        images = np.random.default_rng(height).uniform(0, 255, (batch, height, width, 3)).astype(np.float32)
+        expected = keras.ops.convert_to_numpy(model(images, training=False))
+        assert expected.shape == (batch, height, width, 3) and np.abs(expected).max() > 0.1
+        exported = _runtime_outputs(fmt, out, images)
+        assert exported.shape == expected.shape
+        np.testing.assert_allclose(exported, expected, atol=DYNAMIC_TOLERANCE, rtol=0)

@@ -57,3 +57,5 @@ def test_every_internal_works_on_the_installed_keras():
     with pytest.raises(ValueError):
         internals.assert_input_compatibility(model, np.ones((1, 4, 4, 5), "float32"))
     assert internals.compute_fans((3, 3, 8, 16)) == (72, 144)
+    resized = internals.resize_images(np.ones((1, 2, 3, 1), "float32"), (4, 6), interpolation="bilinear", antialias=False)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(resized), np.ones((1, 4, 6, 1)))

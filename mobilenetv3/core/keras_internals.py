@@ -90,6 +90,16 @@ def is_functional_call(call: Any) -> bool:
     return call is Functional.call
 
 
+def resize_images(images: Any, size: Any, **kwargs: Any) -> Any:
+    """Keras' backend image resize (`keras.ops.image.resize`'s numbers)
+    without the op's Python checks of `size`, which a size read from a
+    tensor at run time fails in a TensorFlow graph traced without AutoGraph
+    (a SavedModel / TFLite export of a dynamic-size model)."""
+    from keras.src.backend import image as backend_image
+
+    return backend_image.resize(images, size, **kwargs)
+
+
 def raw_value(variable: Any) -> Any:
     """A variable's backend tensor, read without the autocast and stateless
     scope lookups of `variable.value` (callers have ruled those scopes out)."""

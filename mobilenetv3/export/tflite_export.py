@@ -115,8 +115,10 @@ def export_tflite(
 
     The converter folds BatchNorm into the convolutions and fuses every
     hard-swish into the builtin `HARD_SWISH` op. The input is float32
-    `(batch, height, width, 3)` (batch dynamic; resize it with
-    `interpreter.resize_tensor_input`). With `int8=True` the model is
+    `(batch, height, width, 3)`: the batch is dynamic, and so are height
+    and width where the model's are and `input_size` is None (segmenters);
+    set them with `interpreter.resize_tensor_input` before
+    `allocate_tensors`. With `int8=True` the model is
     quantized after training, calibrated on `calibration`: weights int8 per
     channel, activations int8, every op in int8 except those named in
     `float_ops` (by default hard-swish, which LiteRT's XNNPACK delegate

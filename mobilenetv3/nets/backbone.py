@@ -161,7 +161,8 @@ class MobileNetV3Backbone(keras.Model):
 
     A functional `keras.Model` mapping images `(batch, height, width, 3)` to
     the last 1x1 convolution's features `(batch, height/32, width/32, 576 or
-    960)`. The architecture is a table of inverted-residual blocks given as
+    960)`: channels-last only (building it under
+    `keras.config.image_data_format() == "channels_first"` is refused). The architecture is a table of inverted-residual blocks given as
     the keras-cv `stackwise_*` lists; `MobileNetV3SmallBackbone`,
     `MobileNetV3LargeBackbone` and `from_preset` fill them in for you.
 
@@ -277,6 +278,7 @@ class MobileNetV3Backbone(keras.Model):
         **kwargs: Any,
     ) -> None:
         validation.check_keywords(type(self).__name__, kwargs, _ARGUMENTS)
+        check_channels_last(type(self).__name__)
         columns = (
             stackwise_expansion, stackwise_filters, stackwise_kernel_size, stackwise_stride, stackwise_se_ratio,
             stackwise_activation,
@@ -507,9 +509,17 @@ class MobileNetV3Backbone(keras.Model):
         validation.check_keywords(f"{cls.__name__}.from_preset", kwargs, (*_ARGUMENTS, *loader.LOAD_KEYWORDS))
         return loader.load_model(preset, cls, load_weights, **kwargs)
 
-    def save_to_preset(self, path: str) -> None:
+    def save_to_preset(self, path: str, **kwargs: Any) -> None:
         """Write a preset folder (`config.json`, `model.weights.h5`,
         `metadata.json`) atomically: on failure nothing is left behind.
+
+        keras-hub's arguments (`max_shard_size`, which a keras-hub task's
+        `save_to_preset` passes to its backbone) are refused: keras-hub saves
+        and loads `mobilenetv3.keras_hub.MobileNetV3HubBackbone`.
+
+        Args:
+            path: the folder to write.
+            **kwargs: none are accepted (a clear error for keras-hub's).
 
         Example:
 
@@ -518,7 +528,41 @@ class MobileNetV3Backbone(keras.Model):
         same = mobilenetv3.MobileNetV3Backbone.from_preset("my_preset")
         ```
         """
+        if "max_shard_size" in kwargs:
+            name = type(self).__name__
+            raise TypeError(
+                f"`{name}` is not a keras-hub backbone: keras-hub's `save_to_preset` (its "
+                "`max_shard_size`) needs `mobilenetv3.keras_hub.MobileNetV3HubBackbone` (same arguments and "
+                f"weights: `hub = MobileNetV3HubBackbone.from_config(backbone.get_config())`, "
+                "`hub.set_weights(backbone.get_weights())`) and, for a classifier, `MobileNetV3HubImageClassifier`; "
+                f"`{name}.save_to_preset(path)` writes this package's preset folder."
+            )
+        validation.check_keywords(f"{type(self).__name__}.save_to_preset", kwargs, ())
         folders.save_preset(self, path)
+
+
+def check_channels_last(owner: str) -> None:
+    """A ValueError unless Keras' global image data format is
+    "channels_last": the networks take `(batch, height, width, channels)`
+    images, and their Keras layers would otherwise read "channels_first".
+
+    Args:
+        owner: the class being built, for the message.
+
+    Example:
+
+    ```python
+    check_channels_last("MobileNetV3Backbone")  # passes under the default "channels_last"
+    ```
+    """
+    data_format = keras.config.image_data_format()
+    if data_format != "channels_last":
+        raise ValueError(
+            f"`{owner}` takes channels-last images (batch, height, width, channels) only, but "
+            f"keras.config.image_data_format() is {data_format!r}: call "
+            "keras.config.set_image_data_format('channels_last') before building it "
+            "(its ONNX and OpenVINO exports take NCHW input with `channels_first=True`)."
+        )
 
 
 def _producer(tensor: Any) -> str:

@@ -14,7 +14,7 @@ from mobilenetv3.core import validation
 from mobilenetv3.core.utils import check_choice
 from mobilenetv3.detection.anchors import boxes_per_location, default_boxes
 from mobilenetv3.detection.boxes import to_xyxy
-from mobilenetv3.nets.backbone import MobileNetV3Backbone
+from mobilenetv3.nets.backbone import MobileNetV3Backbone, check_channels_last
 from mobilenetv3.nets.layers import BatchNormalization, Conv2D, DepthwiseConv2D, conv_padding
 from mobilenetv3.tasks.task import MobileNetV3Task
 from mobilenetv3.weights import Checkpoint
@@ -328,6 +328,7 @@ def _image_size(value: Any) -> tuple[int, int]:
 
 
 def _check_backbone(backbone: Any, image_size: tuple[int, int]) -> None:
+    check_channels_last("MobileNetV3ObjectDetector")
     if not isinstance(backbone, MobileNetV3Backbone):
         raise ValueError(f"`backbone` must be a MobileNetV3Backbone; got {type(backbone).__name__}.")
     if "C4" not in backbone.feature_layers:

@@ -8,6 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.core import validation
 from mobilenetv3.core.architectures import block_tap
 from mobilenetv3.nets.backbone import MobileNetV3Backbone
@@ -32,7 +33,8 @@ class ResizeLike(keras.layers.Layer):
 
     Half-pixel centres without antialiasing: the same numbers as PyTorch's
     `F.interpolate(..., mode="bilinear", align_corners=False)`. The target
-    size is read at run time, so inputs of any size work.
+    size is read at run time, so inputs of any size work, also in exported
+    graphs (SavedModel, TFLite with `resize_tensor_input`).
 
     Example:
 
@@ -45,7 +47,9 @@ class ResizeLike(keras.layers.Layer):
     def call(self, inputs: list) -> Any:
         images, reference = inputs
         size = ops.shape(reference)[1:3]
-        return ops.image.resize(images, size, interpolation="bilinear", antialias=False)
+        # Not `ops.image.resize`: its `size > 0` check fails on a size known
+        # only at run time in a graph traced without AutoGraph (export).
+        return internals.resize_images(images, size, interpolation="bilinear", antialias=False)
 
     def compute_output_shape(self, input_shape: list) -> tuple:
         images, reference = input_shape

@@ -32,7 +32,7 @@ import numpy as np
 from mobilenetv3 import presets
 from mobilenetv3.core import validation
 from mobilenetv3.core.utils import classproperty
-from mobilenetv3.nets.backbone import MobileNetV3Backbone, backbone_arguments
+from mobilenetv3.nets.backbone import MobileNetV3Backbone, backbone_arguments, check_channels_last
 from mobilenetv3.presets import folders, loader
 from mobilenetv3.runtime.accelerate import accelerate
 from mobilenetv3.weights import Checkpoint
@@ -335,7 +335,9 @@ def _logits_loss(loss: Any) -> Any:
 
 def check_backbone(backbone: Any, task: type) -> None:
     """A TypeError unless `backbone` is a `MobileNetV3Backbone` (a preset
-    name, say, goes to `from_preset`)."""
+    name, say, goes to `from_preset`); a ValueError unless Keras' image data
+    format is "channels_last" (the task's head layers read it)."""
+    check_channels_last(task.__name__)
     if not isinstance(backbone, MobileNetV3Backbone):
         raise TypeError(
             f"`backbone` of {task.__name__} must be a MobileNetV3Backbone; got {backbone!r} of type "

@@ -28,6 +28,10 @@ SCRATCH_DIR = "mobilenetv3-scratch"
 # (a reused pid, or a writer on another host of a shared filesystem).
 STALE_AFTER_S = 24 * 3600
 _REPLACE_ATTEMPTS = 200
+# The exit status of a process of a multi-process job that its stall watchdog
+# ended (`mobilenetv3.training.distributed.stall_watchdog`); here, where the
+# `train` command's watcher reads it without importing Keras.
+STALLED_EXIT_CODE = 3
 
 
 @contextlib.contextmanager

@@ -437,10 +437,16 @@ def fine_tune(
     if resume and checkpoint_dir is None:
         raise ValueError("`resume=True` needs `checkpoint_dir` (the folder the checkpoint was written to).")
     distributed.check_fit_supported()
+    processes = distributed.num_processes()
+    if batch_size % processes:
+        raise ValueError(
+            f"`batch_size` {batch_size} must be a multiple of the job's {processes} processes "
+            "(each process trains an equal share of every global batch)."
+        )
     image_size = tuple(int(v) for v in image_size)
     examples, validation, class_names = _image_folder_examples(data_dir, image_size, validation_split, seed)
-    validation = shard_by_data(validation.batch(batch_size).prefetch(tf_autotune()))
-    epochs = _EpochData(examples, batch_size, seed, augment)
+    validation = shard_by_data(_validation_batches(validation, batch_size, pad=processes > 1).prefetch(tf_autotune()))
+    epochs = _EpochData(examples, batch_size, seed, augment, drop_remainder=processes > 1)
     keras.utils.set_random_seed(seed)
     with distributed.active_scope():
         model = build_classifier(
@@ -467,20 +473,22 @@ def fine_tune(
 
         freeze_backbone(model.backbone)
         _compile(model, head_learning_rate, weight_decay)
-        head = run.phase("head", 0, head_epochs, state)
-        fine_history: dict[str, list[float]] = {}
-        if fine_tune_epochs:
-            unfreeze_top_blocks(model.backbone, unfreeze_blocks, train_batchnorm)
-            saved_momentum = _set_batchnorm_momentum(model.backbone, bn_momentum if train_batchnorm else None)
-            _compile(model, fine_tune_learning_rate, weight_decay)
-            fine_history = run.phase("fine_tune", head_epochs, head_epochs + fine_tune_epochs, state)
-            _restore_batchnorm_momentum(saved_momentum)
-            if train_batchnorm:
-                calibrate_batchnorm(model.backbone, epochs.batches(0))
-        check_finite_weights(model, out)
-        val_accuracy = float(model.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
-    if out is not None:
-        distributed.run_on_chief(lambda: save_classifier(model, out, class_names))  # every process calls
+        with distributed.stall_watchdog():
+            head = run.phase("head", 0, head_epochs, state)
+            fine_history: dict[str, list[float]] = {}
+            if fine_tune_epochs:
+                unfreeze_top_blocks(model.backbone, unfreeze_blocks, train_batchnorm)
+                saved_momentum = _set_batchnorm_momentum(model.backbone, bn_momentum if train_batchnorm else None)
+                _compile(model, fine_tune_learning_rate, weight_decay)
+                fine_history = run.phase("fine_tune", head_epochs, head_epochs + fine_tune_epochs, state)
+                _restore_batchnorm_momentum(saved_momentum)
+                if train_batchnorm:
+                    calibrate_batchnorm(model.backbone, epochs.batches(0))
+            check_finite_weights(model, out)
+            val_accuracy = float(model.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
+            distributed.heartbeat("evaluated; writing the classifier")
+            if out is not None:
+                distributed.run_on_chief(lambda: save_classifier(model, out, class_names))  # every process calls
     return FineTuneResult(model, class_names, head, fine_history, val_accuracy)
 
 
@@ -516,18 +524,55 @@ def _image_folder_examples(
 
     return dataset(order[:-held_out]), dataset(order[-held_out:]), class_names
 
+
+def _validation_batches(examples: Any, batch_size: int, pad: bool) -> Any:
+    """Validation batches; with `pad` (a multi-process job) the last one is
+    padded to `batch_size` with blank examples of sample weight 0, so every
+    process gets an equal share of every batch (an uneven or missing share
+    leaves the others waiting in the step's collective forever). Accuracy is
+    exact (weight 0 examples do not count); the loss, averaged over whole
+    batches, reads low by the padded fraction."""
+    if not pad:
+        return examples.batch(batch_size)
+    import tensorflow as tf
+
+    missing = -int(examples.cardinality()) % batch_size
+    weighted = examples.map(lambda image, label: (image, label, tf.constant(1.0)))
+    image_spec, label_spec = examples.element_spec
+    blank = (tf.zeros(image_spec.shape, image_spec.dtype), tf.zeros(label_spec.shape, label_spec.dtype), tf.constant(0.0))
+    padding = tf.data.Dataset.from_tensors(blank).repeat(missing)
+    return weighted.concatenate(padding).batch(batch_size, drop_remainder=True)
+
+
 class _EpochData:
     """The training batches of each epoch, in an order fixed by (seed, epoch):
-    a resumed run sees the same batches as an uninterrupted one."""
+    a resumed run sees the same batches as an uninterrupted one.
 
-    def __init__(self, examples: Any, batch_size: int, seed: int, augment: bool) -> None:
+    With `drop_remainder` (a multi-process job) the last incomplete batch
+    of each epoch is left out, so that every process runs the same number of
+    equal steps: an uneven share of a batch (or none) leaves the others
+    waiting forever in the step's collective. Dropping, rather than padding
+    or masking, keeps BatchNorm's batch statistics and the loss scale those
+    of real examples; each epoch is shuffled anew, so the examples left out
+    change from epoch to epoch.
+    """
+
+    def __init__(self, examples: Any, batch_size: int, seed: int, augment: bool, drop_remainder: bool = False) -> None:
         self.examples, self.batch_size, self.seed, self.augment = examples, batch_size, seed, augment
+        self.drop_remainder = drop_remainder
         count = int(examples.cardinality())
-        self.steps_per_epoch = -(-count // batch_size) if count > 0 else 0
+        if drop_remainder and 0 < count < batch_size:
+            raise ValueError(
+                f"The {count} training images do not fill one global batch of {batch_size}: in a multi-process "
+                "job each epoch trains whole global batches only; lower `batch_size` or add images."
+            )
+        steps = count // batch_size if drop_remainder else -(-count // batch_size)
+        self.steps_per_epoch = steps if count > 0 else 0
 
     def batches(self, epoch: int, skip: int = 0) -> Any:
         epoch_seed = self.seed * 1_000_003 + epoch
-        data = self.examples.shuffle(1024, seed=epoch_seed, reshuffle_each_iteration=False).batch(self.batch_size)
+        data = self.examples.shuffle(1024, seed=epoch_seed, reshuffle_each_iteration=False)
+        data = data.batch(self.batch_size, drop_remainder=self.drop_remainder)
         if self.augment:
             augmentation = keras.Sequential(
                 [
@@ -606,7 +651,7 @@ class _Run:
                 start, skip = resumed.epoch, resumed.step
         for epoch in range(start, last):
             state = checkpointing.TrainingState(name, epoch, skip, self.epochs.seed, self.history)
-            callbacks = list(self.callbacks)
+            callbacks = [*self.callbacks, distributed.ProgressCallback()]
             if self.checkpoint_dir is not None:
                 callbacks.append(
                     checkpointing.CheckpointCallback(

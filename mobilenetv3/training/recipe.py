@@ -13,7 +13,9 @@ The workflow of the Keras transfer-learning guide, for MobileNetV3:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -468,7 +470,17 @@ def fine_tune(
         callbacks = list(callbacks)
         if train_batchnorm:
             callbacks.append(_CalibrateBeforeValidation(model.backbone, epochs))
-        run = _Run(model, epochs, validation, checkpoint_dir, checkpoint_every_steps, callbacks, verbose)
+        settings = {
+            "data_dir": str(Path(data_dir).resolve()), "data": {"classes": class_names, "images": epochs.count},
+            "preset": str(preset), "image_size": image_size, "batch_size": batch_size, "head_epochs": head_epochs,
+            "fine_tune_epochs": fine_tune_epochs, "unfreeze_blocks": unfreeze_blocks,
+            "train_batchnorm": train_batchnorm, "head_learning_rate": head_learning_rate,
+            "fine_tune_learning_rate": fine_tune_learning_rate, "weight_decay": weight_decay, "dropout": dropout,
+            "drop_path_rate": drop_path_rate, "dtype": None if dtype is None else str(dtype), "augment": augment,
+            "validation_split": validation_split, "seed": seed, "bn_momentum": bn_momentum,
+            "sync_batchnorm": sync_batchnorm, "processes": distributed.num_processes(),
+        }
+        run = _Run(model, epochs, validation, checkpoint_dir, checkpoint_every_steps, callbacks, verbose, settings)
         state = run.resume_state() if resume else None
 
         freeze_backbone(model.backbone)
@@ -560,7 +572,7 @@ class _EpochData:
     def __init__(self, examples: Any, batch_size: int, seed: int, augment: bool, drop_remainder: bool = False) -> None:
         self.examples, self.batch_size, self.seed, self.augment = examples, batch_size, seed, augment
         self.drop_remainder = drop_remainder
-        count = int(examples.cardinality())
+        count = self.count = int(examples.cardinality())
         if drop_remainder and 0 < count < batch_size:
             raise ValueError(
                 f"The {count} training images do not fill one global batch of {batch_size}: in a multi-process "
@@ -620,8 +632,9 @@ _PHASES = ("head", "fine_tune")
 class _Run:
     """Runs `fit` one epoch at a time, checkpointing and resuming."""
 
-    def __init__(self, model, epochs, validation, checkpoint_dir, every_steps, callbacks, verbose) -> None:  # noqa: ANN001
+    def __init__(self, model, epochs, validation, checkpoint_dir, every_steps, callbacks, verbose, settings) -> None:  # noqa: ANN001
         self.model, self.epochs, self.validation = model, epochs, validation
+        self.settings = json.loads(json.dumps(settings))  # as the checkpoint records them
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.every_steps, self.callbacks, self.verbose = every_steps, callbacks, verbose
         self.history: dict[str, dict[str, list[float]]] = {}
@@ -636,6 +649,7 @@ class _Run:
         if state is not None:
             if state.seed != self.epochs.seed:
                 raise ValueError(f"The checkpoint was written with seed {state.seed}; got `seed={self.epochs.seed}`.")
+            _check_resumed_settings(self.checkpoint_dir, state.settings, self.settings)
             self.history = state.history
         return state
 
@@ -650,7 +664,7 @@ class _Run:
                 checkpointing.restore_checkpoint(self.checkpoint_dir, self.model)
                 start, skip = resumed.epoch, resumed.step
         for epoch in range(start, last):
-            state = checkpointing.TrainingState(name, epoch, skip, self.epochs.seed, self.history)
+            state = checkpointing.TrainingState(name, epoch, skip, self.epochs.seed, self.history, self.settings)
             callbacks = [*self.callbacks, distributed.ProgressCallback()]
             if self.checkpoint_dir is not None:
                 callbacks.append(
@@ -671,9 +685,37 @@ class _Run:
             skip = 0
             if self.checkpoint_dir is not None:  # every process: the chief writes
                 checkpointing.save_checkpoint(
-                    self.checkpoint_dir, self.model, checkpointing.TrainingState(name, epoch + 1, 0, self.epochs.seed, self.history)
+                    self.checkpoint_dir,
+                    self.model,
+                    checkpointing.TrainingState(name, epoch + 1, 0, self.epochs.seed, self.history, self.settings),
                 )
         return history
+
+
+# Settings a resume may change: more or fewer fine-tuning epochs only extend
+# or shorten the last phase (the epochs already trained are the same).
+_RESUMABLE_CHANGES = ("fine_tune_epochs",)
+
+
+def _check_resumed_settings(folder: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse a resume whose settings differ from those the checkpoint was
+    started with (one line naming each change, old -> new); the data folder
+    may move as long as it holds the same classes and image count. A change
+    in `_RESUMABLE_CHANGES` is allowed and named in a warning. Checkpoints
+    written before settings were recorded are not checked."""
+    changed = [
+        f"{key} {saved[key]!r} -> {current.get(key)!r}"
+        for key in saved
+        if saved[key] != current.get(key) and not (key == "data_dir" and saved["data"] == current["data"])
+    ]
+    refused = [change for change in changed if change.split(" ", 1)[0] not in _RESUMABLE_CHANGES]
+    if refused:
+        raise ValueError(
+            f"The checkpoint in {str(folder)!r} was started with other settings: {'; '.join(refused)}. Resume with "
+            "the original settings, or start a new run in another checkpoint folder."
+        )
+    if changed:
+        warnings.warn(f"Resuming {str(folder)!r} with {'; '.join(changed)}.", stacklevel=3)
 
 
 def _set_batchnorm_momentum(backbone: MobileNetV3Backbone, momentum: float | None) -> list[tuple[Any, float]]:

@@ -146,3 +146,30 @@ def test_export_cli_to_a_full_disk_prints_one_line(tmp_path: Path, tiny_disk: Pa
     assert lines[0].startswith("mobilenetv3 export: error: No space left on device writing")
     assert str(target) in lines[0]
     assert list(tiny_disk.iterdir()) == []
+
+
+def test_train_with_out_on_a_full_disk_keeps_the_weights_and_says_where(tmp_path: Path, tiny_disk: Path) -> None:
+    # Before: h5py `__dealloc__` errors, then a segfault (rc 139), and the
+    # trained classifier was lost. Now: exit 2, one line naming the full disk
+    # and the folder under TMPDIR that holds the classifier.
+    from mobilenetv3.datasets import make_classification_folder
+
+    data = make_classification_folder(tmp_path / "data", classes=("circle", "square"), per_class=6, size=32)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    out = tiny_disk / "model"
+    result = subprocess.run(
+        [sys.executable, "-m", "mobilenetv3", "train", str(data), "--out", str(out), "--preset", "mobilenet_v3_small",
+         "--no-weights", "--image-size", "32", "--batch-size", "4", "--head-epochs", "1", "--fine-tune-epochs", "0",
+         "--validation-split", "0.34", "--quiet"],
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env={**os.environ, **JAX_ENV, "TMPDIR": str(temporary)},
+    )
+    assert result.returncode == 2, f"rc {result.returncode}: {result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr and "dealloc" not in result.stderr, result.stderr[-3000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"mobilenetv3 train: error: No space left on device writing {str(out)!r}"), line
+    rescued = next(temporary.glob("mobilenetv3-unsaved-*/model"))
+    assert f"written to {str(rescued)!r} instead" in line
+    assert list(tiny_disk.iterdir()) == []
+    model = mobilenetv3.MobileNetV3ImageClassifier.from_preset(str(rescued))
+    assert model.num_classes == 2

@@ -126,6 +126,9 @@ def watch_job_process(args: argparse.Namespace) -> int | None:
     if args.job_addresses is None or args.task != "classify" or os.environ.get(_CHILD_ENV):
         return None
     from mobilenetv3.core.utils import STALLED_EXIT_CODE
+    from mobilenetv3.core.validation import check_job_arguments
+
+    check_job_arguments(args.job_addresses, args.num_processes, args.process_id, args.job_timeout)  # errors here
 
     child = subprocess.Popen(
         [sys.executable, "-m", "mobilenetv3", *args.argv], env={**os.environ, _CHILD_ENV: "1"},

@@ -107,7 +107,11 @@ def clean_staging(directory: str | os.PathLike) -> list[Path]:
 class DiskFullError(OSError):
     """A write failed because its disk (or the user's quota) is full; the
     one-line message names the path being written and the folder whose disk
-    is full. `errno` is `ENOSPC`."""
+    is full. `errno` is `ENOSPC`; `str()` is the message alone."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.ENOSPC
 
 
 # Below this many free bytes, a failed write is taken for a full disk even
@@ -152,9 +156,7 @@ def full_disk_error(error: BaseException, folder: str | os.PathLike, doing: str,
         return None
     room = "" if free is None else f" ({_size(free)} free)"
     message = f"No space left on device {doing}: the disk holding {str(folder)!r} is full{room}"
-    full = DiskFullError(message + (f"; {outcome}." if outcome else "."))
-    full.errno = errno.ENOSPC  # str() stays the one line (no "[Errno 28]" prefix)
-    return full
+    return DiskFullError(message + (f"; {outcome}." if outcome else "."))
 
 
 @contextlib.contextmanager

@@ -39,6 +39,7 @@ import numpy as np
 
 from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.core.utils import STALLED_EXIT_CODE
+from mobilenetv3.core.validation import check_job_arguments
 
 T = TypeVar("T")
 
@@ -82,16 +83,6 @@ class DataParallelJob:
                 yield
 
 
-def _parse_addresses(job_addresses: str | Sequence[str]) -> list[str]:
-    addresses = job_addresses.split(",") if isinstance(job_addresses, str) else list(job_addresses)
-    addresses = [a.strip() for a in addresses if a.strip()]
-    for address in addresses:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"`job_addresses` must be 'host:port' entries; got {address!r}.")
-    return addresses
-
-
 def join_data_parallel(
     job_addresses: str | Sequence[str], num_processes: int, process_id: int, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> DataParallelJob:
@@ -123,13 +114,7 @@ def join_data_parallel(
     ```
     """
     global _ACTIVE
-    addresses = _parse_addresses(job_addresses)
-    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-        raise ValueError(f"`num_processes` must be an integer >= 1; got {num_processes!r}.")
-    if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
-        raise ValueError(f"`process_id` must be an integer from 0 to {num_processes - 1}; got {process_id!r}.")
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-        raise ValueError(f"`timeout_s` must be a number of seconds > 0; got {timeout_s!r}.")
+    addresses = check_job_arguments(job_addresses, num_processes, process_id, timeout_s)
     backend = keras.backend.backend()
     strategy = None
     if backend == "jax":

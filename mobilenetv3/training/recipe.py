@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +29,7 @@ from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.core.architectures import block_index
 from mobilenetv3.core.images import IMAGE_SUFFIXES
 from mobilenetv3.core.normalization import ImagePolicy
-from mobilenetv3.core.utils import check_positive_int
+from mobilenetv3.core.utils import DiskFullError, check_positive_int
 from mobilenetv3.nets.backbone import MobileNetV3Backbone
 from mobilenetv3.presets import folders, loader
 from mobilenetv3.tasks import MobileNetV3ImageClassifier
@@ -500,7 +502,7 @@ def fine_tune(
             val_accuracy = float(model.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
             distributed.heartbeat("evaluated; writing the classifier")
             if out is not None:
-                distributed.run_on_chief(lambda: save_classifier(model, out, class_names))  # every process calls
+                distributed.run_on_chief(lambda: _save_or_rescue(model, out, class_names))  # every process calls
     return FineTuneResult(model, class_names, head, fine_history, val_accuracy)
 
 
@@ -735,6 +737,29 @@ def _set_batchnorm_momentum(backbone: MobileNetV3Backbone, momentum: float | Non
 def _restore_batchnorm_momentum(saved: list[tuple[Any, float]]) -> None:
     for layer, momentum in saved:
         layer.momentum = momentum
+
+
+def _save_or_rescue(model: MobileNetV3ImageClassifier, out: str | os.PathLike, class_names: Sequence[str]) -> None:
+    """`save_classifier`; when `out`'s disk is full, the trained classifier
+    goes to a new folder under `$TMPDIR` instead (another filesystem, as a
+    rule) and the `DiskFullError` says where: hours of training are not lost
+    to a full disk at the last write."""
+    try:
+        save_classifier(model, out, class_names)
+    except DiskFullError as error:
+        rescue = Path(tempfile.mkdtemp(prefix="mobilenetv3-unsaved-")) / Path(out).name
+        try:
+            save_classifier(model, rescue, class_names)
+        except OSError as second:
+            shutil.rmtree(rescue.parent, ignore_errors=True)
+            raise DiskFullError(
+                f"{error} The trained classifier could not be written to {str(rescue.parent)!r} either ({second}); "
+                "it is lost unless a checkpoint holds it."
+            ) from None
+        raise DiskFullError(
+            f"{error} The trained classifier was written to {str(rescue)!r} instead: move it to {str(out)!r} "
+            "once there is room."
+        ) from None
 
 
 def save_classifier(model: MobileNetV3ImageClassifier, path: str | os.PathLike, class_names: Sequence[str]) -> None:

@@ -86,6 +86,43 @@ def test_fine_tune_resume_needs_a_checkpoint_dir(tmp_path):
         fine_tune(folder, "mobilenet_v3_small", image_size=(32, 32), resume=True)
 
 
+def test_fine_tune_resume_with_other_settings_is_refused_naming_each_change(tmp_path):
+    # The checkpoint records the arguments it was started with; before, a
+    # resume with another batch size, learning rate, head epochs or data
+    # folder went on silently (a run that is neither the old one nor a new one).
+    import shutil
+    import warnings
+
+    from mobilenetv3.training import fine_tune
+
+    data = make_classification_folder(tmp_path / "d", classes=["circle", "square"], per_class=6, size=32)
+    checkpoint = tmp_path / "checkpoint"
+    run = {"image_size": (32, 32), "batch_size": 4, "head_epochs": 1, "fine_tune_epochs": 0, "load_weights": False,
+           "checkpoint_dir": checkpoint, "verbose": 0, "validation_split": 0.34}
+    fine_tune(data, "mobilenet_v3_small", **run)
+    written = (checkpoint / checkpointing.STATE_FILE).read_text()
+    other = make_classification_folder(tmp_path / "other", classes=["circle", "square"], per_class=7, size=32)
+    for changes, expected in (
+        ({"batch_size": 8}, "batch_size 4 -> 8"),
+        ({"head_learning_rate": 0.01}, "head_learning_rate 0.001 -> 0.01"),
+        ({"head_epochs": 2}, "head_epochs 1 -> 2"),
+        ({"data_dir": other}, f"data_dir {str(data.resolve())!r} -> {str(other.resolve())!r}"),
+    ):
+        arguments = {**run, **changes}
+        with pytest.raises(ValueError) as info:
+            fine_tune(arguments.pop("data_dir", data), "mobilenet_v3_small", **arguments, resume=True)
+        message = str(info.value)
+        assert expected in message and str(checkpoint) in message and "\n" not in message, message
+    assert (checkpoint / checkpointing.STATE_FILE).read_text() == written  # refused before training
+    assert checkpointing.read_state(checkpoint).settings["batch_size"] == 4
+    # The same images in another folder, or more fine-tuning epochs, resume (the latter with a warning).
+    moved = shutil.copytree(data, tmp_path / "moved")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fine_tune(moved, "mobilenet_v3_small", **{**run, "fine_tune_epochs": 1}, resume=True)
+    assert any("fine_tune_epochs 0 -> 1" in str(w.message) for w in caught)
+
+
 def _worker(*args: str, expect_kill: bool = False) -> dict:
     completed = subprocess.run(
         [sys.executable, str(WORKER), *args], capture_output=True, text=True, timeout=300, check=False

@@ -154,7 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mobilenetv3.core.utils import MissingExtraError
 
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        # A command may run itself as a watched child process (`train` in a
+        # multi-process job): the watcher needs no backend.
+        before_backend = getattr(args, "before_backend", None)
+        code = before_backend(args) if before_backend is not None else None
+        if code is not None:
+            return code
         start_backend(args.verbose)
         return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError, MissingExtraError) as error:

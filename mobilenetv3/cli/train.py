@@ -5,6 +5,10 @@ COCO `annotations.json`; or `--synthetic N` generated shapes images)."""
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import signal
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -96,7 +100,82 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     job.add_argument(
         "--sync-batchnorm", action="store_true", help="trained BatchNorm uses the global batch's statistics"
     )
-    parser.set_defaults(func=run)
+    job.add_argument(
+        "--job-timeout", type=float, default=900.0, metavar="SECONDS",
+        help="a process that makes no progress for this long (a peer died or hangs) stops with an error (default 900)",
+    )
+    parser.set_defaults(func=run, before_backend=watch_job_process)
+
+
+# Set in the child process `watch_job_process` starts.
+_CHILD_ENV = "MOBILENETV3_TRAIN_JOB_CHILD"
+_SIGNAL_REASONS = {
+    signal.SIGABRT: "was aborted by the JAX runtime (SIGABRT): the job lost a peer process (it died or was killed) "
+    "or a collective failed",
+    signal.SIGKILL: "was killed (SIGKILL: kill -9, or out of memory)",
+    signal.SIGTERM: "was terminated (SIGTERM)",
+    signal.SIGSEGV: "crashed (SIGSEGV)",
+}
+
+
+def watch_job_process(args: argparse.Namespace) -> int | None:
+    """In a multi-process job, run this very command as a child process and
+    say, in one line, what happened when it dies abnormally and how to
+    resume; None (run in this process) otherwise.
+
+    The runtime of a job ends a process whose peer died with a C++ abort
+    (SIGABRT, 1 to 100 s later), and a stuck process is ended by the stall
+    watchdog (`--job-timeout`); neither leaves the process itself a chance
+    to say how to go on, so its parent says it. Signals sent to this
+    process (SIGTERM, SIGHUP) are passed on; the child dies with it.
+    """
+    if args.job_addresses is None or args.task != "classify" or os.environ.get(_CHILD_ENV):
+        return None
+    from mobilenetv3.core.utils import STALLED_EXIT_CODE
+    from mobilenetv3.core.validation import check_job_arguments
+
+    check_job_arguments(args.job_addresses, args.num_processes, args.process_id, args.job_timeout)  # errors here
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mobilenetv3", *args.argv], env={**os.environ, _CHILD_ENV: "1"},
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509 - no threads here
+    )
+    forwarded = {}
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        forwarded[number] = signal.signal(number, lambda received, _: child.send_signal(received))
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child itself
+    try:
+        code = child.wait()
+    finally:
+        for number, handler in forwarded.items():
+            signal.signal(number, handler)
+        signal.signal(signal.SIGINT, previous_int)
+    if code >= 0 and code != STALLED_EXIT_CODE:
+        return code  # success, or an error the child has printed
+    if code == STALLED_EXIT_CODE:
+        reason = f"stopped after no progress for {args.job_timeout:g} s (--job-timeout)"
+    else:
+        reason = _SIGNAL_REASONS.get(-code, f"was killed by signal {-code}")
+    print(f"mobilenetv3 train: error: process {args.process_id} of the {args.num_processes}-process job {reason}; "
+          f"{_how_to_resume(args)}", file=sys.stderr)
+    return code if code > 0 else 128 - code
+
+
+def _how_to_resume(args: argparse.Namespace) -> str:
+    if args.checkpoint_dir is None:
+        return ("no checkpoint was written (no --checkpoint-dir): run the job again, with --checkpoint-dir DIR to "
+                "make it resumable.")
+    argv = [*args.argv] if "--resume" in args.argv else [*args.argv, "--resume"]
+    return (f"resume every process of the job (each with its own --process-id) from the last checkpoint in "
+            f"{args.checkpoint_dir}: mobilenetv3 {shlex.join(argv)}")
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when its parent (the watcher) dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.job_addresses is not None:
         from mobilenetv3.training.distributed import join_data_parallel
 
-        join_data_parallel(args.job_addresses, args.num_processes, args.process_id)  # before any other engine op
+        join_data_parallel(args.job_addresses, args.num_processes, args.process_id, args.job_timeout)  # first
     elif args.num_processes != 1:
         raise ValueError("--num-processes > 1 needs --job-addresses.")
     from mobilenetv3.training import fine_tune

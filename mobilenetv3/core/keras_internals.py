@@ -153,3 +153,40 @@ def compute_fans(shape: tuple[int, ...], **axes: Any) -> tuple[int, int]:
     from keras.src.initializers.random_initializers import compute_fans as keras_fans
 
     return keras_fans(shape, **axes)
+
+
+class _BytesSink:
+    """Stands in for the zip archive `H5IOStore` writes into: keeps the bytes."""
+
+    data = b""
+
+    def writestr(self, name: str, data: bytes) -> None:
+        self.data = data
+
+
+def weights_h5_bytes(model: keras.Model) -> bytes:
+    """The `.weights.h5` file `model.save_weights` writes, built in memory.
+
+    HDF5 never touches the disk here: on a full disk an HDF5 file that fails
+    mid-write cannot be closed cleanly (h5py's `__dealloc__` errors, then the
+    interpreter segfaults when the file object is collected), so callers
+    write these bytes with plain Python I/O instead, which fails with an
+    ordinary `OSError`.
+
+    Example:
+
+    ```python
+    Path("model.weights.h5").write_bytes(weights_h5_bytes(model))
+    ```
+    """
+    from keras.src.saving import saving_lib
+
+    if not model.built:
+        raise ValueError(f"Cannot save the weights of {model.name!r}: the model is not built.")
+    sink = _BytesSink()
+    store = saving_lib.H5IOStore("model.weights.h5", archive=sink, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    finally:
+        store.close()
+    return sink.data

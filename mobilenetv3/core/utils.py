@@ -28,6 +28,10 @@ SCRATCH_DIR = "mobilenetv3-scratch"
 # (a reused pid, or a writer on another host of a shared filesystem).
 STALE_AFTER_S = 24 * 3600
 _REPLACE_ATTEMPTS = 200
+# The exit status of a process of a multi-process job that its stall watchdog
+# ended (`mobilenetv3.training.distributed.stall_watchdog`); here, where the
+# `train` command's watcher reads it without importing Keras.
+STALLED_EXIT_CODE = 3
 
 
 @contextlib.contextmanager
@@ -54,8 +58,10 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
     if _is_dir(target) not in (None, directory):
         kind = "a folder" if directory else "a file"
         raise ValueError(f"`path` {str(target)!r} exists and is not {kind}.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _private_dir(target.parent / STAGING_DIR, target.name) as staging_dir:
+    with _disk_full_named(f"writing {str(target)!r}", target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    doing, outcome = f"writing {str(target)!r}", "nothing was written there (an existing copy is left as it was)"
+    with _private_dir(target.parent / STAGING_DIR, target.name, doing, outcome, disk=target.parent) as staging_dir:
         staging = staging_dir / target.name
         yield staging
         if not staging.exists():
@@ -75,7 +81,8 @@ def scratch_dir(label: str) -> Iterator[Path]:
         (folder / "saved_model").mkdir()
     ```
     """
-    with _private_dir(Path(tempfile.gettempdir()) / SCRATCH_DIR, label) as folder:
+    root = Path(tempfile.gettempdir()) / SCRATCH_DIR
+    with _private_dir(root, label, f"in the temporary folder {str(root)!r} (set TMPDIR to a folder with room)") as folder:
         yield folder
 
 
@@ -97,12 +104,103 @@ def clean_staging(directory: str | os.PathLike) -> list[Path]:
     return removed
 
 
-@contextlib.contextmanager
-def _private_dir(root: Path, label: str) -> Iterator[Path]:
-    _remove_stale(root)
-    folder = _make_private(root, label)
+class DiskFullError(OSError):
+    """A write failed because its disk (or the user's quota) is full; the
+    one-line message names the path being written and the folder whose disk
+    is full. `errno` is `ENOSPC`; `str()` is the message alone."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.ENOSPC
+
+
+# Below this many free bytes, a failed write is taken for a full disk even
+# when the writer's error does not say so (OpenVINO's "basic_ios::clear:
+# iostream error", TensorFlow's ResourceExhaustedError, HDF5's messages).
+LOW_SPACE_BYTES = 1 << 20
+_FULL_DISK_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_FULL_DISK_TEXTS = ("no space left on device", "errno = 28", "disk quota exceeded", "[errno 28]")
+
+
+def full_disk_error(error: BaseException, folder: str | os.PathLike, doing: str, outcome: str = "") -> DiskFullError | None:
+    """A `DiskFullError` saying "No space left on device {doing}" when
+    `error` (raised writing into `folder`) comes from a full disk, else None.
+
+    A full disk is recognized by the error's errno or text (`ENOSPC`,
+    `EDQUOT`, "No space left on device", HDF5's "errno = 28"), or, for
+    writers whose errors do not say (OpenVINO's `RuntimeError`, TensorFlow's
+    `ResourceExhaustedError`), by an I/O error while the disk of `folder`
+    has less than `LOW_SPACE_BYTES` free. Check right after the failure,
+    before removing what was written: that frees the space again.
+
+    Example:
+
+    ```python
     try:
-        yield folder
+        Path("out/model.onnx").write_bytes(data)
+    except OSError as error:
+        raise full_disk_error(error, "out", "writing 'out/model.onnx'") or error
+    ```
+    """
+    if isinstance(error, DiskFullError) or not isinstance(error, Exception):
+        return None
+    free = _free_bytes(Path(folder))
+    said = getattr(error, "errno", None) in _FULL_DISK_ERRNOS or any(
+        text in str(error).lower() for text in _FULL_DISK_TEXTS
+    )
+    # Only I/O-like errors count on low space alone (not a ValueError of the writer's own checks).
+    io_like = isinstance(error, (OSError, RuntimeError)) or any(
+        cls.__name__ == "OpError" for cls in type(error).__mro__
+    )
+    if not said and not (io_like and free is not None and free < LOW_SPACE_BYTES):
+        return None
+    room = "" if free is None else f" ({_size(free)} free)"
+    message = f"No space left on device {doing}: the disk holding {str(folder)!r} is full{room}"
+    return DiskFullError(message + (f"; {outcome}." if outcome else "."))
+
+
+@contextlib.contextmanager
+def _disk_full_named(doing: str, folder: Path, outcome: str = "") -> Iterator[None]:
+    """Re-raise a full disk's error inside as one `DiskFullError` line."""
+    try:
+        yield
+    except Exception as error:
+        full = full_disk_error(error, folder, doing, outcome)
+        if full is None:
+            raise
+        raise full from None
+
+
+def _free_bytes(folder: Path) -> int | None:
+    for candidate in (folder, *folder.parents):
+        try:
+            return shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+    return None
+
+
+def _size(count: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} bytes"
+
+
+@contextlib.contextmanager
+def _private_dir(root: Path, label: str, doing: str, outcome: str = "", disk: Path | None = None) -> Iterator[Path]:
+    """A new subfolder of `root` for one writer, removed on exit. An error of
+    a full disk raised inside (or making it) becomes one `DiskFullError`
+    line saying what was being done (`doing`), which disk is full (the one
+    holding `disk`, default `root`) and `outcome`."""
+    _remove_stale(root)
+    disk = root if disk is None else disk
+    with _disk_full_named(doing, disk, outcome):
+        folder = _make_private(root, label)
+    try:
+        with _disk_full_named(doing, disk, outcome):
+            yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):

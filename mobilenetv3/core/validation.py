@@ -241,3 +241,30 @@ def check_class_labels(
                 f"{source} holds {kind} {value.item()!r} at {where or 'its only element'}; class labels must be "
                 f"{allowed}."
             )
+
+
+def check_job_arguments(job_addresses: str | Sequence[str], num_processes: Any, process_id: Any,
+                        timeout_s: Any) -> list[str]:
+    """Check the arguments of a multi-process job
+    (`mobilenetv3.training.distributed.join_data_parallel`) without starting
+    anything; return the `host:port` addresses as a list.
+
+    Example:
+
+    ```python
+    check_job_arguments("10.0.0.1:7000,10.0.0.2:7000", 2, 0, 900)  # ['10.0.0.1:7000', '10.0.0.2:7000']
+    ```
+    """
+    addresses = job_addresses.split(",") if isinstance(job_addresses, str) else list(job_addresses)
+    addresses = [a.strip() for a in addresses if a.strip()]
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"`job_addresses` must be 'host:port' entries; got {address!r}.")
+    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
+        raise ValueError(f"`num_processes` must be an integer >= 1; got {num_processes!r}.")
+    if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
+        raise ValueError(f"`process_id` must be an integer from 0 to {num_processes - 1}; got {process_id!r}.")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
+        raise ValueError(f"`timeout_s` must be a number of seconds > 0; got {timeout_s!r}.")
+    return addresses

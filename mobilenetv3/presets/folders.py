@@ -22,6 +22,7 @@ from typing import Any
 
 import keras
 
+from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.core.normalization import ImagePolicy
 from mobilenetv3.core.utils import atomic_path
 from mobilenetv3.version import __version__
@@ -343,7 +344,9 @@ def save_preset(
         spec = keras.saving.serialize_keras_object(model)
         spec["weights"] = WEIGHTS_FILE
         (staging / CONFIG_FILE).write_text(json.dumps(spec, indent=4))
-        model.save_weights(str(staging / WEIGHTS_FILE))
+        # HDF5 builds the file in memory: on a full disk the write below fails
+        # with a plain OSError instead of leaving HDF5 half-closed (a segfault).
+        (staging / WEIGHTS_FILE).write_bytes(internals.weights_h5_bytes(model))
         metadata = {
             "keras_version": keras.__version__,
             "mobilenetv3_version": __version__,

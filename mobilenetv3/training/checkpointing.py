@@ -39,6 +39,8 @@ class TrainingState:
         seed: the seed of the data order (epoch `e` is shuffled with a seed
             derived from `seed` and `e`).
         history: per-epoch metrics of the epochs completed so far.
+        settings: the arguments the run was started with (JSON values); a
+            resume compares them with its own (`fine_tune`).
     """
 
     phase: str
@@ -46,6 +48,7 @@ class TrainingState:
     step: int
     seed: int
     history: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _arrays(variables: list) -> dict[str, np.ndarray]:

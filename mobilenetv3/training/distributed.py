@@ -26,6 +26,10 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
+import sys
+import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -34,10 +38,17 @@ import keras
 import numpy as np
 
 from mobilenetv3.core import keras_internals as internals
+from mobilenetv3.core.utils import STALLED_EXIT_CODE
+from mobilenetv3.core.validation import check_job_arguments
 
 T = TypeVar("T")
 
 _ACTIVE: DataParallelJob | None = None
+# A process of a job that makes no progress (no batch, epoch, evaluation or
+# write) for this long is stuck in a collective that a peer never joins: it
+# prints one line and exits with `STALLED_EXIT_CODE`. Long enough for the
+# first step's compilation of a large model on a slow host.
+DEFAULT_TIMEOUT_S = 900.0
 
 
 @dataclasses.dataclass
@@ -55,6 +66,7 @@ class DataParallelJob:
     num_processes: int
     process_id: int
     strategy: Any = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
     @property
     def is_chief(self) -> bool:
@@ -71,17 +83,9 @@ class DataParallelJob:
                 yield
 
 
-def _parse_addresses(job_addresses: str | Sequence[str]) -> list[str]:
-    addresses = job_addresses.split(",") if isinstance(job_addresses, str) else list(job_addresses)
-    addresses = [a.strip() for a in addresses if a.strip()]
-    for address in addresses:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"`job_addresses` must be 'host:port' entries; got {address!r}.")
-    return addresses
-
-
-def join_data_parallel(job_addresses: str | Sequence[str], num_processes: int, process_id: int) -> DataParallelJob:
+def join_data_parallel(
+    job_addresses: str | Sequence[str], num_processes: int, process_id: int, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> DataParallelJob:
     """Join a multi-process data-parallel job (JAX or TensorFlow backend).
 
     Args:
@@ -90,6 +94,10 @@ def join_data_parallel(job_addresses: str | Sequence[str], num_processes: int, p
             coordinator; TensorFlow needs all of them).
         num_processes: number of processes in the job (>= 1).
         process_id: this process's index, 0 to `num_processes - 1`.
+        timeout_s: inside `stall_watchdog` (`fine_tune` uses it), a process
+            that makes no progress for this long (a collective a peer never
+            joins: the peer died, hangs or runs another program) prints one
+            line and exits with `STALLED_EXIT_CODE`.
 
     Returns:
         The `DataParallelJob`; it is also made the active job, which
@@ -106,15 +114,15 @@ def join_data_parallel(job_addresses: str | Sequence[str], num_processes: int, p
     ```
     """
     global _ACTIVE
-    addresses = _parse_addresses(job_addresses)
-    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-        raise ValueError(f"`num_processes` must be an integer >= 1; got {num_processes!r}.")
-    if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
-        raise ValueError(f"`process_id` must be an integer from 0 to {num_processes - 1}; got {process_id!r}.")
+    addresses = check_job_arguments(job_addresses, num_processes, process_id, timeout_s)
     backend = keras.backend.backend()
     strategy = None
     if backend == "jax":
         keras.distribution.initialize(addresses[0], num_processes, process_id)
+        if threading.current_thread() is threading.main_thread():
+            # JAX's preemption notifier takes SIGTERM (and then only records
+            # it): a process stuck in a collective could not be terminated.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
     elif backend == "tensorflow":
         if len(addresses) != num_processes:
@@ -132,8 +140,100 @@ def join_data_parallel(job_addresses: str | Sequence[str], num_processes: int, p
         raise ValueError(
             f"Multi-process data parallelism needs the 'jax' or 'tensorflow' backend; got {backend!r}."
         )
-    _ACTIVE = DataParallelJob(addresses, num_processes, process_id, strategy)
+    _ACTIVE = DataParallelJob(addresses, num_processes, process_id, strategy, float(timeout_s))
     return _ACTIVE
+
+
+def num_processes() -> int:
+    """The number of processes of the active job (1 without a job)."""
+    return 1 if _ACTIVE is None else _ACTIVE.num_processes
+
+
+class _Progress:
+    """The last progress of this process: when, and what it was."""
+
+    def __init__(self) -> None:
+        self.time, self.what, self.lock = time.monotonic(), "starting", threading.Lock()
+
+    def mark(self, what: str) -> None:
+        with self.lock:
+            self.time, self.what = time.monotonic(), what
+
+    def since(self) -> tuple[float, str]:
+        with self.lock:
+            return time.monotonic() - self.time, self.what
+
+
+_PROGRESS = _Progress()
+
+
+def heartbeat(what: str) -> None:
+    """Record progress for `stall_watchdog` (`what`: where this process is)."""
+    _PROGRESS.mark(what)
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Calls `heartbeat` at every training and evaluation batch of `fit`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+        heartbeat(f"epoch {epoch}, starting")
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        heartbeat(f"epoch {self.epoch}, after training batch {batch + 1}")
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        heartbeat(f"epoch {self.epoch}, after validation batch {batch + 1}")
+
+
+@contextlib.contextmanager
+def stall_watchdog(hint: str = "") -> Iterator[None]:
+    """In a JAX job of several processes, end this process when it makes no
+    progress (`heartbeat`) for the job's `timeout_s`: a collective that a
+    peer never joins (it died, hangs, or runs another program) would
+    otherwise wait forever. One line goes to stderr, naming this process,
+    how long it waited and where it was, followed by `hint` (e.g. how to
+    resume); then the process exits with `STALLED_EXIT_CODE` (its main
+    thread is blocked inside the runtime, so nothing else can end it).
+    Without such a job it does nothing.
+
+    Example:
+
+    ```python
+    with stall_watchdog():
+        model.fit(data, callbacks=[ProgressCallback()])
+    ```
+    """
+    job = _ACTIVE
+    if not _jax_job() or job is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(min(5.0, job.timeout_s / 4)):
+            idle, what = _PROGRESS.since()
+            if idle >= job.timeout_s:
+                sys.stderr.write(
+                    f"mobilenetv3: error: process {job.process_id} of the {job.num_processes}-process job made no "
+                    f"progress for {idle:.0f} s ({what}): a collective is stuck because a peer process died, hangs "
+                    f"or runs a different program; stopping this process{hint}\n"
+                )
+                sys.stderr.flush()
+                os._exit(STALLED_EXIT_CODE)
+
+    heartbeat("starting")
+    thread = threading.Thread(target=watch, name="mobilenetv3-stall-watchdog", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def active_job() -> DataParallelJob | None:

@@ -13,7 +13,11 @@ The workflow of the Keras transfer-learning guide, for MobileNetV3:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shutil
+import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.core.architectures import block_index
 from mobilenetv3.core.images import IMAGE_SUFFIXES
 from mobilenetv3.core.normalization import ImagePolicy
-from mobilenetv3.core.utils import check_positive_int
+from mobilenetv3.core.utils import DiskFullError, check_positive_int
 from mobilenetv3.nets.backbone import MobileNetV3Backbone
 from mobilenetv3.presets import folders, loader
 from mobilenetv3.tasks import MobileNetV3ImageClassifier
@@ -437,10 +441,16 @@ def fine_tune(
     if resume and checkpoint_dir is None:
         raise ValueError("`resume=True` needs `checkpoint_dir` (the folder the checkpoint was written to).")
     distributed.check_fit_supported()
+    processes = distributed.num_processes()
+    if batch_size % processes:
+        raise ValueError(
+            f"`batch_size` {batch_size} must be a multiple of the job's {processes} processes "
+            "(each process trains an equal share of every global batch)."
+        )
     image_size = tuple(int(v) for v in image_size)
     examples, validation, class_names = _image_folder_examples(data_dir, image_size, validation_split, seed)
-    validation = shard_by_data(validation.batch(batch_size).prefetch(tf_autotune()))
-    epochs = _EpochData(examples, batch_size, seed, augment)
+    validation = shard_by_data(_validation_batches(validation, batch_size, pad=processes > 1).prefetch(tf_autotune()))
+    epochs = _EpochData(examples, batch_size, seed, augment, drop_remainder=processes > 1)
     keras.utils.set_random_seed(seed)
     with distributed.active_scope():
         model = build_classifier(
@@ -462,26 +472,38 @@ def fine_tune(
         callbacks = list(callbacks)
         if train_batchnorm:
             callbacks.append(_CalibrateBeforeValidation(model.backbone, epochs))
-        run = _Run(model, epochs, validation, checkpoint_dir, checkpoint_every_steps, callbacks, verbose)
+        settings = {
+            "data_dir": str(Path(data_dir).resolve()), "data": {"classes": class_names, "images": epochs.count},
+            "preset": str(preset), "image_size": image_size, "batch_size": batch_size, "head_epochs": head_epochs,
+            "fine_tune_epochs": fine_tune_epochs, "unfreeze_blocks": unfreeze_blocks,
+            "train_batchnorm": train_batchnorm, "head_learning_rate": head_learning_rate,
+            "fine_tune_learning_rate": fine_tune_learning_rate, "weight_decay": weight_decay, "dropout": dropout,
+            "drop_path_rate": drop_path_rate, "dtype": None if dtype is None else str(dtype), "augment": augment,
+            "validation_split": validation_split, "seed": seed, "bn_momentum": bn_momentum,
+            "sync_batchnorm": sync_batchnorm, "processes": distributed.num_processes(),
+        }
+        run = _Run(model, epochs, validation, checkpoint_dir, checkpoint_every_steps, callbacks, verbose, settings)
         run.total_epochs = head_epochs + fine_tune_epochs
         state = run.resume_state() if resume else None
 
         freeze_backbone(model.backbone)
         _compile(model, head_learning_rate, weight_decay)
-        head = run.phase("head", 0, head_epochs, state)
-        fine_history: dict[str, list[float]] = {}
-        if fine_tune_epochs:
-            unfreeze_top_blocks(model.backbone, unfreeze_blocks, train_batchnorm)
-            saved_momentum = _set_batchnorm_momentum(model.backbone, bn_momentum if train_batchnorm else None)
-            _compile(model, fine_tune_learning_rate, weight_decay)
-            fine_history = run.phase("fine_tune", head_epochs, head_epochs + fine_tune_epochs, state)
-            _restore_batchnorm_momentum(saved_momentum)
-            if train_batchnorm:
-                calibrate_batchnorm(model.backbone, epochs.batches(0))
-        check_finite_weights(model, out)
-        val_accuracy = float(model.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
-    if out is not None:
-        distributed.run_on_chief(lambda: save_classifier(model, out, class_names))  # every process calls
+        with distributed.stall_watchdog():
+            head = run.phase("head", 0, head_epochs, state)
+            fine_history: dict[str, list[float]] = {}
+            if fine_tune_epochs:
+                unfreeze_top_blocks(model.backbone, unfreeze_blocks, train_batchnorm)
+                saved_momentum = _set_batchnorm_momentum(model.backbone, bn_momentum if train_batchnorm else None)
+                _compile(model, fine_tune_learning_rate, weight_decay)
+                fine_history = run.phase("fine_tune", head_epochs, head_epochs + fine_tune_epochs, state)
+                _restore_batchnorm_momentum(saved_momentum)
+                if train_batchnorm:
+                    calibrate_batchnorm(model.backbone, epochs.batches(0))
+            check_finite_weights(model, out)
+            val_accuracy = float(model.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
+            distributed.heartbeat("evaluated; writing the classifier")
+            if out is not None:
+                distributed.run_on_chief(lambda: _save_or_rescue(model, out, class_names))  # every process calls
     return FineTuneResult(model, class_names, head, fine_history, val_accuracy)
 
 
@@ -517,18 +539,55 @@ def _image_folder_examples(
 
     return dataset(order[:-held_out]), dataset(order[-held_out:]), class_names
 
+
+def _validation_batches(examples: Any, batch_size: int, pad: bool) -> Any:
+    """Validation batches; with `pad` (a multi-process job) the last one is
+    padded to `batch_size` with blank examples of sample weight 0, so every
+    process gets an equal share of every batch (an uneven or missing share
+    leaves the others waiting in the step's collective forever). Accuracy is
+    exact (weight 0 examples do not count); the loss, averaged over whole
+    batches, reads low by the padded fraction."""
+    if not pad:
+        return examples.batch(batch_size)
+    import tensorflow as tf
+
+    missing = -int(examples.cardinality()) % batch_size
+    weighted = examples.map(lambda image, label: (image, label, tf.constant(1.0)))
+    image_spec, label_spec = examples.element_spec
+    blank = (tf.zeros(image_spec.shape, image_spec.dtype), tf.zeros(label_spec.shape, label_spec.dtype), tf.constant(0.0))
+    padding = tf.data.Dataset.from_tensors(blank).repeat(missing)
+    return weighted.concatenate(padding).batch(batch_size, drop_remainder=True)
+
+
 class _EpochData:
     """The training batches of each epoch, in an order fixed by (seed, epoch):
-    a resumed run sees the same batches as an uninterrupted one."""
+    a resumed run sees the same batches as an uninterrupted one.
 
-    def __init__(self, examples: Any, batch_size: int, seed: int, augment: bool) -> None:
+    With `drop_remainder` (a multi-process job) the last incomplete batch
+    of each epoch is left out, so that every process runs the same number of
+    equal steps: an uneven share of a batch (or none) leaves the others
+    waiting forever in the step's collective. Dropping, rather than padding
+    or masking, keeps BatchNorm's batch statistics and the loss scale those
+    of real examples; each epoch is shuffled anew, so the examples left out
+    change from epoch to epoch.
+    """
+
+    def __init__(self, examples: Any, batch_size: int, seed: int, augment: bool, drop_remainder: bool = False) -> None:
         self.examples, self.batch_size, self.seed, self.augment = examples, batch_size, seed, augment
-        count = int(examples.cardinality())
-        self.steps_per_epoch = -(-count // batch_size) if count > 0 else 0
+        self.drop_remainder = drop_remainder
+        count = self.count = int(examples.cardinality())
+        if drop_remainder and 0 < count < batch_size:
+            raise ValueError(
+                f"The {count} training images do not fill one global batch of {batch_size}: in a multi-process "
+                "job each epoch trains whole global batches only; lower `batch_size` or add images."
+            )
+        steps = count // batch_size if drop_remainder else -(-count // batch_size)
+        self.steps_per_epoch = steps if count > 0 else 0
 
     def batches(self, epoch: int, skip: int = 0) -> Any:
         epoch_seed = self.seed * 1_000_003 + epoch
-        data = self.examples.shuffle(1024, seed=epoch_seed, reshuffle_each_iteration=False).batch(self.batch_size)
+        data = self.examples.shuffle(1024, seed=epoch_seed, reshuffle_each_iteration=False)
+        data = data.batch(self.batch_size, drop_remainder=self.drop_remainder)
         if self.augment:
             augmentation = keras.Sequential(
                 [
@@ -576,8 +635,9 @@ _PHASES = ("head", "fine_tune")
 class _Run:
     """Runs `fit` one epoch at a time, checkpointing and resuming."""
 
-    def __init__(self, model, epochs, validation, checkpoint_dir, every_steps, callbacks, verbose) -> None:  # noqa: ANN001
+    def __init__(self, model, epochs, validation, checkpoint_dir, every_steps, callbacks, verbose, settings) -> None:  # noqa: ANN001
         self.model, self.epochs, self.validation = model, epochs, validation
+        self.settings = json.loads(json.dumps(settings))  # as the checkpoint records them
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.every_steps, self.callbacks, self.verbose = every_steps, callbacks, verbose
         self.history: dict[str, dict[str, list[float]]] = {}
@@ -593,6 +653,7 @@ class _Run:
         if state is not None:
             if state.seed != self.epochs.seed:
                 raise ValueError(f"The checkpoint was written with seed {state.seed}; got `seed={self.epochs.seed}`.")
+            _check_resumed_settings(self.checkpoint_dir, state.settings, self.settings)
             self.history = state.history
         return state
 
@@ -607,8 +668,8 @@ class _Run:
                 checkpointing.restore_checkpoint(self.checkpoint_dir, self.model)
                 start, skip = resumed.epoch, resumed.step
         for epoch in range(start, last):
-            state = checkpointing.TrainingState(name, epoch, skip, self.epochs.seed, self.history)
-            callbacks = list(self.callbacks)
+            state = checkpointing.TrainingState(name, epoch, skip, self.epochs.seed, self.history, self.settings)
+            callbacks = [*self.callbacks, distributed.ProgressCallback()]
             if self.checkpoint_dir is not None:
                 callbacks.append(
                     checkpointing.CheckpointCallback(
@@ -632,7 +693,9 @@ class _Run:
             skip = 0
             if self.checkpoint_dir is not None:  # every process: the chief writes
                 checkpointing.save_checkpoint(
-                    self.checkpoint_dir, self.model, checkpointing.TrainingState(name, epoch + 1, 0, self.epochs.seed, self.history)
+                    self.checkpoint_dir,
+                    self.model,
+                    checkpointing.TrainingState(name, epoch + 1, 0, self.epochs.seed, self.history, self.settings),
                 )
         return history
 
@@ -653,6 +716,32 @@ class _LabelledProgress(keras.callbacks.ProgbarLogger):
         super().on_epoch_begin(epoch, logs)
 
 
+# Settings a resume may change: more or fewer fine-tuning epochs only extend
+# or shorten the last phase (the epochs already trained are the same).
+_RESUMABLE_CHANGES = ("fine_tune_epochs",)
+
+
+def _check_resumed_settings(folder: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse a resume whose settings differ from those the checkpoint was
+    started with (one line naming each change, old -> new); the data folder
+    may move as long as it holds the same classes and image count. A change
+    in `_RESUMABLE_CHANGES` is allowed and named in a warning. Checkpoints
+    written before settings were recorded are not checked."""
+    changed = [
+        f"{key} {saved[key]!r} -> {current.get(key)!r}"
+        for key in saved
+        if saved[key] != current.get(key) and not (key == "data_dir" and saved["data"] == current["data"])
+    ]
+    refused = [change for change in changed if change.split(" ", 1)[0] not in _RESUMABLE_CHANGES]
+    if refused:
+        raise ValueError(
+            f"The checkpoint in {str(folder)!r} was started with other settings: {'; '.join(refused)}. Resume with "
+            "the original settings, or start a new run in another checkpoint folder."
+        )
+    if changed:
+        warnings.warn(f"Resuming {str(folder)!r} with {'; '.join(changed)}.", stacklevel=3)
+
+
 def _set_batchnorm_momentum(backbone: MobileNetV3Backbone, momentum: float | None) -> list[tuple[Any, float]]:
     """Set the momentum of the trainable BatchNorm layers; returns the old values."""
     if momentum is None:
@@ -670,6 +759,29 @@ def _set_batchnorm_momentum(backbone: MobileNetV3Backbone, momentum: float | Non
 def _restore_batchnorm_momentum(saved: list[tuple[Any, float]]) -> None:
     for layer, momentum in saved:
         layer.momentum = momentum
+
+
+def _save_or_rescue(model: MobileNetV3ImageClassifier, out: str | os.PathLike, class_names: Sequence[str]) -> None:
+    """`save_classifier`; when `out`'s disk is full, the trained classifier
+    goes to a new folder under `$TMPDIR` instead (another filesystem, as a
+    rule) and the `DiskFullError` says where: hours of training are not lost
+    to a full disk at the last write."""
+    try:
+        save_classifier(model, out, class_names)
+    except DiskFullError as error:
+        rescue = Path(tempfile.mkdtemp(prefix="mobilenetv3-unsaved-")) / Path(out).name
+        try:
+            save_classifier(model, rescue, class_names)
+        except OSError as second:
+            shutil.rmtree(rescue.parent, ignore_errors=True)
+            raise DiskFullError(
+                f"{error} The trained classifier could not be written to {str(rescue.parent)!r} either ({second}); "
+                "it is lost unless a checkpoint holds it."
+            ) from None
+        raise DiskFullError(
+            f"{error} The trained classifier was written to {str(rescue)!r} instead: move it to {str(out)!r} "
+            "once there is room."
+        ) from None
 
 
 def save_classifier(model: MobileNetV3ImageClassifier, path: str | os.PathLike, class_names: Sequence[str]) -> None:

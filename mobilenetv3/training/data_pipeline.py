@@ -14,7 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+from mobilenetv3.core.images import IMAGE_SUFFIXES as _READABLE
+
+# The files `tf.io.decode_image` decodes (of those the package reads).
+IMAGE_SUFFIXES = tuple(suffix for suffix in _READABLE if suffix in (".png", ".jpg", ".jpeg", ".bmp", ".gif"))
 
 
 def list_image_folder(data_dir: str | os.PathLike) -> tuple[list[str], list[int], list[str]]:

@@ -202,11 +202,17 @@ def load_image_folder(
     train, validation, class_names = _image_folder_examples(data_dir, image_size, validation_split, seed)
     train = train.shuffle(1024, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     if augment:
-        augmentation = keras.Sequential(
-            [keras.layers.RandomFlip("horizontal", seed=seed), keras.layers.RandomTranslation(0.1, 0.1, seed=seed)]
-        )
-        train = train.map(lambda images, labels: (augmentation(images, training=True), labels))
+        train = _augmented(train, seed)
     return train, validation.batch(batch_size), class_names
+
+
+def _augmented(batches: Any, seed: int) -> Any:
+    """`batches` with random left-right flips and shifts (up to 10%) of the
+    images, drawn from `seed`."""
+    augmentation = keras.Sequential(
+        [keras.layers.RandomFlip("horizontal", seed=seed), keras.layers.RandomTranslation(0.1, 0.1, seed=seed)]
+    )
+    return batches.map(lambda images, labels: (augmentation(images, training=True), labels))
 
 
 def _read_class_folders(folder: Path, class_names: list[str], size: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -589,13 +595,7 @@ class _EpochData:
         data = self.examples.shuffle(1024, seed=epoch_seed, reshuffle_each_iteration=False)
         data = data.batch(self.batch_size, drop_remainder=self.drop_remainder)
         if self.augment:
-            augmentation = keras.Sequential(
-                [
-                    keras.layers.RandomFlip("horizontal", seed=epoch_seed),
-                    keras.layers.RandomTranslation(0.1, 0.1, seed=epoch_seed),
-                ]
-            )
-            data = data.map(lambda images, labels: (augmentation(images, training=True), labels))
+            data = _augmented(data, epoch_seed)
         return shard_by_data(data.skip(skip).prefetch(tf_autotune()))
 
 

@@ -313,7 +313,7 @@ def test_trains_on_generated_shapes_longer():
 def test_build_model_gives_a_registered_detector(ported):
     _, ours = ported
     assert isinstance(ours, MobileNetV3ObjectDetector) and ours.kind == "detector"
-    assert loader.MODEL_CLASSES["detector"] is MobileNetV3ObjectDetector
+    assert loader.model_class("detector") is MobileNetV3ObjectDetector
     assert ours.num_classes == 91 and ours.image_size == (320, 320)
 
 

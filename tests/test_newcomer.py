@@ -190,7 +190,10 @@ def _error(capsys, *argv: str) -> str:
 
 
 def test_cli_messages_speak_in_flags_and_name_the_right_presets(capsys, tmp_path):
+    from PIL import Image
+
     image = tmp_path / "x.png"
+    Image.new("RGB", (40, 40)).save(image)  # the image exists: the preset is what is wrong
     message = _error(capsys, "predict", "--preset", "mobilenet_v3_small", str(image))
     assert "num_classes" not in message and "mobilenet_v3_small_imagenet_classifier" in message
     message = _error(capsys, "predict", "--preset", "no_such_preset", str(image))

@@ -116,13 +116,13 @@ def _reader(format: str) -> Any:
 def load_into(model: keras.Model, checkpoint: Checkpoint) -> None:
     """Assign a checkpoint to a backbone or task model, checking every tensor.
 
-    Every variable of the model must be in the checkpoint, and every tensor
-    of the checkpoint must be used, except that a bare backbone (a model
-    with no `num_classes`) takes the backbone of a task checkpoint, whose
-    head tensors it skips.
+    Every variable of the model must be in the checkpoint. A task model uses
+    every tensor of the checkpoint; a bare backbone (a model with no
+    `num_classes`) takes the backbone part of a checkpoint that has more (a
+    classifier's or an embedder's head) and skips the rest.
     """
-    backbone_of_task = getattr(model, "num_classes", None) is None and checkpoint.kind != "backbone"
-    canonical.assign(model, checkpoint.tensors, source=checkpoint.source, allow_unused=("",) if backbone_of_task else ())
+    bare_backbone = getattr(model, "num_classes", None) is None
+    canonical.assign(model, checkpoint.tensors, source=checkpoint.source, allow_unused=("",) if bare_backbone else ())
 
 
 __all__ = ["Checkpoint", "FORMATS", "WeightsFileError", "WeightsMismatchError", "detect_format", "load_into", "read"]

@@ -336,7 +336,7 @@ def _long_job(tmp_path: Path, timeout_s: int) -> tuple[list[str], Path]:
 # a C++ stack) or it waits in a collective until the stall watchdog ends it;
 # either way its last line says what happened and gives the command that
 # resumes from the checkpoint. Measured on the shared 2-core box: 75 s.
-@pytest.mark.slow
+@pytest.mark.heavy  # 30-110 s of two JAX processes each: opt-in (`pytest -m heavy`), not in CI
 def test_jax_job_survivor_of_a_killed_peer_says_how_to_resume(tmp_path):
     common, checkpoint = _long_job(tmp_path, timeout_s=40)
     processes = _start_cli_job(common)
@@ -355,7 +355,7 @@ def test_jax_job_survivor_of_a_killed_peer_says_how_to_resume(tmp_path):
 # A peer that hangs (SIGSTOP): the survivor waits in a collective; the stall
 # watchdog ends it after --job-timeout with one line, and the command's line
 # says how to resume. Measured on the shared 2-core box: 70 s.
-@pytest.mark.slow
+@pytest.mark.heavy  # 30-110 s of two JAX processes each: opt-in (`pytest -m heavy`), not in CI
 def test_jax_job_stuck_collective_ends_with_the_watchdog_line(tmp_path):
     common, checkpoint = _long_job(tmp_path, timeout_s=15)
     processes = _start_cli_job(common)

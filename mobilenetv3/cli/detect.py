@@ -4,6 +4,7 @@ Example:
 
 ```
 mobilenetv3 detect --preset my_ssdlite_preset photo.jpg street.png --out detections/
+mobilenetv3 detect --preset my_ssdlite_preset photos/ --output boxes.jsonl --bounding-box-format xywh
 ```
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mobilenetv3.cli import add_weights_args, image_files, load_task
+from mobilenetv3.serving import batch_predict
 
 DEFAULT_SCORE_THRESHOLD = 0.3
 DEFAULT_MAX_DETECTIONS = 20
@@ -31,12 +33,15 @@ def register(subparsers: Any) -> None:
             "Run a detector preset (a MobileNetV3ObjectDetector folder, e.g. one written by "
             "`mobilenetv3 convert` from torchvision's SSDLite, or by `mobilenetv3 train --task "
             "detect`) on each IMAGE at its own size, print the detections and write "
-            "OUT/<image name>.png with each box, its class name and score drawn."
+            "OUT/<image name>.png with each box, its class name and score drawn. With --output instead of "
+            "--out, batch mode: one JSONL/CSV row of boxes (in --bounding-box-format), labels and scores per "
+            "image, resumable, with --shard and --runtime (see `mobilenetv3 predict --help`)."
         ),
     )
     parser.add_argument("--preset", required=True, help="detector preset folder, name or handle")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads) or folders of them")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the annotated PNGs")
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help="image files (any format PIL reads), folders of them or quoted glob patterns")
+    parser.add_argument("--out", metavar="DIR", help="folder for the annotated PNGs (or --output)")
     parser.add_argument(
         "--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
         help=f"keep detections scoring above this, in [0, 1] (default {DEFAULT_SCORE_THRESHOLD})",
@@ -46,6 +51,7 @@ def register(subparsers: Any) -> None:
         help=f"detections kept per image (default {DEFAULT_MAX_DETECTIONS})",
     )
     add_weights_args(parser)
+    batch_predict.add_batch_arguments(parser, "detector")
     parser.set_defaults(func=run)
 
 
@@ -57,10 +63,15 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.score_threshold <= 1:
         raise ValueError(f"--score-threshold must be in [0, 1]; got {args.score_threshold}.")
     check_positive_int("--max-detections", args.max_detections)
-    files = image_files(args.images)
+    if (args.out is None) == (args.output is None):
+        raise ValueError("Give one of --out DIR (draw the boxes) or --output FILE.jsonl|.csv (batch mode).")
+    batch = batch_predict.check_batch_arguments(args, "detector")
+    files = image_files(args.images) if batch is None else batch
     head_args = {"score_threshold": args.score_threshold, "max_detections": args.max_detections,
                  "bounding_box_format": "xyxy"}
     model = load_task(args, "detector", head_args)
+    if batch is not None:
+        return batch_predict.run_batch(args, model, batch)
     names = getattr(model, "class_names", None)
     pictures = [images.read_rgb(path) for path in files]  # every file readable before any output
     out = Path(args.out)

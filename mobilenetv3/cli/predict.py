@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mobilenetv3.cli import add_weights_args, image_files, load_task
+from mobilenetv3.serving import batch_predict
 
 TOP = 5
 
@@ -20,7 +21,10 @@ def register(subparsers: Any) -> None:
         help="classify images with an ImageNet classifier preset",
         description=(
             "Print the top classes of each image, preparing the images as the preset's "
-            "weights expect (resize/crop and pixel scaling recorded with the preset)."
+            "weights expect (resize/crop and pixel scaling recorded with the preset). With --output, "
+            "batch mode: any number of images (folders recursively, quoted globs, --files-from), decoded in "
+            "parallel, on any --runtime, one JSONL/CSV row per image (top classes and scores), resumable, "
+            "with --shard to split the set across processes; unreadable images get an error row."
         ),
     )
     parser.add_argument(
@@ -28,9 +32,11 @@ def register(subparsers: Any) -> None:
         required=True,
         help="classifier preset name (e.g. mobilenet_v3_large_imagenet_classifier), preset folder or handle",
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads) or folders of them")
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help="image files (any format PIL reads), folders of them or quoted glob patterns")
     add_weights_args(parser)
     parser.add_argument("--top", type=int, default=TOP, help=f"classes to print per image (default {TOP})")
+    batch_predict.add_batch_arguments(parser, "classifier")
     parser.set_defaults(func=run)
 
 
@@ -39,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from mobilenetv3 import presets
     from mobilenetv3.presets import preprocessing
 
-    files = image_files(args.images)
+    batch = batch_predict.check_batch_arguments(args, "classifier")
+    files = image_files(args.images) if batch is None else batch
     classifiers = sorted(presets.classifier_presets())
     if not _is_path_or_handle(args.preset) and args.preset not in presets.all_presets():
         raise ValueError(f"Unknown preset {args.preset!r}. Classifier presets: {classifiers}; or a classifier "
@@ -48,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         f"It has no classes to predict. Use a classifier preset ({classifiers}), or train one on your images "
         "with `mobilenetv3 train DATA_DIR --preset PRESET --out FOLDER`."
     ))
+    if batch is not None:
+        return batch_predict.run_batch(args, model, batch)
     policy = preprocessing.preprocessing_for_model(model)
     images = preprocessing.load_images(files, policy)
     if not model.backbone.include_rescaling:

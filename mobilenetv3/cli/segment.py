@@ -4,6 +4,7 @@ Example:
 
 ```
 mobilenetv3 segment --preset my_lraspp_preset photo.jpg --out overlay.png
+mobilenetv3 segment --preset my_lraspp_preset photos/ --output masks.jsonl --masks-dir masks/
 ```
 """
 
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from mobilenetv3.cli import add_weights_args, image_files, load_task
+from mobilenetv3.serving import batch_predict
+from mobilenetv3.serving.batch_predict import palette
 
 # --out suffix -> the PIL format written.
 OUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
@@ -32,12 +35,15 @@ def register(subparsers: Any) -> None:
             "Run a segmentation preset (a preset folder holding a MobileNetV3ImageSegmenter, "
             "e.g. one written by `mobilenetv3 convert` from torchvision's LR-ASPP) on IMAGE at "
             "its own size and write the image with each class in its own colour "
-            "(background, class 0, is left as is)."
+            "(background, class 0, is left as is). With --output and --masks-dir instead of --out, batch "
+            "mode: a mask PNG per image and one JSONL/CSV row (mask path, class pixel counts) per image, "
+            "resumable, with --shard and --runtime (see `mobilenetv3 predict --help`)."
         ),
     )
     parser.add_argument("--preset", required=True, help="segmenter preset folder or handle")
-    parser.add_argument("image", metavar="IMAGE", help="image file (any format PIL reads)")
-    parser.add_argument("--out", required=True, metavar="OVERLAY.png",
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help="an image file (any format PIL reads); with --output, any files, folders or patterns")
+    parser.add_argument("--out", metavar="OVERLAY.png",
                         help=f"where to write the overlay; its suffix names the format ({', '.join(OUT_FORMATS)})")
     parser.add_argument(
         "--opacity",
@@ -46,6 +52,7 @@ def register(subparsers: Any) -> None:
         help=f"mask opacity in [0, 1] (default {DEFAULT_OPACITY})",
     )
     add_weights_args(parser)
+    batch_predict.add_batch_arguments(parser, "segmenter")
     parser.set_defaults(func=run)
 
 
@@ -58,6 +65,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.opacity <= 1:
         raise ValueError(f"`--opacity` must be in [0, 1]; got {args.opacity}.")
+    if (args.out is None) == (args.output is None):
+        raise ValueError("Give one of --out OVERLAY.png (one image) or --output FILE.jsonl|.csv (batch mode).")
+    batch = batch_predict.check_batch_arguments(args, "segmenter")
+    if batch is not None:
+        return batch_predict.run_batch(args, load_task(args, "segmenter"), batch)
+    if len(args.images) != 1:
+        raise ValueError(f"--out overlays one IMAGE; got {len(args.images)}. For many, use --output and --masks-dir.")
+    args.image = args.images[0]
     out_format = _out_format(args.out)
     image_files([args.image])
     model = load_task(args, "segmenter")
@@ -93,19 +108,6 @@ def predict_mask(model: Any, pixels: np.ndarray) -> np.ndarray:
     """
     scores = model.predict(pixels[None], verbose=0)[0]
     return np.argmax(scores, axis=-1).astype("int32")
-
-
-def palette(num_classes: int) -> np.ndarray:
-    """Distinct RGB colours per class (PASCAL VOC's bit-interleaved scheme)."""
-    colors = np.zeros((num_classes, 3), "uint8")
-    for label in range(num_classes):
-        value, shift = label, 7
-        while value:
-            for channel in range(3):
-                colors[label, channel] |= ((value >> channel) & 1) << shift
-            value >>= 3
-            shift -= 1
-    return colors
 
 
 def overlay_mask(image: np.ndarray, mask: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:

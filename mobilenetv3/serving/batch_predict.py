@@ -31,7 +31,8 @@ from mobilenetv3.serving import batch_predict, predictor
 
 model = MobileNetV3ImageClassifier.from_preset("my_classifier/")
 files = batch_predict.collect_files(["photos/", "more/*.jpg"])
-summary = batch_predict.predict_files(predictor.open_predictor(model), files, "rows.jsonl")
+with predictor.open_predictor(model, "onnxruntime") as opened:
+    summary = batch_predict.predict_files(opened, files, "rows.jsonl", shard=(1, 2))
 ```
 """
 
@@ -599,14 +600,14 @@ def run_batch(args: Any, model: Any, files: list[str]) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    batch_size = args.batch_size or DEFAULT_BATCH_SIZE
-    predictor = open_predictor(model, args.runtime or "keras", batch_size=batch_size, log=log)
-    summary = predict_files(
-        predictor, files, args.output, batch_size=batch_size, workers=args.workers,
-        shard=parse_shard(args.shard) if args.shard else (1, 1), top_k=getattr(args, "top", None) or DEFAULT_TOP_K,
-        bounding_box_format=getattr(args, "bounding_box_format", None) or "xyxy",
-        masks_dir=getattr(args, "masks_dir", None), log=print,
-    )
+    with open_predictor(model, args.runtime or "keras", log=log) as predictor:
+        summary = predict_files(
+            predictor, files, args.output, batch_size=args.batch_size or DEFAULT_BATCH_SIZE, workers=args.workers,
+            shard=parse_shard(args.shard) if args.shard else (1, 1),
+            top_k=getattr(args, "top", None) or DEFAULT_TOP_K,
+            bounding_box_format=getattr(args, "bounding_box_format", None) or "xyxy",
+            masks_dir=getattr(args, "masks_dir", None), log=print,
+        )
     for path in summary["error_files"][:20]:
         print(f"  unreadable: {path}")
     if summary["errors"] > 20:

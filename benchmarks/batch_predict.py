@@ -10,7 +10,8 @@ MobileNetV3-Small 224 ImageNet classifier (random weights: speed only):
 - `predict_files` (decode + preprocess + model + JSONL rows, fsync'd per
   batch) on each installed runtime (keras, onnxruntime, litert, openvino);
 - a plain Python loop over the files: `load_image` then Keras
-  `model.predict` on one image, one row written per image;
+  `model.predict` on one image, one row written per image (`--loop-images N`
+  times it on the first N files only: its rate is per image);
 - torchvision: a `DataLoader` (2 worker processes, the same squash to 224)
   feeding eager `mobilenet_v3_small` under `torch.inference_mode`, rows
   written the same way.
@@ -189,6 +190,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--loop-images", type=int, default=None,
+                        help="time the per-image Keras loop on the first N files only (default all: it is slow)")
     parser.add_argument("--runtimes", default="keras,onnxruntime,litert,openvino",
                         help="comma-separated; those not installed are skipped")
     args = parser.parse_args()
@@ -210,7 +213,9 @@ def main() -> None:
                 continue
             rows.append(time_runtime(model, runtime, files, folder, args.batch_size, args.repeats))
             print(f"{rows[-1]['name']}: {statistics.median(rows[-1]['rates']):.1f} images/s", file=sys.stderr)
-        rows.append(time_keras_loop(model, files, folder, args.repeats))
+        rows.append(time_keras_loop(model, files[: args.loop_images], folder, args.repeats))
+        if args.loop_images:
+            rows[-1]["name"] += f" (first {len(files[: args.loop_images])} files)"
         torch_row = time_torchvision(files, folder, args.batch_size, args.repeats)
         if torch_row:
             rows.append(torch_row)

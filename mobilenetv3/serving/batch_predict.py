@@ -234,8 +234,9 @@ class _Rows:
     """Turns one `Predictor.run` result into a row dict for a task."""
 
     def __init__(self, kind: str, class_names: Sequence[str] | None, top_k: int, box_format: str,
-                 masks_dir: Path | None, root: str) -> None:
+                 masks_dir: Path | None, root: str, num_classes: int | None = None) -> None:
         self.kind, self.class_names, self.top_k, self.box_format = kind, class_names, top_k, box_format
+        self.num_classes = num_classes or (len(class_names) if class_names else None)
         self.masks_dir, self.root = masks_dir, root
         self._names: list[str] | None = None
 
@@ -273,7 +274,7 @@ class _Rows:
                     "scores": [_float(v) for v in np.asarray(result["scores"]).reshape(-1)]}
         mask = np.asarray(result["mask"])
         target = self.mask_path(path)
-        num_classes = len(self.class_names) if self.class_names else int(mask.max(initial=0)) + 1
+        num_classes = max(self.num_classes or 0, int(mask.max(initial=0)) + 1)
         write_mask(target, mask, num_classes)
         counts = np.bincount(mask.reshape(-1).astype("int64"), minlength=num_classes)
         return {"path": path, "height": int(mask.shape[0]), "width": int(mask.shape[1]), "mask": str(target),
@@ -335,29 +336,26 @@ def read_done(output: str | os.PathLike, columns: list[str] | None = None) -> se
     if not path.is_file() or path.stat().st_size == 0:
         return set()
     _drop_torn_line(path)
-    text = path.read_text(encoding="utf-8")
     done: set[str] = set()
-    if output_format(path) == "jsonl":
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                done.add(row["path"])
-            except (ValueError, KeyError, TypeError):
-                raise ValueError(f"--output {str(path)!r}: line {number} is not a prediction row "
-                                 f"({line[:80]!r}); write to another file.") from None
-        return done
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None:
-        return done
-    if columns is not None and header != columns:
-        raise ValueError(f"--output {str(path)!r} holds other columns ({', '.join(header)}) than this run writes "
-                         f"({', '.join(columns)}): another task or --top; write to another file.")
-    for row in reader:
-        if row:
-            done.add(row[0])
+    with open(path, encoding="utf-8", newline="") as handle:
+        if output_format(path) == "jsonl":
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    done.add(json.loads(line)["path"])
+                except (ValueError, KeyError, TypeError):
+                    raise ValueError(f"--output {str(path)!r}: line {number} is not a prediction row "
+                                     f"({line[:80]!r}); write to another file.") from None
+            return done
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return done
+        if columns is not None and header != columns:
+            raise ValueError(f"--output {str(path)!r} holds other columns ({', '.join(header)}) than this run "
+                             f"writes ({', '.join(columns)}): another task or --top; write to another file.")
+        done.update(row[0] for row in reader if row)
     return done
 
 
@@ -485,8 +483,9 @@ def predict_files(
     done = read_done(output, columns if fmt == "csv" else None)
     todo = [path for path in mine if path not in done]
     root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in files]) if files else os.getcwd()
+    num_classes = getattr(getattr(predictor, "model", None), "num_classes", None)
     rows = _Rows(kind, predictor.class_names, top_k, bounding_box_format,
-                 Path(masks_dir) if masks_dir is not None else None, root)
+                 Path(masks_dir) if masks_dir is not None else None, root, num_classes)
     shard_note = f" (shard {shard[0]}/{shard[1]} of {len(files)})" if shard[1] > 1 else ""
     log(f"{len(mine)} images{shard_note}: {len(mine) - len(todo)} already in {output}, {len(todo)} to predict "
         f"on {predictor.runtime}.")

@@ -110,6 +110,7 @@ def _keras_probabilities(model, paths: list[str]) -> np.ndarray:
     return np.asarray(model.predict(preprocessing.load_images(paths, policy), verbose=0))
 
 
+@pytest.mark.slow
 def test_shards_cover_the_set_once_csv_and_jsonl_rows_hold_the_models_scores(work, classifier, small_set):
     common = ["predict", "--preset", "classifier", "small", "--files-from", "list.txt", "--top", "2",
               "--batch-size", "4", "--workers", "2"]
@@ -145,6 +146,7 @@ def test_shards_cover_the_set_once_csv_and_jsonl_rows_hold_the_models_scores(wor
     assert csv_path.read_bytes() == whole
 
 
+@pytest.mark.slow
 def test_onnxruntime_gives_keras_top1(work, classifier, small_set):
     pytest.importorskip("onnxruntime")
     _script("predict", "--preset", "classifier", "small", "--runtime", "onnxruntime", "--output", "ort.jsonl",
@@ -159,6 +161,7 @@ def test_onnxruntime_gives_keras_top1(work, classifier, small_set):
         np.testing.assert_allclose(row["scores"], np.sort(probabilities)[::-1], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_detect_writes_boxes_in_the_chosen_format(work):
     from mobilenetv3.serving.predictor import open_predictor
 
@@ -188,6 +191,7 @@ def test_detect_writes_boxes_in_the_chosen_format(work):
         assert row["classes"] == [int(v) for v in found["labels"][0, :count]]
 
 
+@pytest.mark.slow
 def test_segment_writes_a_mask_per_image(work):
     keras.utils.set_random_seed(3)
     model = mobilenetv3.MobileNetV3ImageSegmenter(_backbone(), num_classes=3)
@@ -235,6 +239,22 @@ def test_collect_files_sorts_dedups_and_shards(tmp_path):
     for n in (1, 2, 3, 5):
         shards = [batch_predict.shard_files(files, (i, n)) for i in range(1, n + 1)]
         assert sorted(sum(shards, [])) == files
+
+
+def test_resume_refuses_a_foreign_file_and_drops_a_torn_line(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"path": "a.jpg", "error": "x"}\n{"path": "b.jp')
+    assert batch_predict.read_done(rows) == {"a.jpg"}
+    assert rows.read_text() == '{"path": "a.jpg", "error": "x"}\n'
+    rows.write_text("hello\n")
+    with pytest.raises(ValueError, match="line 1 is not a prediction row"):
+        batch_predict.read_done(rows)
+    table = tmp_path / "rows.csv"
+    table.write_text("path,label_1\n")
+    with pytest.raises(ValueError, match="holds other columns"):
+        batch_predict.read_done(table, batch_predict.csv_columns("classifier", 1))
+    table.write_text("no newline at all")
+    assert batch_predict.read_done(table) == set() and table.read_text() == ""
 
 
 @pytest.mark.slow

@@ -29,6 +29,7 @@ LAYERS = (
     ("mobilenetv3.keras_hub",),  # optional integration: our classes as keras-hub's
     ("mobilenetv3.training",),
     ("mobilenetv3.export",),  # exporters, and `speed`: timing a model on Keras and on its exports
+    ("mobilenetv3.serving",),  # predictor, streaming, batch prediction, evaluation
     ("mobilenetv3.cli", "mobilenetv3.__main__", "mobilenetv3"),  # (the peer benchmark lives in benchmarks/)
 )
 

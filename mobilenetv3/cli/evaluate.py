@@ -85,7 +85,27 @@ def check_arguments(args: argparse.Namespace) -> None:
     dataset = datasets.open_dataset(args.data, args.task, annotations=args.annotations, split=args.split)
     if dataset.task == "segmenter":
         datasets.check_mask_sizes(dataset)
+    if dataset.task == "classifier":
+        classes = _folder_classes(args.preset)
+        if classes is not None:
+            datasets.classification_labels(dataset, *classes, args.class_map_dict)
     return None
+
+
+def _folder_classes(preset: str) -> tuple[int, list[str] | None] | None:
+    """A classifier preset folder's class count and names, read from its
+    JSON files without Keras (None for anything else: the loader decides)."""
+    folder = Path(preset)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        num_classes = int(config["config"]["num_classes"])
+        if "Classifier" not in config.get("class_name", ""):
+            return None
+        labels = folder / "labels.txt"
+        names = [line for line in labels.read_text().splitlines() if line] if labels.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return num_classes, names if names is not None and len(names) == num_classes else None
 
 
 def _class_map(value: str | None) -> dict | None:

@@ -417,6 +417,11 @@ def test_segmenter_command_report_equals_definition_on_its_masks(work: Path) -> 
     assert len({int(v) for _, p in pairs for v in np.unique(p)}) > 1  # the model predicts more than one class
     python = evaluate(model, voc, progress=False)
     assert python["metrics"]["miou"] == pytest.approx(report["metrics"]["miou"], abs=1e-9)
+    # a mask value the model has no class for ends the run naming the mask; nothing half-written
+    with pytest.raises(ValueError, match=r"Mask '.*im0.png' holds values \[9\]"):
+        evaluate(model, voc, class_map={0: 9, 1: 1}, report=work / "bad.json", predictions=work / "bad_masks",
+                 progress=False)
+    assert not (work / "bad.json").exists() and not (work / "bad_masks").exists()
 
     # Cityscapes' layout: label ids through the published table, ids without a train id ignored
     city = work / "cityscapes"

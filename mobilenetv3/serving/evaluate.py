@@ -29,6 +29,7 @@ report["metrics"]["top1"]
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import time
@@ -129,14 +130,21 @@ def evaluate(
     files = [path for path, _ in dataset.items]
     start = time.perf_counter()
     failures: list[tuple[str, str]] = []
-    with open_predictor(model, runtime, log=log) as predictor, \
-            progress_line(len(files), "images", enabled=progress) as bar:
+    with contextlib.ExitStack() as stack:  # the predictions appear complete, or not at all
+        if predictions is not None:
+            scorer.begin(stack, predictions)
+        predictor = stack.enter_context(open_predictor(model, runtime, log=log))
+        bar = stack.enter_context(progress_line(len(files), "images", enabled=progress))
         for batch in stream_batches(files, predictor.prepare, batch_size=batch_size, workers=workers):
             failures.extend(batch.failures)
             scorer.skip([path for path, _ in batch.failures])
             if batch.images is not None:
                 scorer.update(batch.paths, predictor.run(batch.images, batch.sizes))
             bar.update(len(batch.paths) + len(batch.failures))
+        if len(failures) == len(files):
+            raise ValueError(f"None of the {len(files)} images of {dataset.source!r} could be read "
+                             f"(first: {failures[0][0]}: {failures[0][1]}).")
+        scorer.finish()
     seconds = time.perf_counter() - start
     evaluated = len(files) - len(failures)
     result = {
@@ -155,10 +163,6 @@ def evaluate(
     }
     if failures:
         log(f"{len(failures)} of {len(files)} images could not be read and are left out (see the report).")
-    if not evaluated:
-        raise ValueError(f"None of the {len(files)} images of {dataset.source!r} could be read "
-                         f"(first: {failures[0][0]}: {failures[0][1]}).")
-    scorer.write(predictions)
     if report is not None:
         write_json(report, result)
     return result
@@ -199,7 +203,7 @@ def _scorer(model: Any, dataset: datasets.EvalDataset, ignore_index: int, class_
     names = list(names) if names is not None and len(names) == model.num_classes else None
     if dataset.task == "classifier":
         labelled = datasets.classification_labels(dataset, model.num_classes, names, class_map)
-        return _Classification(labelled, model.num_classes, names, predictions is not None)
+        return _Classification(labelled, model.num_classes, names)
     if dataset.task == "detector":
         categories = datasets.coco_categories(dataset.coco["categories"], model.num_classes, names)
         return _Detection(dataset, categories)
@@ -208,7 +212,7 @@ def _scorer(model: Any, dataset: datasets.EvalDataset, ignore_index: int, class_
     lookup = datasets.mask_lookup(dataset, class_map, ignore_index)
     if names is None and dataset.format == "cityscapes" and model.num_classes == len(datasets.CITYSCAPES_CLASSES):
         names = list(datasets.CITYSCAPES_CLASSES)
-    return _Segmentation(dataset, model.num_classes, names, ignore_index, lookup, predictions is not None)
+    return _Segmentation(dataset, model.num_classes, names, ignore_index, lookup)
 
 
 class _Scorer:
@@ -234,33 +238,35 @@ class _Scorer:
     def result(self) -> dict:
         raise NotImplementedError
 
-    def write(self, path: Any) -> None:
-        """Write the kept predictions to `path` (nothing when None)."""
+    def begin(self, stack: contextlib.ExitStack, path: str | os.PathLike) -> None:
+        """Write the predictions under `path`, atomically: staged while
+        `stack` is open, in place once it closes without an error."""
+
+    def finish(self) -> None:
+        """The last predictions written (before the stack closes)."""
 
 
 class _Classification(_Scorer):
-    def __init__(self, items: list, num_classes: int, names: list[str] | None, keep: bool) -> None:
+    def __init__(self, items: list, num_classes: int, names: list[str] | None) -> None:
         super().__init__(items)
         self.names = names
         self.accuracy = metrics.TopKAccuracy(num_classes)
-        self.rows: list[str] | None = [] if keep else None
+        self.file: Any = None
+
+    def begin(self, stack: contextlib.ExitStack, path: str | os.PathLike) -> None:
+        from mobilenetv3.core.utils import atomic_path
+
+        self.file = stack.enter_context(open(stack.enter_context(atomic_path(path)), "w"))  # noqa: SIM115
 
     def add(self, path: str, target: Any, output: dict) -> None:
         probabilities = np.asarray(output["probabilities"], "float32")
         self.accuracy.update(probabilities[None], np.array([target]))
-        if self.rows is not None:
-            self.rows.append(json.dumps({"path": path, "target": int(target),
-                                         "probabilities": [float(p) for p in probabilities]}))
+        if self.file is not None:
+            self.file.write(json.dumps({"path": path, "target": int(target),
+                                        "probabilities": [float(p) for p in probabilities]}) + "\n")
 
     def result(self) -> dict:
         return self.accuracy.result(self.names)
-
-    def write(self, path: Any) -> None:
-        if path is not None:
-            from mobilenetv3.core.utils import atomic_path
-
-            with atomic_path(path) as staging:
-                staging.write_text("".join(row + "\n" for row in self.rows or []))
 
 
 class _Detection(_Scorer):
@@ -269,6 +275,7 @@ class _Detection(_Scorer):
         self.coco, self.categories = dataset.coco, categories
         self.results: list[dict] = []
         self.image_ids: list[int] = []
+        self.staging: Path | None = None
 
     def add(self, path: str, target: Any, output: dict) -> None:
         self.image_ids.append(int(target))
@@ -283,20 +290,29 @@ class _Detection(_Scorer):
     def result(self) -> dict:
         return metrics.coco_metrics(self.coco, self.results, self.image_ids)
 
-    def write(self, path: Any) -> None:
-        if path is not None:
-            write_json(path, self.results)
+    def begin(self, stack: contextlib.ExitStack, path: str | os.PathLike) -> None:
+        from mobilenetv3.core.utils import atomic_path
+
+        self.staging = stack.enter_context(atomic_path(path))
+
+    def finish(self) -> None:
+        if self.staging is not None:
+            self.staging.write_text(json.dumps(self.results) + "\n")
 
 
 class _Segmentation(_Scorer):
     def __init__(self, dataset: datasets.EvalDataset, num_classes: int, names: list[str] | None,
-                 ignore_index: int, lookup: np.ndarray | None, keep: bool) -> None:
+                 ignore_index: int, lookup: np.ndarray | None) -> None:
         super().__init__(dataset.items)
         self.names, self.lookup = names, lookup
         self.matrix = metrics.ConfusionMatrix(num_classes, ignore_index)
-        self.staging: Any = None
-        self.keep = keep
-        self.masks: dict[str, np.ndarray] = {}
+        self.folder: Path | None = None
+
+    def begin(self, stack: contextlib.ExitStack, path: str | os.PathLike) -> None:
+        from mobilenetv3.core.utils import atomic_path
+
+        self.folder = stack.enter_context(atomic_path(path, directory=True))
+        self.folder.mkdir()
 
     def add(self, path: str, target: Any, output: dict) -> None:
         truth = datasets.read_mask(target, self.lookup)
@@ -305,35 +321,13 @@ class _Segmentation(_Scorer):
             raise ValueError(f"Mask {target!r} is {truth.shape[1]}x{truth.shape[0]} but its image {path!r} is "
                              f"{predicted.shape[1]}x{predicted.shape[0]} (width x height).")
         self.matrix.update(truth, predicted, source=f"Mask {target!r}")
-        if self.keep:
-            self._save(path, predicted)
+        if self.folder is not None:
+            from PIL import Image
 
-    def _save(self, path: str, mask: np.ndarray) -> None:
-        import tempfile
-
-        from PIL import Image
-
-        if self.staging is None:
-            self.staging = tempfile.TemporaryDirectory(prefix="mobilenetv3-masks-")
-        target = Path(self.staging.name) / f"{Path(path).stem}.png"
-        if target.exists():
-            raise ValueError(f"Two images named {Path(path).stem!r}: their mask files would collide.")
-        Image.fromarray(mask.astype("uint8")).save(target)
+            file = self.folder / f"{Path(path).stem}.png"
+            if file.exists():
+                raise ValueError(f"Two images are named {Path(path).stem!r}: their mask files would collide.")
+            Image.fromarray(predicted.astype("uint8")).save(file)
 
     def result(self) -> dict:
         return self.matrix.result(self.names)
-
-    def write(self, path: Any) -> None:
-        if path is None:
-            return
-        import shutil
-
-        from mobilenetv3.core.utils import atomic_path
-
-        with atomic_path(path, directory=True) as staging:
-            staging.mkdir()
-            if self.staging is not None:
-                for file in sorted(Path(self.staging.name).iterdir()):
-                    shutil.move(str(file), staging / file.name)
-        if self.staging is not None:
-            self.staging.cleanup()

@@ -28,8 +28,8 @@ LAYERS = (
     ("mobilenetv3.tasks",),
     ("mobilenetv3.keras_hub",),  # optional integration: our classes as keras-hub's
     ("mobilenetv3.training",),
-    ("mobilenetv3.export",),  # exporters, and `speed`: timing a model on Keras and on its exports
-    ("mobilenetv3.serving",),  # predictor, streaming, batch prediction, evaluation
+    ("mobilenetv3.export",),  # exporters, the runtimes that run them, and `speed`: timing a model on each
+    ("mobilenetv3.serving",),  # many images through a task model on any runtime: prediction, evaluation
     ("mobilenetv3.cli", "mobilenetv3.__main__", "mobilenetv3"),  # (the peer benchmark lives in benchmarks/)
 )
 

@@ -29,10 +29,8 @@ print(speed.speed_table(rows))
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import gc
-import importlib.util
 import os
 import statistics
 import time
@@ -42,95 +40,20 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.core.utils import import_optional, scratch_dir
+from mobilenetv3.core.utils import scratch_dir
 from mobilenetv3.export.formats import EXPORTERS, export_model
-
-KERAS = "keras"
-
-
-@dataclasses.dataclass(frozen=True)
-class Runtime:
-    """A runtime the model can be timed on.
-
-    Attributes:
-        name: the `--runtimes` name.
-        format: the `EXPORTERS` format it loads (None: the Keras model itself).
-        module: the package that runs it, checked before anything is built.
-        extra: the `pip install "mobilenetv3[extra]"` that brings it.
-    """
-
-    name: str
-    format: str | None = None
-    module: str = "keras"
-    extra: str = ""
-
-
-RUNTIMES: dict[str, Runtime] = {
-    r.name: r
-    for r in (
-        Runtime(KERAS),
-        Runtime("onnxruntime", "onnx", "onnxruntime", "onnx"),
-        Runtime("litert", "tflite", "ai_edge_litert", "tflite"),
-        Runtime("openvino", "openvino", "openvino", "openvino"),
-    )
-}
-
-
-def unavailable_reason(name: str) -> str | None:
-    """Why runtime `name` (a key of `RUNTIMES`) cannot run here, or None
-    when it can: its package or its exporter's is missing, or its exporter
-    needs the TensorFlow backend.
-
-    Example:
-
-    ```python
-    unavailable_reason("keras")  # None
-    ```
-    """
-    if name not in RUNTIMES:
-        raise ValueError(f"`runtimes` must be drawn from {list(RUNTIMES)}; got {name!r}.")
-    runtime = RUNTIMES[name]
-    exporter = EXPORTERS[runtime.format] if runtime.format else None
-    modules = (runtime.module, *(exporter.requires if exporter else ()))
-    for module in modules:
-        if importlib.util.find_spec(module) is None:
-            return (f"the `{module}` package is not installed: "
-                    f"pip install \"mobilenetv3[{exporter.extra if exporter else runtime.extra}]\"")
-    if exporter is not None and exporter.needs_tensorflow:
-        import keras
-
-        if keras.backend.backend() != "tensorflow":
-            return (f"exporting to {exporter.name} needs the TensorFlow backend (KERAS_BACKEND=tensorflow), "
-                    f"not {keras.backend.backend()}")
-    return None
-
-
-def available_runtimes() -> list[str]:
-    """The runtimes of `RUNTIMES` that can run here (see `unavailable_reason`).
-
-    Example:
-
-    ```python
-    available_runtimes()  # e.g. ['keras', 'onnxruntime', 'litert', 'openvino']
-    ```
-    """
-    return [name for name in RUNTIMES if unavailable_reason(name) is None]
-
-
-def check_runtimes(runtimes: list[str]) -> None:
-    """Raise a ValueError naming the first of `runtimes` that cannot run
-    here, and why (see `unavailable_reason`).
-
-    Example:
-
-    ```python
-    check_runtimes(["keras"])
-    ```
-    """
-    for name in runtimes:
-        reason = unavailable_reason(name)
-        if reason is not None:
-            raise ValueError(f"Cannot time on {name}: {reason}.")
+from mobilenetv3.export.runtimes import (  # noqa: F401 - re-exported: speed's public names
+    _OPENERS,
+    KERAS,
+    RUNTIMES,
+    Runtime,
+    available_runtimes,
+    check_runtimes,
+    open_litert,
+    open_onnxruntime,
+    open_openvino,
+    unavailable_reason,
+)
 
 
 def input_size(model: Any) -> int:
@@ -154,92 +77,6 @@ def input_size(model: Any) -> int:
     if is_detector(model):
         return int(model.image_size)
     return preprocessing_for_model(model).image_size
-
-
-# -- opening exports: predict(images) on a float32 batch -----------------------------------
-
-
-def _threads(threads: int | None) -> int:
-    return threads or os.cpu_count() or 1
-
-
-def open_onnxruntime(path: str | os.PathLike, threads: int | None = None) -> Callable[[np.ndarray], Any]:
-    """`predict(images)` of an ONNX file on ONNX Runtime's CPU provider:
-    `threads` intra-op threads (default every core), sequential execution,
-    every graph optimization; returns the first output.
-
-    Example:
-
-    ```python
-    predict = open_onnxruntime("small.onnx")
-    logits = predict(images)
-    ```
-    """
-    ort = import_optional("onnxruntime", "onnx", "Running an ONNX export")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = _threads(threads)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda images: session.run(None, {name: images})[0]
-
-
-def open_litert(path: str | os.PathLike, threads: int | None = None) -> Callable[[np.ndarray], Any]:
-    """`predict(images)` of a `.tflite` file on LiteRT with `threads`
-    threads (default every core); the input is resized to each new batch
-    size; returns the first output.
-
-    Example:
-
-    ```python
-    logits = open_litert("small.tflite", threads=1)(images)
-    ```
-    """
-    interpreter_module = import_optional("ai_edge_litert.interpreter", "tflite", "Running a LiteRT export")
-    interpreter = interpreter_module.Interpreter(str(path), num_threads=_threads(threads))
-    entry = interpreter.get_input_details()[0]["index"]
-    exit_ = interpreter.get_output_details()[0]["index"]
-    state = {"batch": None}
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        if state["batch"] != len(images):
-            interpreter.resize_tensor_input(entry, images.shape)
-            interpreter.allocate_tensors()
-            state["batch"] = len(images)
-        interpreter.set_tensor(entry, images)
-        interpreter.invoke()
-        return interpreter.get_tensor(exit_)
-
-    return predict
-
-
-def open_openvino(
-    path: str | os.PathLike, threads: int | None = None, config: dict | None = None
-) -> Callable[[np.ndarray], Any]:
-    """`predict(images)` of an OpenVINO IR compiled for the CPU as
-    `compile_openvino` does (the precision it records), `threads` inference
-    threads (default every core) and `config` on top; one infer request,
-    returns the first output.
-
-    Example:
-
-    ```python
-    predict = open_openvino("small.xml", config={"INFERENCE_PRECISION_HINT": "bf16"})
-    logits = predict(images)
-    ```
-    """
-    from mobilenetv3.export.openvino_export import compile_openvino
-
-    compiled = compile_openvino(path, config={"INFERENCE_NUM_THREADS": _threads(threads), **(config or {})})
-    request = compiled.create_infer_request()
-    return lambda images: request.infer({0: images})[0]
-
-
-_OPENERS: dict[str, Callable[[Path], Callable[[np.ndarray], Any]]] = {
-    "onnxruntime": open_onnxruntime, "litert": open_litert, "openvino": open_openvino,
-}
 
 
 # -- timing ---------------------------------------------------------------------------------

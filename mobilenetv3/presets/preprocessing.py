@@ -67,7 +67,21 @@ def load_image(path: str | os.PathLike, preprocessing: ImagePolicy | str) -> np.
 
     policy = preprocessing if isinstance(preprocessing, ImagePolicy) else preprocessing_for(preprocessing)
     images.check_input_side(max(policy.image_size, policy.resize_size or 0), "The preset's image size")
-    image = images.open_rgb(path)  # every mode as 8-bit RGB, EXIF orientation applied
+    return apply_policy(images.open_rgb(path), policy)  # every mode as 8-bit RGB, EXIF orientation applied
+
+
+def apply_policy(image: Any, policy: ImagePolicy) -> np.ndarray:
+    """An opened RGB PIL image resized and cropped as `policy` says, as
+    float32 `(size, size, 3)` in 0..255 (`load_image` without the reading).
+
+    Example:
+
+    ```python
+    from PIL import Image
+
+    apply_policy(Image.new("RGB", (300, 200)), ImagePolicy("torch", 224)).shape  # (224, 224, 3)
+    ```
+    """
     resample = _resample(policy.interpolation)
     if policy.resize == "center_crop":
         image = _center_crop(_resize_shorter(image, policy.resize_size, resample), policy.image_size)

@@ -225,6 +225,9 @@ def test_classification_labels_wordnet_names_indices_and_unknown(tmp_path: Path)
     assert labels == {"n01440764": 0, "Egyptian cat": 285, "7": 7}
     slim = {Path(p).parent.name: t for p, t in datasets.classification_labels(dataset, 1001)}
     assert slim == {"n01440764": 1, "Egyptian cat": 286, "7": 7}  # TF-slim: output 0 is background
+    mapped = datasets.classification_labels(dataset, 3, CLASSES, {"n01440764": "square", "Egyptian cat": 2,
+                                                                   "7": "circle"})
+    assert {Path(p).parent.name: t for p, t in mapped} == {"n01440764": 1, "Egyptian cat": 2, "7": 0}
     listing = tmp_path / "list.txt"
     listing.write_text("val/n01440764/a.png 0\nval/7/a.png\tEgyptian cat\n")
     assert [t for _, t in datasets.classification_labels(datasets.open_dataset(listing), 1000)] == [0, 285]
@@ -379,6 +382,7 @@ def test_detector_command_report_equals_cocoeval_on_its_predictions(work: Path) 
         evaluation.summarize()
     np.testing.assert_allclose([report["metrics"][k] for k in metrics.COCO_STATS], evaluation.stats, atol=1e-12)
     assert report["task"] == "detector" and report["dataset"]["evaluated"] == 6
+    assert report["settings"]["score_threshold"] == 0.001 and report["settings"]["max_detections"] == 300
 
 
 def _palette_mask(values: np.ndarray, path: Path) -> None:
@@ -505,3 +509,12 @@ def test_real_weights_evaluate_agrees_with_predict(shared_fixtures: Path, tmp_pa
     report = json.loads((tmp_path / "r.json").read_text())
     expected = 100 * np.mean([predicted[image] == wnid[label] for image, label in FIXTURE_LABELS.items()])
     assert report["metrics"]["top1"] == pytest.approx(expected) and expected >= 75
+
+
+def test_runtime_choices_are_the_runtimes_table() -> None:
+    from mobilenetv3.cli import build_parser
+    from mobilenetv3.export.runtimes import RUNTIMES
+
+    parser = build_parser()._subparsers._group_actions[0].choices["evaluate"]
+    (action,) = [a for a in parser._actions if a.dest == "runtime"]
+    assert list(action.choices) == list(RUNTIMES)

@@ -125,7 +125,7 @@ def evaluate(
         dataset.items = dataset.items[:limit]
     if dataset.task == "segmenter":
         datasets.check_mask_sizes(dataset)
-    model = _load(model_or_preset, dataset.task, load_kwargs or {})
+    model = _load(model_or_preset, dataset.task, load_kwargs or {}, log)
     scorer = _scorer(model, dataset, ignore_index, class_map, predictions)
     files = [path for path, _ in dataset.items]
     start = time.perf_counter()
@@ -154,6 +154,7 @@ def evaluate(
                   else type(model).__name__, "class": type(model).__name__, "num_classes": int(model.num_classes)},
         "dataset": {"source": dataset.source, "format": dataset.format, "images": len(files),
                     "evaluated": evaluated, "unreadable": len(failures)},
+        "settings": _settings(model, dataset.task, batch_size, limit, ignore_index, class_map),
         "metrics": scorer.result(),
         "unreadable_images": [{"path": p, "reason": r} for p, r in failures[:LISTED_FAILURES]],
         "note": ("unreadable images are counted in dataset.unreadable, listed (the first "
@@ -176,12 +177,22 @@ def write_json(path: str | os.PathLike, value: Any) -> None:
         staging.write_text(json.dumps(value, indent=2) + "\n")
 
 
+def _settings(model: Any, task: str, batch_size: int, limit: int | None, ignore_index: int,
+              class_map: dict | None) -> dict[str, Any]:
+    settings: dict[str, Any] = {"batch_size": batch_size, "limit": limit, "class_map": class_map}
+    if task == "detector":
+        settings.update(score_threshold=float(model.score_threshold), max_detections=int(model.max_detections))
+    if task == "segmenter":
+        settings["ignore_index"] = ignore_index
+    return settings
+
+
 def _check_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
 
 
-def _load(model_or_preset: Any, task: str, load_kwargs: dict) -> Any:
+def _load(model_or_preset: Any, task: str, load_kwargs: dict, log: Callable[[str], None]) -> Any:
     from mobilenetv3.presets import loader
 
     cls = loader.model_class(task)
@@ -194,6 +205,9 @@ def _load(model_or_preset: Any, task: str, load_kwargs: dict) -> Any:
     kind = getattr(model, "kind", "backbone")
     if kind != task:
         raise ValueError(f"The dataset is a {task} dataset, but {what} holds a {kind}.")
+    if task == "detector" and model.score_threshold > DETECTOR_HEAD_ARGS["score_threshold"]:
+        log(f"note: the detector keeps detections scoring above {model.score_threshold:g} only; COCO numbers are "
+            f"usually measured above {DETECTOR_HEAD_ARGS['score_threshold']:g} (a preset is loaded so)")
     return model
 
 

@@ -267,12 +267,13 @@ def classification_labels(
             mapped[raw] = index
     if unknown:
         what = "class folder(s)" if dataset.format == "folder" else "label(s)"
-        examples = [name for name in table if not name.isdigit()][:LISTED] or [str(i) for i in range(
-            min(num_classes, LISTED))]
+        examples = [name for name in table if not name.isdigit()][:LISTED]
+        valid = (f"Valid labels include {examples} (or a class index 0..{num_classes - 1})" if examples else
+                 f"The model has no class names: labels must be class indices 0..{num_classes - 1}")
         raise ValueError(
             f"Dataset {dataset.source!r}: {len(unknown)} {what} name no class of the model ({num_classes} classes): "
-            f"{unknown[:LISTED]}{' ...' if len(unknown) > LISTED else ''}. Valid labels include {examples} "
-            f"(or a class index 0..{num_classes - 1}); map others with a class map."
+            f"{unknown[:LISTED]}{' ...' if len(unknown) > LISTED else ''}. {valid}; or map them to classes with a "
+            "class map (--class-map)."
         )
     return [(path, mapped[label]) for path, label in dataset.items]
 

@@ -303,7 +303,9 @@ def coco_dataset(folder: str | os.PathLike, annotations: str | os.PathLike | Non
     `folder/annotations.json`, COCO's instances format) and the images it
     lists under `folder`. Items are `(image file, image id)`, in the JSON's
     image order; the ground truth keeps every listed image (those without
-    boxes too), as pycocotools evaluates them.
+    boxes too), as pycocotools evaluates them. (`mobilenetv3.datasets.
+    detection.read_coco_folder` reads a training set, pixels included; this
+    reads the JSON only and leaves the boxes to pycocotools, crowd boxes too.)
 
     Example:
 

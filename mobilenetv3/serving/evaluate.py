@@ -217,7 +217,7 @@ def _scorer(model: Any, dataset: datasets.EvalDataset, ignore_index: int, class_
     names = list(names) if names is not None and len(names) == model.num_classes else None
     if dataset.task == "classifier":
         labelled = datasets.classification_labels(dataset, model.num_classes, names, class_map)
-        return _Classification(labelled, model.num_classes, names)
+        return _Classification(labelled, model.num_classes, names or _imagenet_names(model.num_classes))
     if dataset.task == "detector":
         categories = datasets.coco_categories(dataset.coco["categories"], model.num_classes, names)
         return _Detection(dataset, categories)
@@ -227,6 +227,17 @@ def _scorer(model: Any, dataset: datasets.EvalDataset, ignore_index: int, class_
     if names is None and dataset.format == "cityscapes" and model.num_classes == len(datasets.CITYSCAPES_CLASSES):
         names = list(datasets.CITYSCAPES_CLASSES)
     return _Segmentation(dataset, model.num_classes, names, ignore_index, lookup)
+
+
+def _imagenet_names(num_classes: int) -> list[str] | None:
+    """"wnid name" per output of a 1000- or 1001-class (background first)
+    ImageNet model, for the per-class table; None for other models."""
+    from mobilenetv3.core import decode
+
+    if num_classes not in (decode.NUM_CLASSES, decode.NUM_CLASSES + 1):
+        return None
+    names = [f"{wnid} {name}" for wnid, name in decode.imagenet_classes()]
+    return ["background"] * (num_classes - decode.NUM_CLASSES) + names
 
 
 class _Scorer:

@@ -4,6 +4,7 @@ segmenter names and folders) to every format, and its flag rules."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 
 import keras
 import numpy as np
@@ -152,3 +153,57 @@ def test_cli_export_dynamic_size_segmenter_matches_keras_at_two_sizes(dynamic_se
         exported = _runtime_outputs(fmt, out, images)
         assert exported.shape == expected.shape
         np.testing.assert_allclose(exported, expected, atol=DYNAMIC_TOLERANCE, rtol=0)
+
+
+# -- a classifier of any input size exports at its preset's image size ---------
+
+PRESET_SIZE = 48  # the preset's recorded image size (preprocessor.json), not the backbone's default
+
+
+@pytest.fixture(scope="module")
+def dynamic_classifier(tmp_path_factory):
+    """A tiny classifier preset folder of input shape (None, None, 3) whose
+    `preprocessor.json` records image size PRESET_SIZE."""
+    from mobilenetv3.core.normalization import ImagePolicy
+    from mobilenetv3.presets import folders
+
+    keras.utils.set_random_seed(0)
+    backbone = mobilenetv3.MobileNetV3SmallBackbone(alpha=0.35)
+    model = mobilenetv3.MobileNetV3ImageClassifier(backbone, num_classes=3, head="dense")
+    assert tuple(model.inputs[0].shape) == (None, None, None, 3)
+    folder = tmp_path_factory.mktemp("dynamic_classifier") / "classifier"
+    folders.save_preset(model, folder, preprocessing=ImagePolicy("unit", PRESET_SIZE))
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TFLite export needs TensorFlow")
+def test_console_export_of_a_dynamic_classifier_has_the_preset_input_size(dynamic_classifier, tmp_path):
+    """`mobilenetv3 export` (the console script) to TFLite and ONNX; OpenVINO in-process."""
+    import onnx
+    from ai_edge_litert.interpreter import Interpreter
+    from test_console_script import run_script
+
+    tflite = run_script("export", str(dynamic_classifier), "c.tflite", "--format", "tflite", cwd=tmp_path)
+    assert f"input {PRESET_SIZE}x{PRESET_SIZE} (the preset's image size" in tflite.stdout
+    entry = Interpreter(str(tmp_path / "c.tflite")).get_input_details()[0]
+    assert list(entry["shape"]) == [1, PRESET_SIZE, PRESET_SIZE, 3]
+    assert list(entry["shape_signature"])[1:] == [PRESET_SIZE, PRESET_SIZE, 3]
+
+    run_script("export", str(dynamic_classifier), "c.onnx", "--format", "onnx", cwd=tmp_path)
+    dims = onnx.load(str(tmp_path / "c.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][1:] == [PRESET_SIZE, PRESET_SIZE, 3]
+    assert _onnx_outputs(tmp_path / "c.onnx", np.zeros((2, PRESET_SIZE, PRESET_SIZE, 3), np.float32)).shape == (2, 3)
+
+    # --input-size still wins over the preset's size.
+    assert main(["export", str(dynamic_classifier), str(tmp_path / "c64.onnx"), "--format", "onnx",
+                 "--input-size", "64"]) == 0
+    dims = onnx.load(str(tmp_path / "c64.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][1:3] == [64, 64]
+
+    if importlib.util.find_spec("openvino") is not None:
+        import openvino as ov
+
+        assert main(["export", str(dynamic_classifier), str(tmp_path / "c.xml"), "--format", "openvino"]) == 0
+        shape = ov.Core().read_model(str(tmp_path / "c.xml")).inputs[0].get_partial_shape()
+        assert [shape[i].get_length() for i in (1, 2, 3)] == [PRESET_SIZE, PRESET_SIZE, 3]

@@ -35,7 +35,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--calibration-limit", type=int, default=200, metavar="N",
                         help="use at most N calibration images (default 200)")
     parser.add_argument("--input-size", type=int, default=None, metavar="N",
-                        help="fix the input to N x N pixels (default: the model's; 224 for int8)")
+                        help="fix the input to N x N pixels (default: the model's fixed size; for a model of "
+                        "any input size, the image size its preset records, except segmenters, which stay "
+                        "resizable unless --int8)")
     parser.add_argument("--channels-first", action="store_true",
                         help="onnx, openvino: take NCHW input (no transposes)")
     parser.add_argument("--postprocess", action="store_true",
@@ -71,6 +73,24 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--calibration {args.calibration!r} is not a folder of images.")
 
 
+def _export_size(model: Any, args: argparse.Namespace, preset_size: int) -> tuple[int | None, str]:
+    """The input size to export at and how it was chosen, for the progress line.
+
+    A model of any input size (backbone `input_shape=(None, None, 3)`) is
+    exported at the image size its preset records (`preprocessor.json`), so
+    that the file's input is `[1, S, S, 3]` and not `[1, 1, 1, 3]` until
+    resized; a segmenter stays resizable (it maps any image to a mask of its
+    size) unless `--int8` needs a calibration size."""
+    if args.input_size is not None:
+        return args.input_size, f"input {args.input_size}x{args.input_size} (--input-size)"
+    height, width = tuple(model.inputs[0].shape[1:3])
+    if height is not None and width is not None:
+        return (preset_size if args.int8 else None), f"input {height}x{width} (the model's)"
+    if getattr(model, "kind", None) == "segmenter" and not args.int8:
+        return None, "input resizable (any height and width; --input-size N fixes it)"
+    return preset_size, f"input {preset_size}x{preset_size} (the preset's image size; --input-size N to change)"
+
+
 def run(args: argparse.Namespace) -> int:
     from mobilenetv3 import export
     from mobilenetv3.presets import loader
@@ -79,11 +99,12 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     model = loader.load_model(args.preset, **weights_kwargs(args))
     policy = preprocessing_for_model(model)
-    size = args.input_size or (policy.image_size if args.int8 else None)
+    size, where = _export_size(model, args, policy.image_size)
     calibration = None
     if args.int8:  # prepared as the preset prepares its images
         calibration = export.load_calibration_images(args.calibration, (size, size), args.calibration_limit, policy)
-    print(f"exporting to {args.format}{' int8' if args.int8 else ''}{_DURATION.get(args.format, '')}...", flush=True)
+    print(f"exporting to {args.format}{' int8' if args.int8 else ''}, {where}{_DURATION.get(args.format, '')}...",
+          flush=True)
     export.export_model(model, args.out, args.format, input_size=size, int8=args.int8, calibration=calibration,
                         channels_first=args.channels_first, full_integer=args.full_integer, bf16=args.bf16,
                         postprocess=args.postprocess)

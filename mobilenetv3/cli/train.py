@@ -1,6 +1,7 @@
 """`mobilenetv3 train DATA_DIR --preset P --out DIR`: fine-tune a classifier,
 or, with `--task detect`, train an SSDLite detector (DATA_DIR: images plus a
-COCO `annotations.json`; or `--synthetic N` generated shapes images)."""
+COCO `annotations.json`; or `--synthetic N` generated shapes images), or, with
+`--task segment --synthetic N`, an LR-ASPP segmenter on generated shapes."""
 
 from __future__ import annotations
 
@@ -43,15 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="classify: one sub-folder of images per class; detect: images + COCO annotations.json",
     )
     parser.add_argument(
-        "--task", choices=("classify", "detect"), default="classify",
-        help="classify (default) or detect (an SSDLite detector; uses --image-size, --batch-size, "
-        "--epochs, --learning-rate, --validation-split, --no-weights, --seed)",
+        "--task", choices=("classify", "detect", "segment"), default="classify",
+        help="classify (default), detect (an SSDLite detector) or segment (an LR-ASPP segmenter, on "
+        "--synthetic N only); detect and segment use --image-size, --batch-size, --epochs, --learning-rate, "
+        "--validation-split, --no-weights, --seed",
     )
     parser.add_argument(
         "--synthetic", type=int, default=None, metavar="N",
-        help="detect: train on N generated shapes images instead of DATA_DIR",
+        help="detect, segment: train on N generated shapes images instead of DATA_DIR",
     )
-    parser.add_argument("--epochs", type=int, default=10, help="detect: training epochs (default 10)")
+    parser.add_argument("--epochs", type=int, default=10, help="detect, segment: training epochs (default 10)")
     parser.add_argument("--preset", default="mobilenet_v3_small_imagenet",
                         help="backbone preset name, or a preset folder of a backbone or classifier (its backbone "
                         "gets the new head, e.g. a folder written by `mobilenetv3 convert`)")
@@ -200,8 +202,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--image-size must be at least 32 pixels; got {args.image_size}.")
     if args.task == "detect":
         return _train_detector(args)
+    if args.task == "segment":
+        return _train_segmenter(args)
     if args.data_dir is None or args.synthetic is not None:
-        raise ValueError("classify: pass DATA_DIR (--synthetic is for --task detect).")
+        raise ValueError("classify: pass DATA_DIR (--synthetic is for --task detect or segment).")
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume needs --checkpoint-dir.")
     if args.job_addresses is not None:
@@ -297,4 +301,32 @@ def _train_detector(args: argparse.Namespace) -> int:
     elif args.validation_split > 0:
         print("validation COCO AP@0.5: none (the held-out images hold no box)")
     print(f"wrote detector preset to {Path(args.out)}")
+    return 0
+
+
+def _train_segmenter(args: argparse.Namespace) -> int:
+    if args.data_dir is not None or args.synthetic is None:
+        raise ValueError("--task segment trains on --synthetic N generated shapes images only (no DATA_DIR: "
+                         "for your own images and masks, use MobileNetV3ImageSegmenter.fit).")
+    if args.synthetic < 2:
+        raise ValueError(f"--synthetic must be at least 2; got {args.synthetic}.")
+    from mobilenetv3.training.segmenter import train_segmenter
+
+    result = train_segmenter(
+        args.synthetic,
+        args.preset,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        load_weights=False if args.no_weights else None,
+        validation_split=args.validation_split,
+        out=args.out,
+        seed=args.seed,
+        verbose=0 if args.quiet else 1,
+    )
+    print(f"classes: {', '.join(result.class_names[1:])} (0: background)")
+    if result.foreground_iou is not None:
+        print(f"validation foreground mean IoU: {result.foreground_iou:.4f}")
+    print(f"wrote segmenter preset to {Path(args.out)}")
     return 0

@@ -4,7 +4,8 @@ The data is a detection folder (images plus a COCO `annotations.json`, see
 `datasets.read_coco_folder`) or the package's generated shapes
 (`datasets.synthetic_detection`). A new `MobileNetV3ObjectDetector` head
 goes on the backbone of a preset, the whole network trains with Adam and
-SSD's loss, and the held-out images are scored by pycocotools (COCO
+SSD's loss, the BatchNorm statistics are recomputed from the training images
+at the end, and the held-out images are scored by pycocotools (COCO
 AP@0.5). The detector is written as a preset folder with its class names,
 which `mobilenetv3 detect` prints and draws.
 """
@@ -23,10 +24,12 @@ from mobilenetv3.core.utils import check_positive_int
 from mobilenetv3.datasets.detection import DETECTION_CLASSES, read_coco_folder, synthetic_detection
 from mobilenetv3.presets import folders
 from mobilenetv3.tasks import MobileNetV3ObjectDetector
-from mobilenetv3.training.recipe import check_finite_weights
+from mobilenetv3.training.recipe import array_batches, calibrate_batchnorm, check_finite_weights
 
-# Short runs (hundreds of steps): BatchNorm statistics must settle quickly.
+# Short runs (hundreds of steps): BatchNorm statistics must settle quickly; they are
+# recomputed from the training images at the end anyway (`calibrate_batchnorm`).
 TRAINING_BN_MOMENTUM = 0.9
+CALIBRATION_BATCHES = 20
 
 
 @dataclasses.dataclass
@@ -104,6 +107,8 @@ def train_detector(
             layer.momentum = TRAINING_BN_MOMENTUM
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=False)
     history = model.fit(images[train], _take(targets, train), batch_size=batch_size, epochs=epochs, verbose=verbose)
+    # BatchNorm statistics of the final weights, whatever the number of steps ("precise BN").
+    calibrate_batchnorm(model, array_batches(images[train], batch_size, seed), CALIBRATION_BATCHES)
     check_finite_weights(model, out)
     map50 = None
     if held and (targets["labels"][val] != -1).any():

@@ -59,6 +59,21 @@ class FineTuneResult:
     val_accuracy: float
 
 
+def array_batches(images: np.ndarray, batch_size: int, seed: int = 0) -> Any:
+    """`(images, None)` batches of an image array in a seeded random order,
+    for `calibrate_batchnorm`.
+
+    Example:
+
+    ```python
+    calibrate_batchnorm(model, array_batches(train_images, 16))
+    ```
+    """
+    order = np.random.default_rng(seed).permutation(len(images))
+    for start in range(0, len(order), batch_size):
+        yield images[np.sort(order[start:start + batch_size])], None
+
+
 def _is_batch_norm(layer: keras.layers.Layer) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization)
 
@@ -128,8 +143,14 @@ def unfreeze_top_blocks(
     return trained
 
 
-def calibrate_batchnorm(backbone: MobileNetV3Backbone, dataset: Any, max_batches: int = 20) -> int:
+def calibrate_batchnorm(backbone: keras.Model, dataset: Any, max_batches: int = 20) -> int:
     """Recompute every BatchNorm's moving statistics on `dataset`.
+
+    `backbone` is a `MobileNetV3Backbone` or a whole task model (a
+    segmenter's or detector's head has BatchNorm layers too); the `train`
+    command runs this at the end of every run that trains BatchNorm, so
+    that the statistics match the final weights whatever the number of
+    steps.
 
     The new statistics are the average of the batch statistics over up to
     `max_batches` batches of `(images, labels)`, computed in one training-mode
@@ -140,8 +161,9 @@ def calibrate_batchnorm(backbone: MobileNetV3Backbone, dataset: Any, max_batches
     them. Weights other than the statistics are not changed.
 
     Args:
-        backbone: a `MobileNetV3Backbone`.
-        dataset: an iterable of `(images, labels)` batches (e.g. `tf.data`).
+        backbone: a `MobileNetV3Backbone` or a model containing one.
+        dataset: an iterable of `(images, labels)` batches (e.g. `tf.data`);
+            the labels are not used.
         max_batches: at most this many batches are used.
 
     Returns:

@@ -518,3 +518,32 @@ def test_runtime_choices_are_the_runtimes_table() -> None:
     parser = build_parser()._subparsers._group_actions[0].choices["evaluate"]
     (action,) = [a for a in parser._actions if a.dest == "runtime"]
     assert list(action.choices) == list(RUNTIMES)
+
+
+_NO_PYCOCOTOOLS = """
+import sys
+
+
+class NotInstalled:  # makes pycocotools unimportable, as if not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pycocotools":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, NotInstalled())
+sys.argv = ["mobilenetv3"]
+import mobilenetv3.cli as cli
+
+assert cli.main(["evaluate", "--preset", "any_detector", sys.argv_data]) == 2
+assert not [m for m in ("keras", "tensorflow", "jax", "torch") if m in sys.modules]
+"""
+
+
+def test_detection_without_pycocotools_names_the_extra_before_keras(tmp_path: Path) -> None:
+    _write_coco(tmp_path / "coco", num_images=1, size=32)
+    code = _NO_PYCOCOTOOLS.replace("sys.argv_data", repr(str(tmp_path / "coco")))
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 0, result.stderr
+    assert 'needs the `pycocotools` package, which is not installed: pip install "mobilenetv3[dev]"' in result.stderr

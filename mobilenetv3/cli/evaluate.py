@@ -85,6 +85,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     dataset = datasets.open_dataset(args.data, args.task, annotations=args.annotations, split=args.split)
     if dataset.task == "segmenter":
         datasets.check_mask_sizes(dataset)
+    if dataset.task == "detector":
+        from mobilenetv3.serving.metrics import check_pycocotools
+
+        check_pycocotools()
     if dataset.task == "classifier":
         classes = _folder_classes(args.preset)
         if classes is not None:

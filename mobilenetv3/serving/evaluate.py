@@ -125,6 +125,8 @@ def evaluate(
         dataset.items = dataset.items[:limit]
     if dataset.task == "segmenter":
         datasets.check_mask_sizes(dataset)
+    if dataset.task == "detector":
+        metrics.check_pycocotools()
     model = _load(model_or_preset, dataset.task, load_kwargs or {}, log)
     scorer = _scorer(model, dataset, ignore_index, class_map, predictions)
     files = [path for path, _ in dataset.items]

@@ -172,9 +172,7 @@ def coco_metrics(ground_truth: dict, results: list[dict], image_ids: Sequence[in
     coco_metrics(coco, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9], "score": 0.9}])["AP"]
     ```
     """
-    from mobilenetv3.core.utils import import_optional
-
-    import_optional("pycocotools", "dev", "COCO evaluation (pycocotools' COCOeval)")
+    check_pycocotools()
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -191,3 +189,18 @@ def coco_metrics(ground_truth: dict, results: list[dict], image_ids: Sequence[in
         evaluation.accumulate()
         evaluation.summarize()
     return {name: float(value) for name, value in zip(COCO_STATS, evaluation.stats)}
+
+
+def check_pycocotools() -> None:
+    """A `MissingExtraError` naming the extra when pycocotools is not
+    installed (checked before a detector is evaluated, not after).
+
+    Example:
+
+    ```python
+    check_pycocotools()
+    ```
+    """
+    from mobilenetv3.core.utils import import_optional
+
+    import_optional("pycocotools.cocoeval", "dev", "COCO evaluation (pycocotools' COCOeval)")

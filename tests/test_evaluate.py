@@ -547,3 +547,26 @@ def test_detection_without_pycocotools_names_the_extra_before_keras(tmp_path: Pa
                             env={**os.environ, "PYTHONPATH": str(root)})
     assert result.returncode == 0, result.stderr
     assert 'needs the `pycocotools` package, which is not installed: pip install "mobilenetv3[dev]"' in result.stderr
+
+
+@pytest.mark.heavy
+def test_real_weights_give_one_top1_on_every_runtime(shared_fixtures: Path, tmp_path: Path) -> None:
+    """The measured file is the shipped one: Keras, onnxruntime and LiteRT
+    (each running its own export) give the same top-1 per photo."""
+    from mobilenetv3.core import decode
+    from mobilenetv3.presets import loader
+    from mobilenetv3.serving.evaluate import evaluate
+
+    wnid = {name: w for w, name in decode.imagenet_classes()}
+    folder = tmp_path / "val"
+    for image, label in FIXTURE_LABELS.items():
+        (folder / wnid[label]).mkdir(parents=True)
+        shutil.copy(shared_fixtures / "images" / image, folder / wnid[label] / image)
+    model = loader.load_model(str(shared_fixtures / "tflite" / "v3-small_224_1.0_uint8.tflite"),
+                              loader.model_class("classifier"))
+    top1 = {}
+    for runtime in ("keras", "onnxruntime", "litert"):
+        evaluate(model, folder, runtime=runtime, predictions=tmp_path / f"{runtime}.jsonl", progress=False)
+        rows = [json.loads(line) for line in (tmp_path / f"{runtime}.jsonl").read_text().splitlines()]
+        top1[runtime] = [int(np.argmax(r["probabilities"])) for r in rows]
+    assert top1["onnxruntime"] == top1["keras"] == top1["litert"]

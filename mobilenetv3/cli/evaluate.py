@@ -83,6 +83,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         if path is not None and Path(path).resolve() == Path(args.data).resolve():
             raise ValueError(f"{flag} {path!r} is the dataset itself.")
     dataset = datasets.open_dataset(args.data, args.task, annotations=args.annotations, split=args.split)
+    dataset.items = dataset.items[:args.limit]
     if dataset.task == "segmenter":
         datasets.check_mask_sizes(dataset)
     if dataset.task == "detector":

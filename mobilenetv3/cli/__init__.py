@@ -16,7 +16,7 @@ import tempfile
 from typing import Any
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ["info", "demo", "predict", "train", "convert", "export", "benchmark", "segment", "detect"]
+COMMANDS = ["info", "demo", "predict", "train", "convert", "export", "benchmark", "segment", "detect", "evaluate"]
 
 # Native start-up lines of TensorFlow/XLA/absl (glog format "I0000 ..."
 # / "E0000 ...", absl's pre-init banner, cuda stub notes).

@@ -19,6 +19,31 @@ from mobilenetv3.cli import add_weights_args, weights_kwargs
 # Top blocks fine-tuned by default on a pretrained backbone.
 PRETRAINED_UNFREEZE = 3
 
+# Defaults of the flags that depend on what is trained: real photos (a
+# DATA_DIR), or the small generated shapes of `--synthetic N` (a random-init
+# Small network at 96x96; the figures in docs/tasks.md come from these).
+DEFAULTS = {"preset": "mobilenet_v3_small_imagenet", "image_size": 224, "batch_size": 32, "learning_rate": 1e-3,
+            "epochs": 10}
+SYNTHETIC_DEFAULTS = {
+    "detect": {"preset": "mobilenet_v3_small", "image_size": 96, "batch_size": 16, "learning_rate": 2e-3, "epochs": 10},
+    "segment": {"preset": "mobilenet_v3_small", "image_size": 96, "batch_size": 16, "learning_rate": 5e-3, "epochs": 8},
+}
+
+
+def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the task-dependent flags left unset (`DEFAULTS`, or
+    `SYNTHETIC_DEFAULTS[task]` with `--synthetic`)."""
+    table = SYNTHETIC_DEFAULTS.get(args.task, DEFAULTS) if args.synthetic is not None else DEFAULTS
+    for name, value in table.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def _default_help(name: str) -> str:
+    synthetic = ", ".join(f"{value[name]} with --task {task} --synthetic" for task, value in SYNTHETIC_DEFAULTS.items())
+    return f"default {DEFAULTS[name]}; {synthetic}"
+
 
 def _unfreeze_blocks(value: str) -> int | str:
     if value == "all":
@@ -53,13 +78,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--synthetic", type=int, default=None, metavar="N",
         help="detect, segment: train on N generated shapes images instead of DATA_DIR",
     )
-    parser.add_argument("--epochs", type=int, default=10, help="detect, segment: training epochs (default 10)")
-    parser.add_argument("--preset", default="mobilenet_v3_small_imagenet",
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"detect, segment: training epochs ({_default_help('epochs')})")
+    parser.add_argument("--preset", default=None,
                         help="backbone preset name, or a preset folder of a backbone or classifier (its backbone "
-                        "gets the new head, e.g. a folder written by `mobilenetv3 convert`)")
+                        "gets the new head, e.g. a folder written by `mobilenetv3 convert`; "
+                        f"{_default_help('preset')})")
     parser.add_argument("--out", required=True, help="preset folder to write the classifier to")
-    parser.add_argument("--image-size", type=int, default=224, help="square image side (default 224)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=None,
+                        help=f"square image side ({_default_help('image_size')})")
+    parser.add_argument("--batch-size", type=int, default=None, help=f"({_default_help('batch_size')})")
     parser.add_argument("--head-epochs", type=int, default=5, help="epochs with the backbone frozen")
     parser.add_argument("--fine-tune-epochs", type=int, default=5, help="epochs with the top blocks unfrozen")
     parser.add_argument(
@@ -67,7 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"top blocks to fine-tune, or 'all' (default: {PRETRAINED_UNFREEZE} for a pretrained preset, all without "
         "pretrained weights)",
     )
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="head phase learning rate")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help=f"head phase learning rate ({_default_help('learning_rate')})")
     parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (0: Adam)")
     parser.add_argument("--dropout", type=float, default=0.2, help="head dropout")
@@ -198,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    resolve_defaults(args)
     if args.image_size < 32:
         raise ValueError(f"--image-size must be at least 32 pixels; got {args.image_size}.")
     if args.task == "detect":

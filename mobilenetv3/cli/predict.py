@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mobilenetv3.cli import add_weights_args, image_files, load_task
+from mobilenetv3.core.utils import check_positive_int
 from mobilenetv3.serving import batch_predict
 
 TOP = 5
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from mobilenetv3 import presets
     from mobilenetv3.presets import preprocessing
 
+    check_positive_int("--top", args.top)
     batch = batch_predict.check_batch_arguments(args, "classifier")
     files = image_files(args.images) if batch is None else batch
     classifiers = sorted(presets.classifier_presets())
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     scores = np.asarray(model.predict(images, verbose=0), dtype="float64")
     probabilities = scores if model.activation == "softmax" else _softmax(scores)
     class_names = getattr(model, "class_names", None)
-    for path, lines in zip(files, _top_classes(probabilities, args.top, class_names)):
+    top = min(args.top, probabilities.shape[1])  # a 3-class model prints its 3 classes
+    for path, lines in zip(files, _top_classes(probabilities, top, class_names)):
         print(f"{path}:")
         for rank, (name, probability) in enumerate(lines, 1):
             print(f"  {rank}. {name:<40} {probability:.4f}")

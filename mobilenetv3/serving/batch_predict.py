@@ -471,6 +471,7 @@ def predict_files(
     if workers is not None:
         check_positive_int("--workers", workers)
     check_positive_int("--top", top_k)
+    top_k = min(top_k, predictor.num_classes)  # a 3-class model writes its 3 classes
     kind = predictor.kind
     columns = csv_columns(kind, top_k)
     if kind == "detector":
@@ -483,9 +484,8 @@ def predict_files(
     done = read_done(output, columns if fmt == "csv" else None)
     todo = [path for path in mine if path not in done]
     root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in files]) if files else os.getcwd()
-    num_classes = getattr(getattr(predictor, "model", None), "num_classes", None)
     rows = _Rows(kind, predictor.class_names, top_k, bounding_box_format,
-                 Path(masks_dir) if masks_dir is not None else None, root, num_classes)
+                 Path(masks_dir) if masks_dir is not None else None, root, predictor.num_classes)
     shard_note = f" (shard {shard[0]}/{shard[1]} of {len(files)})" if shard[1] > 1 else ""
     log(f"{len(mine)} images{shard_note}: {len(mine) - len(todo)} already in {output}, {len(todo)} to predict "
         f"on {predictor.runtime}.")

@@ -58,6 +58,7 @@ class Predictor:
         runtime: the runtime's name in `RUNTIMES`.
         image_size: the square size every image is prepared to.
         class_names: the model's class names, or None.
+        num_classes: the classes it tells apart.
         policy: the `ImagePolicy` images are prepared with.
     """
 
@@ -67,6 +68,7 @@ class Predictor:
         self.kind = model.kind
         self.image_size = policy.image_size
         self.class_names = getattr(model, "class_names", None)
+        self.num_classes = int(model.num_classes)
         self._rescale = not model.backbone.include_rescaling
         self._closer = closer or contextlib.ExitStack()
 

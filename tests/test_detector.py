@@ -288,7 +288,7 @@ def _train_on_shapes(train_images: int, size: int, epochs: int) -> dict[str, flo
     return coco_map(held_out_targets, model.predict(held_out, batch_size=50, verbose=0), (size, size))
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # in CI, tests/test_claims.py trains the detector on the same shapes through `train`
 def test_trains_on_generated_shapes():
     """CI's training test: 512 shapes images of 96x96, 10 epochs (320
     steps). COCO AP@0.5 on 100 held-out images at least 0.3 (measured 0.40

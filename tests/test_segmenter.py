@@ -164,7 +164,7 @@ def test_synthetic_dataset_is_deterministic_and_labelled():
         synthetic_segmentation(size=16)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # in CI, tests/test_claims.py trains the segmenter on the same shapes through `train`
 def test_lraspp_learns_generated_shapes():
     """From random initialization, a few epochs on 320 generated 96x96 images
     reach a foreground mean IoU the all-background answer (0.0) cannot."""

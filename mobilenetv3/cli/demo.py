@@ -31,7 +31,7 @@ TEST_PER_CLASS = 20  # unseen images per class for the accuracy
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="transfer learning on generated shapes in about a minute; writes a picture of the predictions",
+        help="train a classifier on generated shapes in about a minute; writes a picture of the predictions",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -25,16 +25,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(sys.executable).with_name("mobilenetv3")
-
-
-def run_script(*argv: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`mobilenetv3 ARGV` in a fresh process; fails the test with its output on a non-zero exit."""
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    result = subprocess.run([str(SCRIPT), *argv], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
-    assert result.returncode == 0, f"mobilenetv3 {' '.join(argv)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
+from console_script import SCRIPT, run_script  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from console_script import SCRIPT, run_script  # noqa: E402
 from PIL import Image
 
 from mobilenetv3.serving import datasets, metrics
 
-SCRIPT = Path(sys.executable).with_name("mobilenetv3")
 CLASSES = ["circle", "square", "triangle"]
 
 
@@ -237,16 +237,6 @@ def test_classification_labels_wordnet_names_indices_and_unknown(tmp_path: Path)
 
 
 # -- the command, end to end ----------------------------------------------------------------------------
-
-
-def run_script(*argv: str, cwd: Path, expect: int = 0, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`mobilenetv3 ARGV` in a fresh process; its exit status must be `expect`."""
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    result = subprocess.run([str(SCRIPT), *argv], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
-    assert result.returncode == expect, (f"mobilenetv3 {' '.join(argv)} exited {result.returncode}:\n"
-                                         f"{result.stdout}\n{result.stderr}")
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
 
 
 @pytest.fixture(scope="module")

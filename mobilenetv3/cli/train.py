@@ -308,6 +308,14 @@ def _schedule(args: argparse.Namespace) -> tuple[int | str, bool]:
     return unfreeze, train_batchnorm
 
 
+def _task_training_kwargs(args: argparse.Namespace) -> dict:
+    """The keywords `train_detector` and `train_segmenter` share."""
+    return {"image_size": args.image_size, "batch_size": args.batch_size, "epochs": args.epochs,
+            "learning_rate": args.learning_rate, "load_weights": False if args.no_weights else None,
+            "validation_split": args.validation_split, "out": args.out, "seed": args.seed,
+            "verbose": 0 if args.quiet else 1}
+
+
 def _train_detector(args: argparse.Namespace) -> int:
     from mobilenetv3.training.detector import train_detector
 
@@ -315,15 +323,7 @@ def _train_detector(args: argparse.Namespace) -> int:
         args.data_dir,
         args.preset,
         synthetic_images=args.synthetic,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        load_weights=False if args.no_weights else None,
-        validation_split=args.validation_split,
-        out=args.out,
-        seed=args.seed,
-        verbose=0 if args.quiet else 1,
+        **_task_training_kwargs(args),
     )
     print(f"classes: {', '.join(result.class_names[1:])}")
     if result.map50 is not None:
@@ -345,15 +345,7 @@ def _train_segmenter(args: argparse.Namespace) -> int:
     result = train_segmenter(
         args.synthetic,
         args.preset,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        load_weights=False if args.no_weights else None,
-        validation_split=args.validation_split,
-        out=args.out,
-        seed=args.seed,
-        verbose=0 if args.quiet else 1,
+        **_task_training_kwargs(args),
     )
     print(f"classes: {', '.join(result.class_names[1:])} (0: background)")
     if result.foreground_iou is not None:

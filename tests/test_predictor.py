@@ -49,6 +49,15 @@ def _small(input_shape: tuple) -> mobilenetv3.MobileNetV3Backbone:
     return mobilenetv3.MobileNetV3SmallBackbone(input_shape=input_shape, alpha=0.35)
 
 
+@pytest.fixture(scope="module")
+def models() -> tuple:
+    """A classifier and a detector, built once for every runtime."""
+    classifier = _perturbed(mobilenetv3.MobileNetV3ImageClassifier(_small((64, 64, 3)), 4))
+    detector = _perturbed(mobilenetv3.MobileNetV3ObjectDetector(
+        _small((None, None, 3)), 3, image_size=96, score_threshold=0.05, max_detections=20))
+    return classifier, detector
+
+
 def test_stream_keeps_order_reports_failures_and_checks_arguments(files: list[str]) -> None:
     prepare = lambda path: (np.asarray(Image.open(path).convert("RGB").resize((8, 8)), "float32"), (1, 1))  # noqa: E731
     batches = list(stream_batches(files, prepare, batch_size=4, workers=2))
@@ -59,12 +68,21 @@ def test_stream_keeps_order_reports_failures_and_checks_arguments(files: list[st
         next(stream_batches(files, prepare, batch_size=0))
 
 
-@pytest.mark.parametrize("runtime", ["keras", pytest.param("onnxruntime", marks=pytest.mark.skipif(
-    not ONNXRUNTIME, reason="onnxruntime is not installed"))])
-def test_classifier_and_detector_match_keras_predict(files: list[str], runtime: str) -> None:
-    classifier = _perturbed(mobilenetv3.MobileNetV3ImageClassifier(_small((64, 64, 3)), 4))
-    detector = _perturbed(mobilenetv3.MobileNetV3ObjectDetector(
-        _small((None, None, 3)), 3, image_size=96, score_threshold=0.05, max_detections=20))
+def _needs(module: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} is not installed")
+
+
+TF_ONLY = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the TFLite export needs TensorFlow")
+
+
+@pytest.mark.parametrize("runtime", [
+    "keras",
+    pytest.param("onnxruntime", marks=pytest.mark.skipif(not ONNXRUNTIME, reason="onnxruntime is not installed")),
+    pytest.param("openvino", marks=_needs("openvino")),
+    pytest.param("litert", marks=[_needs("ai_edge_litert"), TF_ONLY, pytest.mark.heavy]),  # 30-110 s
+])
+def test_classifier_and_detector_match_keras_predict(files: list[str], models: tuple, runtime: str) -> None:
+    classifier, detector = models
     with open_predictor(classifier, runtime, log=lambda _: None) as predictor:
         batch = next(stream_batches(files, predictor.prepare, batch_size=8))
         results = predictor.run(batch.images, batch.sizes)

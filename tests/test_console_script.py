@@ -98,7 +98,8 @@ def test_torchvision_classifier_converts_then_exports(work: Path) -> None:
     policy = json.loads((work / "tv_small" / "preprocessor.json").read_text())
     assert (policy["mode"], policy["resize"], policy["resize_size"]) == ("imagenet", "center_crop", 256)
     exported = run_script("export", "tv_small", "tv_small.onnx", "--format", "onnx", "--input-size", "64", cwd=work)
-    assert exported.stdout.splitlines()[0] == "exporting to onnx..."  # a progress line before the work
+    progress = exported.stdout.splitlines()[0]  # a progress line before the work, naming the input size
+    assert progress.startswith("exporting to onnx, input 64x64") and progress.endswith("..."), progress
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(work / "tv_small.onnx"))

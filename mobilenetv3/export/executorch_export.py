@@ -126,10 +126,11 @@ def _input_size(model: Any, input_size: int | Sequence[int] | None) -> tuple[int
     if len(getattr(model, "inputs", None) or ()) != 1 or len(model.inputs[0].shape) != 4:
         raise ValueError("`model` must be a functional Keras model with one image input (batch, height, width, 3); "
                          f"got {type(model).__name__}.")
+    height, width = model.inputs[0].shape[1:3]
+    fixed = (int(height), int(width)) if height is not None and width is not None else None
     if input_size is None:
-        height, width = model.inputs[0].shape[1:3]
-        if height is not None and width is not None:
-            return int(height), int(width)
+        if fixed is not None:
+            return fixed
         from mobilenetv3.presets.preprocessing import preprocessing_for_model
 
         size = preprocessing_for_model(model).image_size
@@ -137,6 +138,9 @@ def _input_size(model: Any, input_size: int | Sequence[int] | None) -> tuple[int
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if len(size) != 2 or not all(isinstance(s, int) and s >= 32 for s in size):
         raise ValueError(f"`input_size` must be an integer >= 32 or a (height, width) pair of them; got {input_size!r}.")
+    if fixed is not None and size != fixed:
+        raise ValueError(f"`input_size` {size} differs from the model's fixed input size {fixed}; "
+                         "build the model with `input_shape=(None, None, 3)` to export it at another size.")
     return int(size[0]), int(size[1])
 
 
@@ -217,7 +221,6 @@ def _program_bytes(model: Any, images: np.ndarray | None, *, input_size: Sequenc
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
-    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
     module = _TorchModel(model, channels_first)
     height, width = input_size
@@ -227,7 +230,6 @@ def _program_bytes(model: Any, images: np.ndarray | None, *, input_size: Sequenc
     if int8:
         graph = _quantize(graph, example, images, channels_first)
     program = torch.export.export(graph, example, strict=False)
-    program = constant_prop_pass(program)  # the kernels' layout changes and BN folding, done once here
     lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
     return lowered.to_executorch().buffer
 
@@ -238,8 +240,8 @@ def _TorchModel(model: Any, channels_first: bool) -> Any:  # noqa: N802  (a clas
 
     from mobilenetv3.runtime.batch_norm_folding import fold_batch_norm
 
-    folded = fold_batch_norm(model)
-    names = list(folded.output_names) if isinstance(folded.output, dict) else None
+    folded = model
+    names = list(folded.output) if isinstance(folded.output, dict) else None
 
     class TorchModel(torch.nn.Module):
         def __init__(self) -> None:
@@ -264,8 +266,21 @@ def _trace(module: Any, example: tuple) -> Any:
     """`torch.export` of `module` as an ATen `GraphModule`, its layout tidied."""
     import torch
 
+    from torchao.quantization.pt2e.constant_fold import constant_fold
+
     graph = torch.export.export(module, example, strict=False).module()
     _tidy_layout(graph)
+    # The kernels' layout changes (HWIO -> OIHW) become constants: the quantizer then sees
+    # plain weights, which it stores in int8, and the lowering has fewer nodes to go through.
+    constant_fold(graph)
+    for node in graph.graph.find_nodes(op="get_attr"):  # convert_pt2e folds into `_frozen_param<i>` names too
+        if node.target.startswith("_frozen_param"):
+            name, value = f"folded{node.target}", getattr(graph, node.target)
+            delattr(graph, node.target)
+            # a parameter: the quantizer's conv-BatchNorm fusion rewrites conv weights as parameters
+            graph.register_parameter(name, torch.nn.Parameter(value, requires_grad=False))
+            node.target = name
+    graph.recompile()
     return graph
 
 
@@ -302,7 +317,7 @@ def _tidy_layout(graph: Any) -> None:
     In place, on an ATen `GraphModule` (what `ExportedProgram.module()`
     gives): drops dtype conversions that convert nothing and metadata
     asserts, rewrites NHWC global means as NCHW ones between transposes,
-    moves transposes below elementwise operations (through both operands of
+    turns dense layers' `addmm` into `linear`, moves transposes below elementwise operations (through both operands of
     a binary one when the other is transposed alike, or is a size-1-spatial
     gate that a reshape lays out the same way), and fuses transposes that
     follow each other (cancelling to nothing where they compose to the
@@ -315,7 +330,7 @@ def _tidy_layout(graph: Any) -> None:
         for node in list(graph.graph.nodes):
             if node.op != "call_function" or node.graph is None:
                 continue
-            for rewrite in (_drop_noop, _mean_to_nchw, _sink_permute, _fuse_permutes):
+            for rewrite in (_drop_noop, _addmm_to_linear, _mean_to_nchw, _sink_permute, _fuse_permutes):
                 if rewrite(graph.graph, node):
                     changed = True
                     break
@@ -340,7 +355,7 @@ def _drop_noop(graph: Any, node: Any) -> bool:
         graph.erase_node(node)
         return True
     if node.target in (aten.to.dtype, aten.to.dtype_layout, aten.to.device, aten.contiguous.default,
-                       aten.alias.default, aten.clone.default):
+                       aten.alias.default, aten.clone.default, aten.lift_fresh_copy.default):
         source, value = node.args[0], _val(node)
         before = _val(source)
         if (before is not None and value is not None and before.dtype == value.dtype
@@ -349,6 +364,22 @@ def _drop_noop(graph: Any, node: Any) -> bool:
             graph.erase_node(node)
             return True
     return False
+
+
+def _addmm_to_linear(graph: Any, node: Any) -> bool:
+    """`addmm(bias, x, w)` -> `linear(x, w.T, bias)`: the form the int8 quantizer takes for dense layers."""
+    aten = _aten()
+    if node.target is not aten.addmm.default or node.kwargs.get("beta", 1) != 1 or node.kwargs.get("alpha", 1) != 1:
+        return False
+    bias, inputs, weight = node.args[:3]
+    value = _val(weight)
+    if value is None or value.ndim != 2 or _val(bias) is None or _val(bias).ndim != 1:
+        return False
+    transposed = _new(graph, node, aten.permute.default, (weight, [1, 0]), value.permute(1, 0))
+    linear = _new(graph, node, aten.linear.default, (inputs, transposed, bias), _val(node))
+    node.replace_all_uses_with(linear)
+    graph.erase_node(node)
+    return True
 
 
 _TO_NCHW = [0, 3, 1, 2]

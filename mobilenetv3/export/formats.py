@@ -120,7 +120,7 @@ EXPORTERS: dict[str, Exporter] = {
         Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True,
                  requires=("openvino",), int8_requires=("nncf",), extra="openvino"),
         Exporter("executorch", _write_executorch, ".pte", int8=True, channels_first=True,
-                 requires=("torch", "executorch"), int8_requires=("torchao",), extra="executorch"),
+                 requires=("torch", "executorch"), extra="executorch"),
     )
 }
 

@@ -1,8 +1,9 @@
 """ExecuTorch export: a `.pte` program delegated to XNNPACK, fp32 or int8.
 
 The Keras model runs on the PyTorch backend, `torch.export` traces what its
-`call` computes (BatchNorm folded first, `fold_batch_norm`), and ExecuTorch
-lowers the traced program with `to_edge_transform_and_lower` and the
+`call` computes (Keras' layers; BatchNorm is fused into the convolutions by
+XNNPACK's lowering, and by the quantizer for int8), and ExecuTorch lowers
+the traced program with `to_edge_transform_and_lower` and the
 `XnnpackPartitioner`. int8 is ExecuTorch's XNNPACK post-training
 quantization (pt2e: `prepare_pt2e` / `convert_pt2e` with the
 `XNNPACKQuantizer`, symmetric int8, weights per channel), calibrated on
@@ -235,18 +236,18 @@ def _program_bytes(model: Any, images: np.ndarray | None, *, input_size: Sequenc
 
 
 def _TorchModel(model: Any, channels_first: bool) -> Any:  # noqa: N802  (a class factory)
-    """`model` (BatchNorm folded) as a `torch.nn.Module` of images -> a tuple of outputs."""
+    """`model` as a `torch.nn.Module` of images -> a tuple of outputs (a dict's in its order).
+
+    Not `fold_batch_norm`ed: it cannot rebuild the segmenter (`ResizeLike`
+    has no config), and XNNPACK fuses BatchNorm into the convolutions anyway."""
     import torch
 
-    from mobilenetv3.runtime.batch_norm_folding import fold_batch_norm
-
-    folded = model
-    names = list(folded.output) if isinstance(folded.output, dict) else None
+    names = list(model.output) if isinstance(model.output, dict) else None
 
     class TorchModel(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.model = folded
+            self.model = model
 
         def forward(self, images: torch.Tensor) -> Any:
             if channels_first:
@@ -265,7 +266,6 @@ def _TorchModel(model: Any, channels_first: bool) -> Any:  # noqa: N802  (a clas
 def _trace(module: Any, example: tuple) -> Any:
     """`torch.export` of `module` as an ATen `GraphModule`, its layout tidied."""
     import torch
-
     from torchao.quantization.pt2e.constant_fold import constant_fold
 
     graph = torch.export.export(module, example, strict=False).module()

@@ -14,15 +14,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-from console_script import run_script
 from conftest import SHARED_FIXTURES
+from console_script import run_script
 from web_page import missing, run_page
 
 import mobilenetv3
-from mobilenetv3.export import export_model
-from mobilenetv3.export import web_export
+from mobilenetv3.export import export_model, web_export
 from mobilenetv3.presets import loader
 from mobilenetv3.serving.predictor import open_predictor
 
@@ -94,19 +94,26 @@ def classifier_page(tmp_path_factory, photos) -> tuple[Path, Path]:
     from mobilenetv3.core.normalization import ImagePolicy
     from mobilenetv3.presets import folders
 
+    keras.utils.set_random_seed(0)
     work = tmp_path_factory.mktemp("web_classifier")
     backbone = mobilenetv3.MobileNetV3SmallBackbone(alpha=0.35, input_shape=(96, 96, 3))
     model = mobilenetv3.MobileNetV3ImageClassifier(backbone, len(CLASS_NAMES))
     policy = ImagePolicy("unit", 96, "center_crop", resize_size=110, interpolation="bicubic")
-    calibrated(model, _stack(photos, policy), seed=1)
-    logits = model.get_layer("Logits").kernel
-    logits.assign(logits * 6.0)  # confident, well-separated classes
+    batch = _stack(photos, policy)
+    calibrated(model, batch, seed=1)
+    # Logits that differ from photo to photo, moderately peaked: centred over the photos, std 2.5.
+    head = model.get_layer("Logits")
+    features = np.asarray(model.predict(batch, verbose=0)) - keras.ops.convert_to_numpy(head.bias)
+    scale = 2.5 / (features - features.mean(axis=0)).std()
+    head.kernel.assign(head.kernel * scale)
+    head.bias.assign((-scale * features.mean(axis=0)).astype("float32"))
     folders.save_preset(model, work / "tiny", class_names=CLASS_NAMES, preprocessing=policy)
     out = run_script("export", work / "tiny", work / "web", "--format", "web", cwd=work)
     assert "serve it" in out.stdout and "python serve.py" in out.stdout, out.stdout
     return work / "tiny", work / "web"
 
 
+@pytest.mark.slow
 def test_classifier_page_gives_keras_top5_on_real_photos(classifier_page, photos):
     preset, folder = classifier_page
     assert sorted(p.name for p in (folder / "ort").iterdir()) == [
@@ -122,14 +129,15 @@ def test_classifier_page_gives_keras_top5_on_real_photos(classifier_page, photos
             image, size = predictor.prepare(photo)
             (expected,) = predictor.run(image[None], [size])
             probabilities = expected["probabilities"]
-            print(photo.name, np.round(np.sort(probabilities)[::-1][:5], 3))
             top5 = np.argsort(-probabilities)[:5]
-            assert np.sort(probabilities)[-1] > 0.3, "too flat to test"
+            assert np.sort(probabilities)[-1] > 0.25, "too flat to test"
             assert [r["index"] for r in got["top5"]] == top5.tolist(), photo
             assert [r["label"] for r in got["top5"]] == [CLASS_NAMES[i] for i in top5]
             diff = np.abs(np.asarray(got["probabilities"]) - probabilities).max()
             assert diff <= PROBABILITY_TOLERANCE, f"{photo.name}: max probability diff {diff:.2e}"
             assert got["image_size"] == list(size)
+    first, second = (np.asarray(r["probabilities"]) for r in page["results"])
+    assert np.abs(first - second).max() > 0.05, "the outputs hardly depend on the image"
     assert CLASS_NAMES[int(top5[0])] in page["dom"]  # the last photo's top-5, shown on the page
     assert len(page["timings"]) == 2 and all(t["inference_ms"] > 0 for t in page["timings"])
     assert len(page["benchmark_ms"]) == 10
@@ -137,6 +145,7 @@ def test_classifier_page_gives_keras_top5_on_real_photos(classifier_page, photos
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory, photos):
+    keras.utils.set_random_seed(0)
     backbone = mobilenetv3.MobileNetV3SmallBackbone(alpha=0.35, reduced_tail=True, preprocessing="symmetric")
     model = mobilenetv3.MobileNetV3ObjectDetector(backbone, len(DETECTOR_NAMES), image_size=128,
                                                   score_threshold=0.4, max_detections=100)
@@ -156,7 +165,6 @@ def test_detector_page_draws_the_keras_detections(detector, photos, tmp_path):
             image, size = predictor.prepare(photo)
             (expected,) = predictor.run(image[None], [size])
             count = len(expected["scores"])
-            print(photo.name, "detections", count, expected["scores"][:3], expected["labels"][:8])
             assert count > 0 and len(got["detections"]) == count, (photo.name, count, len(got["detections"]))
             used = np.zeros(count, bool)
             for detection in got["detections"]:  # one to one, as sets: equal scores may come in another order
@@ -187,7 +195,6 @@ def test_segmenter_page_overlays_the_keras_mask(photos, tmp_path):
     expected = np.argmax(np.asarray(model.predict(image, verbose=0))[0], axis=-1)
     assert got["size"] == [64, 64] and len(np.unique(expected)) > 1, "a one-class mask is too easy"
     agreement = float(np.mean(np.asarray(got["mask"]).reshape(64, 64) == expected))
-    print("segmenter classes", np.bincount(expected.ravel(), minlength=3))
     assert agreement >= 0.999, f"the page's mask agrees with Keras on {agreement:.2%} of pixels"
 
 
@@ -224,7 +231,7 @@ def test_page_resize_is_pillows_pixel_for_pixel(tmp_path):
                                            int(np.abs(got.astype(int) - want).max()))
 
 
-def test_runtime_is_pinned_and_checked(tmp_path, detector):
+def test_runtime_is_pinned_and_checked(tmp_path, detector, monkeypatch):
     """The shipped package.json, lockfile and SHA-256 manifest name one
     version; a folder of another version, an incomplete one or a changed
     file is refused with the reason, and nothing is written."""
@@ -260,6 +267,14 @@ def test_runtime_is_pinned_and_checked(tmp_path, detector):
         export_model(model, out, "web", web_runtime=fake)
     with pytest.raises(OSError, match="is not an installed onnxruntime-web"):
         export_model(model, out, "web", web_runtime=tmp_path)
+    monkeypatch.setenv(web_export.RUNTIME_ENV, str(fake))
+    with pytest.raises(OSError, match=r"\$MOBILENETV3_WEB_RUNTIME .*holds onnxruntime-web 1.0.0"):
+        export_model(model, out, "web")
+    monkeypatch.delenv(web_export.RUNTIME_ENV)
+    monkeypatch.setenv("MOBILENETV3_CACHE", str(tmp_path / "empty_cache"))  # nothing cached, and no npm:
+    monkeypatch.setattr(web_export.shutil, "which", lambda name: None)
+    with pytest.raises(OSError, match="npm is not on the PATH.*--web-runtime DIR"):
+        export_model(model, out, "web")
     assert not out.exists()
 
 

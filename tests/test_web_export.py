@@ -159,7 +159,8 @@ def detector(tmp_path_factory, photos):
 def test_detector_page_draws_the_keras_detections(detector, photos, tmp_path):
     model, folder = detector
     assert not list(folder.parent.glob("*.anchors.npy")) and not list(folder.rglob("*.npy"))
-    page = run_page(folder, photos[:2], screenshot=tmp_path / "detector.png")
+    page = run_page(folder, photos[:2], screenshot=tmp_path / "detector.png", isolated=True, threads=2)
+    assert page["backend"]["crossOriginIsolated"] and page["backend"]["threads"] == 2  # serve.py's headers
     with open_predictor(model, "keras") as predictor:
         for photo, got in zip(photos, page["results"]):
             image, size = predictor.prepare(photo)

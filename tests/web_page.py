@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import importlib.util
 import json
 import os
 import shutil
@@ -66,33 +67,39 @@ def driver() -> Path:
     return folder
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
+class _Images(http.server.SimpleHTTPRequestHandler):
+    """Static files of the folder, plus `images` served as `/<name>`."""
+
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
                       ".mjs": "text/javascript", ".wasm": "application/wasm"}
 
-    def __init__(self, *args: Any, images: dict[str, Path], isolated: bool, **kwargs: Any) -> None:
-        self.images, self.isolated = images, isolated
+    def __init__(self, *args: Any, images: dict[str, Path], **kwargs: Any) -> None:
+        self.images = images
         super().__init__(*args, **kwargs)
 
     def translate_path(self, path: str) -> str:
         name = path.split("?", 1)[0].lstrip("/")
         return str(self.images[name]) if name in self.images else super().translate_path(path)
 
-    def end_headers(self) -> None:
-        if self.isolated:
-            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        super().end_headers()
-
     def log_message(self, *args: Any) -> None:
         pass
+
+
+def _shipped_handler(folder: Path) -> type:
+    """The exported folder's own `serve.py` handler (COOP/COEP headers)."""
+    spec = importlib.util.spec_from_file_location("exported_serve", folder / "serve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.IsolatedHandler
 
 
 @contextlib.contextmanager
 def serve(folder: str | os.PathLike, images: dict[str, Path] | None = None, isolated: bool = False) -> Iterator[str]:
     """Serve `folder` (plus `images`, served as `/<name>`) on an ephemeral
-    port of 127.0.0.1 from a thread; yields the base URL."""
-    handler = functools.partial(_Handler, directory=str(folder), images=images or {}, isolated=isolated)
+    port of 127.0.0.1 from a thread; yields the base URL. `isolated`: with
+    the headers of the folder's own `serve.py` (cross-origin isolation)."""
+    base = type("Handler", (_Images, _shipped_handler(Path(folder))), {}) if isolated else _Images
+    handler = functools.partial(base, directory=str(folder), images=images or {})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -114,7 +121,7 @@ def run_page(folder: str | os.PathLike, images: Sequence[str | os.PathLike], *, 
     `timings` (per image: preprocess_ms, inference_ms, postprocess_ms),
     `benchmark_ms` (with `runs`), `dom` (the results panel's text) and
     `console` (the page's console lines). `threads` > 1 needs `isolated`
-    (COOP/COEP headers)."""
+    (served with the COOP/COEP headers of the folder's `serve.py`)."""
     served = {f"image{i}{Path(p).suffix}": Path(p) for i, p in enumerate(images)}
     with serve(folder, served, isolated) as base:
         query = f"?threads={threads}" if threads else ""
@@ -128,3 +135,20 @@ def run_page(folder: str | os.PathLike, images: Sequence[str | os.PathLike], *, 
     if "error" in out:
         raise RuntimeError(f"the page failed: {out['error']}\nconsole:\n" + "\n".join(out["console"]))
     return out
+
+
+def time_page(folder: str | os.PathLike, image: str | os.PathLike, runs: int = 50, threads: int | None = None,
+              isolated: bool | None = None) -> dict[str, Any]:
+    """Time the page's inference in headless Chromium: one image predicted
+    (its first-run timings), then `runs` more inferences of it. `threads`
+    > 1 serves the folder cross-origin isolated (as `serve.py` does).
+
+    Returns `{"backend", "first": the first image's timings,
+    "median_ms", "min_ms", "runs_ms"}`."""
+    import statistics
+
+    isolated = bool(threads and threads > 1) if isolated is None else isolated
+    out = run_page(folder, [image], runs=runs, threads=threads, isolated=isolated)
+    times = out["benchmark_ms"]
+    return {"backend": out["backend"], "first": out["timings"][0], "median_ms": statistics.median(times),
+            "min_ms": min(times), "runs_ms": times}

@@ -124,6 +124,8 @@ def add_metadata(
         raise ValueError("`tflite_bytes` must be a LiteRT flatbuffer (file identifier 'TFL3').")
     writers = _import_writers()
     buffer = bytearray(tflite_bytes)
+    if writers.metadata.get_metadata_buffer(buffer) is not None:
+        raise ValueError("`tflite_bytes` already has metadata; add it to the file without (as converted).")
     label_item = writers.metadata_writer.Labels().add(list(labels)) if labels else None
     if task == "classifier":
         writer = writers.image_classifier.MetadataWriter.create(buffer, mean, std, label_item)
@@ -135,8 +137,13 @@ def add_metadata(
         writer = writers.object_detector.MetadataWriter.create_for_models_with_nms(buffer, mean, std, label_item)
     try:
         model_with_metadata, _ = writer.populate()
-    finally:  # the writer's temporary folder (of the label file), else left to its __del__
+    finally:
+        # The writer's temporary folder (of the label file) goes now, and the
+        # writer with it: importing mediapipe keeps the importing stack's
+        # frames alive, this one included, and the writer's __del__ fails
+        # if it first runs at interpreter exit.
         writer.writer._temp_folder.cleanup()
+        del writer
     return bytes(model_with_metadata)
 
 

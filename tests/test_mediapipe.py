@@ -32,6 +32,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed medi
 from console_script import run_script  # noqa: E402
 from helpers import randomize  # noqa: E402
 
+SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 SIZE = 96
 CLASS_NAMES = ["apple", "banana pepper", "cat", "dog", "eel", "fig", "goat", "hen", "ibis", "jay"]
 SEGMENT_NAMES = ["background", "road", "sky", "tree"]
@@ -59,8 +60,8 @@ def _images(shared_fixtures: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def images(shared_fixtures) -> np.ndarray:
-    return _images(shared_fixtures)
+def images() -> np.ndarray:
+    return _images(SHARED_FIXTURES)  # without ../shared: generated images only
 
 
 def _segmenter() -> keras.Model:
@@ -127,6 +128,9 @@ def test_mediapipe_image_classifier_matches_keras(exported, images):
         assert [c[1] for c in categories[:5]] == [CLASS_NAMES[i] for i in order]
         np.testing.assert_allclose([c[2] for c in categories[:5]], scores[order], atol=SCORE_ATOL, rtol=0)
     assert np.ptp(expected) > 1.0  # logits that depend on the image
+    predict = litert_metadata.open_mediapipe(work / "classifier.tflite")  # the timing helper: every score
+    np.testing.assert_allclose(np.stack([predict(image) for image in images]), expected, atol=SCORE_ATOL, rtol=0)
+    predict.close()
     # LiteRT itself still runs the file with metadata as Keras does.
     from mobilenetv3.export.runtimes import open_litert
 
@@ -149,6 +153,10 @@ def test_mediapipe_image_segmenter_category_mask_is_keras_argmax(exported, image
         assert segmenter.labels == SEGMENT_NAMES
     masks = np.stack([r.category_mask.numpy_view().squeeze() for r in results])
     assert masks.shape == expected.shape
+    predict = litert_metadata.open_mediapipe(work / "segmenter.tflite", "segmenter")
+    np.testing.assert_array_equal(predict(images[0]), masks[0])
+    predict.close()
+    print(f"segmenter: {np.mean(masks != expected):.2e} of pixels differ from Keras' argmax")
     assert len(np.unique(expected)) > 1  # a mask that depends on the pixels
     top2 = np.sort(logits, -1)
     clear = top2[..., -1] - top2[..., -2] > 1e-3  # not a near-tie
@@ -255,3 +263,41 @@ def _metadata_using(member: str) -> bytes:
 ])
 def test_parser_version_is_mediapipes(member, version):
     assert litert_metadata._parser_version(_metadata_using(member)) == version
+
+
+def test_imagenet_labels_line_up_with_the_outputs():
+    """1000 classes: ImageNet's names; 1001 (TF-slim): "background" first."""
+    for num_classes, offset in ((1000, 0), (1001, 1)):
+        model = mobilenetv3.MobileNetV3ImageClassifier(
+            mobilenetv3.MobileNetV3SmallBackbone(input_shape=(32, 32, 3), alpha=0.35), num_classes=num_classes,
+            head="dense")
+        values = litert_metadata.model_metadata(model)
+        assert values["labels"][offset + 1] == "goldfish" and len(values["labels"]) == num_classes
+        assert values["mean"] == [0.0] and values["std"] == [1.0]
+    assert litert_metadata.model_metadata(mobilenetv3.MobileNetV3SmallBackbone(alpha=0.35)) is None
+
+
+@pytest.mark.slow  # converts a 224-pixel model: ~13 s
+def test_real_weights_in_mediapipe_match_keras(shared_fixtures, tmp_path):
+    """The TF-slim release (1001 classes, "background" first) through
+    MediaPipe: its top-3 names and logits are Keras' on the fixture photos."""
+    from PIL import Image
+
+    from mobilenetv3.export import export_model
+    from mobilenetv3.presets import loader
+
+    model = loader.load_model(shared_fixtures / "tflite" / "v3-small_224_1.0_uint8.tflite")
+    export_model(model, tmp_path / "slim.tflite", "tflite", input_size=224)
+    names = litert_metadata.model_metadata(model)["labels"]
+    photos = []
+    for path in sorted((shared_fixtures / "images").glob("*.bmp")):
+        with Image.open(path) as image:
+            photos.append(np.asarray(image.convert("RGB").resize((224, 224), Image.BILINEAR)))
+    photos = np.stack(photos)
+    expected = model.predict(photos.astype("float32"), verbose=0)
+    results = _classify(tmp_path / "slim.tflite", photos)
+    for scores, categories in zip(expected, results):
+        order = np.argsort(-scores)[:3]
+        assert [c[1] for c in categories[:3]] == [names[i] for i in order]
+        np.testing.assert_allclose([c[2] for c in categories[:3]], scores[order], atol=1e-3, rtol=0)
+    assert [r[0][1] for r in results] == ["chickadee", "Egyptian cat", "dragonfly", "military uniform"]

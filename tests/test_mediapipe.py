@@ -128,6 +128,9 @@ def test_mediapipe_image_classifier_matches_keras(exported, images):
         assert [c[1] for c in categories[:5]] == [CLASS_NAMES[i] for i in order]
         np.testing.assert_allclose([c[2] for c in categories[:5]], scores[order], atol=SCORE_ATOL, rtol=0)
     assert np.ptp(expected) > 1.0  # logits that depend on the image
+    scores = np.array([[c[2] for c in sorted(categories)] for categories in results])
+    print(f"classifier: MediaPipe scores vs Keras max abs difference {np.abs(scores - expected).max():.1e} "
+          f"(logits spanning {np.ptp(expected):.1f})")
     predict = litert_metadata.open_mediapipe(work / "classifier.tflite")  # the timing helper: every score
     np.testing.assert_allclose(np.stack([predict(image) for image in images]), expected, atol=SCORE_ATOL, rtol=0)
     predict.close()
@@ -166,6 +169,8 @@ def test_mediapipe_image_segmenter_category_mask_is_keras_argmax(exported, image
     confidence = np.stack([np.stack([m.numpy_view().squeeze() for m in r.confidence_masks], -1) for r in results])
     probabilities = np.exp(logits - logits.max(-1, keepdims=True))
     probabilities /= probabilities.sum(-1, keepdims=True)
+    print(f"segmenter: confidence masks vs softmax(Keras) max abs difference "
+          f"{np.abs(confidence - probabilities).max():.1e}")
     np.testing.assert_allclose(confidence, probabilities, atol=1e-4, rtol=0)
 
 

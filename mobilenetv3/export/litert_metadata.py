@@ -265,7 +265,7 @@ def write_tflite(
     if getattr(model, "kind", None) in ("classifier", "segmenter"):
         if not has_fixed_input_size(flatbuffer):
             warnings.warn(f"{path}: written without MediaPipe metadata: its input is resizable, and MediaPipe "
-                          "needs a fixed size; pass `input_size` for a MediaPipe-ready file.", stacklevel=2)
+                          "needs a fixed size; pass `input_size` (`--input-size N`) for a MediaPipe-ready file.", stacklevel=2)
         elif importlib.util.find_spec("mediapipe") is None:
             warnings.warn(f"{path}: written without MediaPipe metadata, which needs the `mediapipe` package: "
                           'pip install "mobilenetv3[mediapipe]"', stacklevel=2)

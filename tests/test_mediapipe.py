@@ -306,3 +306,19 @@ def test_real_weights_in_mediapipe_match_keras(shared_fixtures, tmp_path):
         assert [c[1] for c in categories[:3]] == [names[i] for i in order]
         np.testing.assert_allclose([c[2] for c in categories[:3]], scores[order], atol=1e-3, rtol=0)
     assert [r[0][1] for r in results] == ["chickadee", "Egyptian cat", "dragonfly", "military uniform"]
+
+
+@pytest.mark.slow  # one small conversion: ~5 s
+def test_resizable_segmenter_gets_no_metadata_and_says_so(tmp_path):
+    """MediaPipe would feed a resizable input at 1x1: no metadata, a warning
+    naming `--input-size`, and `with_model_metadata` refuses it."""
+    from mobilenetv3.export import export_model
+
+    model = mobilenetv3.MobileNetV3ImageSegmenter(mobilenetv3.MobileNetV3SmallBackbone(alpha=0.35), num_classes=3,
+                                                  inter_channels=16)
+    with pytest.warns(UserWarning, match=r"without MediaPipe metadata.*--input-size"):
+        export_model(model, tmp_path / "s.tflite", "tflite")
+    data = (tmp_path / "s.tflite").read_bytes()
+    assert litert_metadata._import_writers().metadata.get_metadata_buffer(data) is None
+    with pytest.raises(ValueError, match="fixed input size"):
+        litert_metadata.with_model_metadata(data, model)

@@ -153,10 +153,11 @@ def model_metadata(model: Any) -> dict[str, Any] | None:
 
     - `task`: the model's `kind`.
     - `labels`: the model's `class_names` (a preset folder's `labels.txt`)
-      when it has one per class; else, for 1000 classes, the ImageNet names
-      (1001: "background" first, TF-slim's layout), as `mobilenetv3 predict`
-      prints them; else None (MediaPipe then reports class indices). A
-      detector's labels drop class 0, the background (see `add_metadata`).
+      when it has one per class; else, for a 1000-class classifier, the
+      ImageNet names (1001: "background" first, TF-slim's layout), as
+      `mobilenetv3 predict` prints them; else None (MediaPipe then reports
+      class indices). A detector's labels drop class 0, the background (see
+      `add_metadata`); without names they are its class ids "1", "2", ...
     - `mean`, `std`: what makes MediaPipe feed what the model takes: raw
       0..255 pixels (0 and 1) for a backbone with `include_rescaling=True`
       (every preset), else its `preprocessing` mode's mean and std times 255.
@@ -270,7 +271,11 @@ def write_tflite(
             warnings.warn(f"{path}: written without MediaPipe metadata, which needs the `mediapipe` package: "
                           'pip install "mobilenetv3[mediapipe]"', stacklevel=2)
         else:
-            flatbuffer = with_model_metadata(flatbuffer, model)
+            try:
+                flatbuffer = with_model_metadata(flatbuffer, model)
+            except ImportError as error:  # a mediapipe whose writers do not import
+                warnings.warn(f"{path}: written without MediaPipe metadata: the installed mediapipe's metadata "
+                              f"writers do not import ({error}).", stacklevel=2)
     with atomic_path(path) as staging:
         staging.write_bytes(flatbuffer)
     return Path(path)

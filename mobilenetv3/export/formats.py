@@ -36,6 +36,7 @@ class Exporter:
         requires: the optional modules it imports, checked before exporting.
         int8_requires: those `int8=True` adds.
         extra: the `pip install "mobilenetv3[extra]"` that brings them.
+        anchors: writes a detector's default boxes beside its output.
 
     A `MobileNetV3ObjectDetector` exports as its raw network (images in,
     `bbox_regression` and `cls_logits` out) with its default boxes written
@@ -55,6 +56,13 @@ class Exporter:
     requires: tuple[str, ...] = ()
     int8_requires: tuple[str, ...] = ()
     extra: str = ""
+    anchors: bool = True
+
+
+def _write_web(model: Any, path: str, *, input_size: int | None, web_runtime: str | None = None, **_: Any) -> None:
+    from mobilenetv3.export.web_export import export_web
+
+    export_web(model, path, input_size=input_size, runtime_dir=web_runtime)
 
 
 def _write_onnx(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
@@ -78,10 +86,11 @@ def _write_onnx(model: Any, path: str, *, input_size: int | None, int8: bool, ca
 
 def _write_tflite(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
                   full_integer: bool, **_: Any) -> None:
-    from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
+    from mobilenetv3.export.litert_metadata import write_tflite  # export_tflite + MediaPipe metadata
+    from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS
 
     float_ops = () if full_integer else DEFAULT_FLOAT_OPS
-    export_tflite(model, path, input_size=input_size, int8=int8, calibration=calibration, float_ops=float_ops)
+    write_tflite(model, path, input_size=input_size, int8=int8, calibration=calibration, float_ops=float_ops)
 
 
 def _write_saved_model(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
@@ -121,6 +130,7 @@ EXPORTERS: dict[str, Exporter] = {
                  requires=("openvino",), int8_requires=("nncf",), extra="openvino"),
         Exporter("executorch", _write_executorch, ".pte", int8=True, channels_first=True,
                  requires=("torch", "executorch"), extra="executorch"),
+        Exporter("web", _write_web, "", requires=("onnx",), extra="onnx", anchors=False),
     )
 }
 
@@ -142,12 +152,15 @@ def export_model(
     full_integer: bool = False,
     bf16: bool = False,
     postprocess: bool = False,
+    web_runtime: str | os.PathLike | None = None,
 ) -> Path:
     """Export `model` to `path` in `format` (a key of `EXPORTERS`).
 
     A detector (`MobileNetV3ObjectDetector`) is written as its raw network
     with its default boxes beside it (`<path>.anchors.npy`), or with
     `postprocess=True` (ONNX) as an end-to-end graph giving detections.
+    `web_runtime`: the `onnxruntime-web` package folder the "web" format
+    copies (see `mobilenetv3.export.web_export.find_web_runtime`).
 
     Example:
 
@@ -168,8 +181,11 @@ def export_model(
     _check_detector_options(model, int8, postprocess)
     for module in exporter.requires + (exporter.int8_requires if int8 else ()):
         import_optional(module, exporter.extra, f"Exporting to {format}{' int8' if int8 else ''}")
-    exporter.write(model, str(path), input_size=input_size, calibration=calibration, **options)
-    if is_detector(model):
+    if web_runtime is not None and format != "web":
+        raise ValueError(f"`web_runtime` applies to format 'web', not {format!r}.")
+    exporter.write(model, str(path), input_size=input_size, calibration=calibration, web_runtime=web_runtime,
+                   **options)
+    if is_detector(model) and exporter.anchors:
         write_anchors(model, path)
     return Path(path)
 

@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite, openvino .xml) or folder (saved_model, web) to write")
     parser.add_argument("--format", required=True, choices=list(EXPORTERS), help="output format")
     parser.add_argument("--int8", action="store_true",
-                        help="int8 post-training quantization (onnx, tflite, openvino)")
+                        help="int8 post-training quantization (onnx, tflite, openvino, executorch)")
     parser.add_argument("--bf16", action="store_true", help="openvino: record bf16 inference in the IR")
     parser.add_argument("--full-integer", action="store_true",
                         help="tflite --int8: every op in int8, hard-swish too (for integer-only accelerators)")
@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
                         "any input size, the image size its preset records, except segmenters, which stay "
                         "resizable unless --int8)")
     parser.add_argument("--channels-first", action="store_true",
-                        help="onnx, openvino: take NCHW input (no transposes)")
+                        help="onnx, openvino, executorch: take NCHW input (no transposes)")
     parser.add_argument("--postprocess", action="store_true",
                         help="detector, onnx: end the graph in box decoding and per-class NMS (outputs boxes, "
                         "confidence, labels, num_detections); default: the raw network plus OUT.anchors.npy")

@@ -6,9 +6,9 @@ stated tolerances), MediaPipe's `ObjectDetector` runs the file (with its
 metadata) with no options and reports `predict`'s detections, and the
 console script writes the int8 file.
 
-One tiny detector (Small, 96x96, 3 foreground classes, random weights with
-BatchNorm statistics perturbed and class logits x3, so there are many
-detections with spread scores), exported twice: fp32 in this process, int8
+One tiny detector (Small, 96x96, 3 foreground classes, random weights,
+BatchNorm statistics from the images: 300 detections per image, scores
+from 0.001 to about 0.9, different on every image), exported twice: fp32 in this process, int8
 by the console script. Images: the four real images of ../shared/fixtures,
 else generated shapes, resized to 96x96 (the file's input), fed to both.
 
@@ -35,27 +35,33 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason=
 
 SIZE = 96
 TOP = 100  # the op's max_detections
-FP32_SCORE_TOLERANCE = 1e-5
+FP32_SCORE_TOLERANCE = 1e-4  # LiteRT's float kernels vs TensorFlow's: 4e-5 measured
 FP32_BOX_TOLERANCE = 1e-4  # normalized, 0.01 pixel at 96
 # int8: the network's activations in int8 (about 1/256 of their range):
 # scores within 0.05, boxes IoU > 0.8 with a `predict` box of the same class.
 INT8_SCORE_TOLERANCE = 0.05
 INT8_IOU = 0.8
 INT8_TOP = 20
-INT8_MIN_MATCHED = 0.6
+INT8_MIN_MATCHED = 0.7  # measured: 74 of 80 (93%) over the 4 images; 81% of the best 100
 # MediaPipe reports integer pixels (truncated).
 MEDIAPIPE_PIXEL_TOLERANCE = 1.0
 
 
 @pytest.fixture(scope="module")
-def detector() -> MobileNetV3ObjectDetector:
+def detector(images) -> MobileNetV3ObjectDetector:
+    """Random weights, BatchNorm statistics those of the test images (one
+    training-mode pass with momentum 0): `randomize`'s statistics alone
+    leave this small network's outputs the same for every image (their
+    spread across images is 1e-8), these make them depend on the image."""
     backbone = MobileNetV3SmallBackbone(reduced_tail=True, preprocessing="symmetric")
     model = MobileNetV3ObjectDetector(backbone, num_classes=4, image_size=SIZE)
     randomize(model, seed=3)
-    for layer in model.layers:  # spread the softmax scores out
-        if layer.name.startswith("cls_head_") and layer.name.endswith("_conv"):
-            for variable in layer.weights:
-                variable.assign(variable * 3.0)
+    batch_norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in batch_norms:
+        layer.momentum = 0.0
+    model(images, training=True)
+    for layer in batch_norms:
+        layer.momentum = 0.97
     return model
 
 
@@ -133,7 +139,7 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def _set_match(got: dict, expected: dict, b: int) -> tuple[float, float]:
     """fp32: the file gives `predict`'s best `TOP` detections: each of its
     detections has its own `predict` detection (one to one) of the same
-    class, score within 1e-5 and box within 1e-4 (normalized); none scores
+    class, score within 1e-4 and box within 1e-4 (normalized); none scores
     below `predict`'s TOP-th. Returns the largest box and score differences."""
     boxes, labels, scores = _predict_top(expected, b)
     count = int(got["num_detections"][0])
@@ -204,7 +210,7 @@ def test_fp32_file_ends_in_the_op_and_equals_predict(detector, images, expected,
 def test_int8_console_script_file_matches_predict(expected, images, int8_file):
     """The console script's int8 file: the network in int8 (its
     convolutions' weights are int8), the postprocessing float (the op's
-    inputs float32, no int8 softmax); on each image, at least 60% of
+    inputs float32, no int8 softmax); on each image, at least 70% of
     `predict`'s best 20 detections have an int8 detection of the same class
     with IoU > 0.8 and a score within 0.05."""
     model, graph, names = _operators(int8_file)
@@ -230,7 +236,7 @@ def test_int8_console_script_file_matches_predict(expected, images, int8_file):
 def test_mediapipe_object_detector_gives_predicts_detections(detector, images, expected, fp32_file, folder):
     """With MediaPipe's metadata added (`litert_metadata`), MediaPipe's own
     `vision.ObjectDetector`, no options but the file, reports `predict`'s
-    best 100 detections: class names, scores within 1e-5, boxes within one
+    best 100 detections: class names, scores within 1e-4, boxes within one
     pixel (MediaPipe's boxes are integer pixels)."""
     mp = pytest.importorskip("mediapipe")
     litert_metadata = pytest.importorskip("mobilenetv3.export.litert_metadata")

@@ -29,7 +29,7 @@ docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
 
 test-tf: $(STAMP)
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider -m "not heavy"
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider -m "not heavy" --durations=40
 
 test-backends: $(STAMP)
 	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider -m core

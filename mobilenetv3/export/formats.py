@@ -80,16 +80,17 @@ def _write_onnx(model: Any, path: str, *, input_size: int | None, int8: bool, ca
 
 def _write_tflite(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
                   full_integer: bool, postprocess: bool, **_: Any) -> None:
-    from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, export_tflite
+    from mobilenetv3.export.litert_metadata import write_tflite  # export_tflite + MediaPipe metadata
+    from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS
 
     float_ops = () if full_integer else DEFAULT_FLOAT_OPS
-    if postprocess:
+    if postprocess:  # a detector ending in TFLite_Detection_PostProcess, with MediaPipe metadata
         from mobilenetv3.export.tflite_detection import export_tflite_detector
 
         export_tflite_detector(model, path, input_size=input_size, int8=int8, calibration=calibration,
                                float_ops=float_ops)
         return
-    export_tflite(model, path, input_size=input_size, int8=int8, calibration=calibration, float_ops=float_ops)
+    write_tflite(model, path, input_size=input_size, int8=int8, calibration=calibration, float_ops=float_ops)
 
 
 def _write_saved_model(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,

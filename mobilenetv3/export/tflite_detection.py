@@ -337,6 +337,7 @@ def export_tflite_detector(
     float_ops: Any = None,
     max_detections: int | None = None,
     regular_nms: bool = True,
+    metadata: bool = True,
 ) -> Path:
     """Write a `MobileNetV3ObjectDetector` as a LiteRT file ending in
     `TFLite_Detection_PostProcess`, atomically.
@@ -368,6 +369,12 @@ def export_tflite_detector(
             model.max_detections)` (see `op_attributes`).
         regular_nms: per-class NMS as `predict` (True) or the op's fast,
             class-agnostic NMS (False).
+        metadata: add MediaPipe Tasks metadata (labels: the detector's
+            `class_names` without the background, else "1", "2", ...; the
+            raw-pixel input), so that MediaPipe's `vision.ObjectDetector`
+            runs the file with no options (`litert_metadata`); without the
+            `mediapipe` package the file is written without it, with a
+            warning.
 
     Returns:
         The path written.
@@ -385,6 +392,29 @@ def export_tflite_detector(
     """
     flatbuffer = convert_tflite_detector(model, input_size, int8, calibration, float_ops, max_detections,
                                          regular_nms)
+    if metadata:
+        flatbuffer = _with_mediapipe_metadata(flatbuffer, model, path)
     with atomic_path(path) as staging:
         staging.write_bytes(flatbuffer)
     return Path(path)
+
+
+def _with_mediapipe_metadata(flatbuffer: bytes, model: Any, path: Any) -> bytes:
+    """`flatbuffer` with MediaPipe's metadata, or unchanged with a warning
+    where mediapipe is missing or its writers do not import (as
+    `litert_metadata.write_tflite` does for classifiers and segmenters)."""
+    import importlib.util
+    import warnings
+
+    from mobilenetv3.export.litert_metadata import with_model_metadata
+
+    if importlib.util.find_spec("mediapipe") is None:
+        warnings.warn(f"{path}: written without MediaPipe metadata, which needs the `mediapipe` package: "
+                      'pip install "mobilenetv3[mediapipe]"', stacklevel=3)
+        return flatbuffer
+    try:
+        return with_model_metadata(flatbuffer, model)
+    except ImportError as error:  # a mediapipe whose writers do not import
+        warnings.warn(f"{path}: written without MediaPipe metadata: the installed mediapipe's metadata "
+                      f"writers do not import ({error}).", stacklevel=3)
+        return flatbuffer

@@ -29,7 +29,13 @@ from helpers import randomize
 
 from mobilenetv3 import MobileNetV3ImageClassifier, MobileNetV3ObjectDetector, MobileNetV3SmallBackbone
 from mobilenetv3.export import export_model
-from mobilenetv3.export.tflite_detection import OP_NAME, OUTPUTS, op_attributes
+from mobilenetv3.export.tflite_detection import (
+    OP_NAME,
+    OUTPUTS,
+    op_attributes,
+    open_tflite_detector,
+    time_tflite_detector,
+)
 
 Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TFLite export needs TensorFlow")
@@ -263,6 +269,23 @@ def test_mediapipe_object_detector_gives_predicts_detections(images, expected, f
                 close &= np.abs(boxes[:, 2:] - boxes[:, :2] - extent).max(axis=1) <= MEDIAPIPE_PIXEL_TOLERANCE / SIZE
                 assert close.any(), f"image {b}: MediaPipe's {box} {category} has no predict() match"
                 used[np.argmax(close)] = True
+
+
+@pytest.mark.slow
+def test_open_and_time_the_file(expected, images, fp32_file):
+    """`open_tflite_detector` gives `predict`'s own format (pixel `xyxy`,
+    labels from 1, padded with -1) for the file's detections;
+    `time_tflite_detector` runs it."""
+    got = open_tflite_detector(fp32_file, threads=1)(images[0])
+    count = int(got["num_detections"][0])
+    assert count == TOP and got["boxes"].shape == (1, TOP, 4)
+    for i in range(count):
+        close = (expected["labels"][0] == got["labels"][0, i])
+        close &= np.abs(expected["confidence"][0] - got["confidence"][0, i]) <= FP32_SCORE_TOLERANCE
+        close &= np.abs(expected["boxes"][0] - got["boxes"][0, i]).max(axis=1) <= FP32_BOX_TOLERANCE * SIZE
+        assert close.any(), f"detection {i} {got['boxes'][0, i]} has no predict() match"
+    timing = time_tflite_detector(fp32_file, runs=3, threads=1)
+    assert timing["median_ms"] > 0 and timing["num_detections"] == TOP
 
 
 def test_bad_options_are_named(detector, tmp_path):

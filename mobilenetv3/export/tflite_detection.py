@@ -41,6 +41,7 @@ label minus 1), `scores` `(1, N)`, `num_detections` `(1,)` float32; `N` is
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -418,3 +419,103 @@ def _with_mediapipe_metadata(flatbuffer: bytes, model: Any, path: Any) -> bytes:
         warnings.warn(f"{path}: written without MediaPipe metadata: the installed mediapipe's metadata "
                       f"writers do not import ({error}).", stacklevel=3)
         return flatbuffer
+
+
+def open_tflite_detector(
+    path: str | os.PathLike, threads: int | None = None, bounding_box_format: str = "xyxy"
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """`predict(image)` of a file `export_tflite_detector` wrote, on LiteRT
+    with `threads` threads (default every core): one image `(1, H, W, 3)`
+    (or `(H, W, 3)`) float32 raw pixels at the file's input size in, the
+    Keras detector's `predict` format out: `boxes` `(1, N, 4)` in
+    `bounding_box_format` and pixels of that image, `confidence`, `labels`
+    (`predict`'s ids, from 1) padded with -1 after `num_detections` `(1,)`.
+
+    Example:
+
+    ```python
+    # not run: needs an exported detector
+    predict = open_tflite_detector("det.tflite", threads=1)
+    out = predict(image)        # image: (320, 320, 3) float32
+    out["boxes"][0, :out["num_detections"][0]]
+    ```
+    """
+    from mobilenetv3.export.runtimes import open_export
+
+    run = open_export("litert", path, threads)
+
+    def predict(image: np.ndarray) -> dict[str, np.ndarray]:
+        image = np.asarray(image, np.float32)
+        image = image[None] if image.ndim == 3 else image
+        outputs = run(image)
+        return decode_op_outputs(outputs, image.shape[1:3], bounding_box_format)
+
+    return predict
+
+
+def decode_op_outputs(
+    outputs: dict[str, np.ndarray], image_size: tuple[int, int], bounding_box_format: str = "xyxy"
+) -> dict[str, np.ndarray]:
+    """The op's outputs (`locations`, `classes`, `scores`,
+    `num_detections`) in the Keras detector's `predict` format for an image
+    of `image_size` (height, width); see `open_tflite_detector`.
+
+    Example:
+
+    ```python
+    outputs = {"locations": np.array([[[0.1, 0.2, 0.5, 0.6]]]), "classes": np.array([[0.0]]),
+               "scores": np.array([[0.9]]), "num_detections": np.array([1.0])}
+    decode_op_outputs(outputs, (100, 200))["boxes"]  # [[[40., 10., 120., 50.]]]
+    ```
+    """
+    from mobilenetv3.detection.boxes import check_box_format, from_xyxy
+
+    check_box_format(bounding_box_format)
+    height, width = image_size
+    ymin, xmin, ymax, xmax = (np.asarray(outputs["locations"], np.float32)[..., i] for i in range(4))
+    boxes = np.stack([xmin * width, ymin * height, xmax * width, ymax * height], axis=-1)
+    boxes = keras.ops.convert_to_numpy(from_xyxy(boxes, bounding_box_format, height, width))
+    count = np.asarray(outputs["num_detections"]).astype(np.int32).reshape(-1)
+    real = np.arange(boxes.shape[1])[None, :] < count[:, None]
+    labels = np.asarray(outputs["classes"]).astype(np.int32) + 1
+    return {
+        "boxes": np.where(real[..., None], boxes, -1).astype(np.float32),
+        "confidence": np.where(real, outputs["scores"], -1).astype(np.float32),
+        "labels": np.where(real, labels, -1).astype(np.int32),
+        "num_detections": count,
+    }
+
+
+def time_tflite_detector(
+    path: str | os.PathLike, runs: int = 50, threads: int | None = None
+) -> dict[str, float]:
+    """Time a file `export_tflite_detector` wrote on LiteRT, network and
+    postprocessing together, on one image of its input size (random
+    pixels; after 3 warm-up calls): `median_ms`, `min_ms`, `runs`,
+    `threads`, `num_detections` (of the last call). For MediaPipe end to
+    end on the same file: `litert_metadata.open_mediapipe(path, "detector")`.
+
+    Example:
+
+    ```python
+    # not run: needs an exported detector
+    time_tflite_detector("det.tflite", runs=100, threads=1)  # {'median_ms': ..., ...}
+    ```
+    """
+    from mobilenetv3.export.runtimes import open_export
+    from mobilenetv3.export.speed import timed
+
+    if runs < 1:
+        raise ValueError(f"`runs` must be at least 1; got {runs}.")
+    threads = threads or os.cpu_count() or 1
+    from mobilenetv3.core.utils import import_optional
+
+    run = open_export("litert", path, threads)
+    interpreter = import_optional("ai_edge_litert.interpreter", "tflite", "Timing a LiteRT file").Interpreter
+    shape = tuple(interpreter(str(path)).get_input_details()[0]["shape"])
+    image = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
+    for _ in range(3):
+        outputs = run(image)
+    seconds = timed(run, image, runs)
+    return {"median_ms": 1000 * float(np.median(seconds)), "min_ms": 1000 * float(np.min(seconds)), "runs": runs,
+            "threads": threads, "num_detections": int(outputs["num_detections"][0])}

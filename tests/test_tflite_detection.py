@@ -2,9 +2,9 @@
 `TFLite_Detection_PostProcess` (`export --format tflite --postprocess`):
 the op really is in the file with the attributes we chose, its detections
 in LiteRT equal the Keras detector's `predict` (fp32 tightly, int8 within
-stated tolerances), MediaPipe's `ObjectDetector` runs the file (which
-carries MediaPipe's metadata) with no options and reports `predict`'s
-detections, and the
+stated tolerances), MediaPipe's `ObjectDetector` runs the files (which
+carry MediaPipe's metadata) with no options and reports `predict`'s
+detections (fp32) and LiteRT's (int8), and the
 console script writes the int8 file.
 
 One tiny detector (Small, 96x96, 3 foreground classes, random weights,
@@ -240,35 +240,46 @@ def test_int8_console_script_file_matches_predict(expected, images, int8_file):
 
 
 @pytest.mark.slow
-def test_mediapipe_object_detector_gives_predicts_detections(images, expected, fp32_file):
-    """The exported file itself (it carries MediaPipe's metadata) in
-    MediaPipe's own `vision.ObjectDetector` with no options but the file:
-    `predict`'s best 100 detections (a box detected in two classes is one
-    MediaPipe Detection with two categories), class names ("1".."3", the detector's
-    labels), scores within 1e-4, boxes within one pixel (MediaPipe's boxes
-    are integer pixels)."""
+def test_mediapipe_object_detector_gives_predicts_detections(images, expected, fp32_file, int8_file):
+    """The exported files themselves (they carry MediaPipe's metadata) in
+    MediaPipe's own `vision.ObjectDetector` with no options but the file.
+    fp32: `predict`'s best 100 detections (a box detected in two classes is
+    one MediaPipe Detection with two categories), class names ("1".."3",
+    the detector's labels), scores within 1e-4, boxes within one pixel
+    (MediaPipe's boxes are integer pixels). The console script's int8 file:
+    what LiteRT gives for that file, likewise."""
     mp = pytest.importorskip("mediapipe")
     from mediapipe.tasks.python import BaseOptions, vision
 
-    options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=str(fp32_file)))
-    with vision.ObjectDetector.create_from_options(options) as mediapipe_detector:
-        for b, image in enumerate(images):
-            frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image.astype(np.uint8)))
-            # MediaPipe gives one Detection per box, with the classes detected on
-            # it (the op's detections of one default box in several classes).
-            found = [(d.bounding_box, c) for d in mediapipe_detector.detect(frame).detections for c in d.categories]
-            boxes, labels, scores = _predict_top(expected, b)
-            assert len(found) == min(TOP, len(scores))
-            used = np.zeros(len(scores), bool)
-            for box, category in found:
-                corner = np.array([box.origin_y, box.origin_x]) / SIZE
-                extent = np.array([box.height, box.width]) / SIZE
-                close = ~used & (labels + 1 == int(category.category_name))
-                close &= np.abs(scores - category.score) <= FP32_SCORE_TOLERANCE
-                close &= np.abs(boxes[:, :2] - corner).max(axis=1) <= MEDIAPIPE_PIXEL_TOLERANCE / SIZE
-                close &= np.abs(boxes[:, 2:] - boxes[:, :2] - extent).max(axis=1) <= MEDIAPIPE_PIXEL_TOLERANCE / SIZE
-                assert close.any(), f"image {b}: MediaPipe's {box} {category} has no predict() match"
-                used[np.argmax(close)] = True
+    for path in (fp32_file, int8_file):
+        options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)))
+        with vision.ObjectDetector.create_from_options(options) as mediapipe_detector:
+            for b, image in enumerate(images):
+                frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image.astype(np.uint8)))
+                found = [(d.bounding_box, c) for d in mediapipe_detector.detect(frame).detections for c in d.categories]
+                if path == fp32_file:
+                    reference = _predict_top(expected, b)
+                else:
+                    got = _run(path, image)
+                    count = int(got["num_detections"][0])
+                    reference = got["locations"][0, :count], got["classes"][0, :count], got["scores"][0, :count]
+                _check_mediapipe(found, *reference, f"{path.name} image {b}")
+
+
+def _check_mediapipe(found: list, boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray, what: str) -> None:
+    """MediaPipe's (box, category) pairs against the first `TOP` reference
+    detections, one to one (normalized yxyx boxes, class index from 0)."""
+    assert len(found) == min(TOP, len(scores)), what
+    used = np.zeros(len(scores), bool)
+    for box, category in found:
+        corner = np.array([box.origin_y, box.origin_x]) / SIZE
+        extent = np.array([box.height, box.width]) / SIZE
+        close = ~used & (labels + 1 == int(category.category_name))
+        close &= np.abs(scores - category.score) <= FP32_SCORE_TOLERANCE
+        close &= np.abs(boxes[:, :2] - corner).max(axis=1) <= MEDIAPIPE_PIXEL_TOLERANCE / SIZE
+        close &= np.abs(boxes[:, 2:] - boxes[:, :2] - extent).max(axis=1) <= MEDIAPIPE_PIXEL_TOLERANCE / SIZE
+        assert close.any(), f"{what}: MediaPipe's {box} {category} has no match"
+        used[np.argmax(close)] = True
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ class Exporter:
         requires: the optional modules it imports, checked before exporting.
         int8_requires: those `int8=True` adds.
         extra: the `pip install "mobilenetv3[extra]"` that brings them.
+        anchors: writes a detector's default boxes beside its output.
 
     A `MobileNetV3ObjectDetector` exports as its raw network (images in,
     `bbox_regression` and `cls_logits` out) with its default boxes written
@@ -57,6 +58,13 @@ class Exporter:
     requires: tuple[str, ...] = ()
     int8_requires: tuple[str, ...] = ()
     extra: str = ""
+    anchors: bool = True
+
+
+def _write_web(model: Any, path: str, *, input_size: int | None, web_runtime: str | None = None, **_: Any) -> None:
+    from mobilenetv3.export.web_export import export_web
+
+    export_web(model, path, input_size=input_size, runtime_dir=web_runtime)
 
 
 def _write_onnx(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
@@ -120,6 +128,7 @@ EXPORTERS: dict[str, Exporter] = {
                  extra="tensorflow"),
         Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True,
                  requires=("openvino",), int8_requires=("nncf",), extra="openvino"),
+        Exporter("web", _write_web, "", requires=("onnx",), extra="onnx", anchors=False),
     )
 }
 
@@ -141,6 +150,7 @@ def export_model(
     full_integer: bool = False,
     bf16: bool = False,
     postprocess: bool = False,
+    web_runtime: str | os.PathLike | None = None,
 ) -> Path:
     """Export `model` to `path` in `format` (a key of `EXPORTERS`).
 
@@ -150,6 +160,8 @@ def export_model(
     ending in `NonMaxSuppression`; TFLite: in LiteRT's
     `TFLite_Detection_PostProcess`, see
     `mobilenetv3.export.tflite_detection`); int8 for a detector: TFLite.
+    `web_runtime`: the `onnxruntime-web` package folder the "web" format
+    copies (see `mobilenetv3.export.web_export.find_web_runtime`).
 
     Example:
 
@@ -170,8 +182,11 @@ def export_model(
     _check_detector_options(model, format, int8, postprocess)
     for module in exporter.requires + (exporter.int8_requires if int8 else ()):
         import_optional(module, exporter.extra, f"Exporting to {format}{' int8' if int8 else ''}")
-    exporter.write(model, str(path), input_size=input_size, calibration=calibration, **options)
-    if is_detector(model):
+    if web_runtime is not None and format != "web":
+        raise ValueError(f"`web_runtime` applies to format 'web', not {format!r}.")
+    exporter.write(model, str(path), input_size=input_size, calibration=calibration, web_runtime=web_runtime,
+                   **options)
+    if is_detector(model) and exporter.anchors:
         write_anchors(model, path)
     return Path(path)
 

@@ -42,8 +42,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--channels-first", action="store_true",
                         help="onnx, openvino, executorch: take NCHW input (no transposes)")
     parser.add_argument("--postprocess", action="store_true",
-                        help="detector, onnx: end the graph in box decoding and per-class NMS (outputs boxes, "
-                        "confidence, labels, num_detections); default: the raw network plus OUT.anchors.npy")
+                        help="detector: end the graph in box decoding and per-class NMS; onnx: outputs boxes, "
+                        "confidence, labels, num_detections; tflite: LiteRT's TFLite_Detection_PostProcess op "
+                        "(locations, classes, scores, num_detections; MediaPipe ObjectDetector-ready); default: the "
+                        "raw network plus OUT.anchors.npy")
     parser.add_argument("--web-runtime", metavar="DIR",
                         help="web: the installed onnxruntime-web package to copy (default: $MOBILENETV3_WEB_RUNTIME, "
                         "else ~/.cache/mobilenetv3/web, else npm ci of the pinned version into it)")

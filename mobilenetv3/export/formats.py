@@ -33,6 +33,7 @@ class Exporter:
         bf16: can record bf16 inference precision.
         needs_tensorflow: needs the TensorFlow backend.
         postprocess: can end a detector's graph in box decoding and NMS.
+        detector_int8: can quantize a detector to int8.
         requires: the optional modules it imports, checked before exporting.
         int8_requires: those `int8=True` adds.
         extra: the `pip install "mobilenetv3[extra]"` that brings them.
@@ -53,6 +54,7 @@ class Exporter:
     bf16: bool = False
     needs_tensorflow: bool = False
     postprocess: bool = False
+    detector_int8: bool = False
     requires: tuple[str, ...] = ()
     int8_requires: tuple[str, ...] = ()
     extra: str = ""
@@ -85,11 +87,17 @@ def _write_onnx(model: Any, path: str, *, input_size: int | None, int8: bool, ca
 
 
 def _write_tflite(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
-                  full_integer: bool, **_: Any) -> None:
+                  full_integer: bool, postprocess: bool, **_: Any) -> None:
     from mobilenetv3.export.litert_metadata import write_tflite  # export_tflite + MediaPipe metadata
     from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS
 
     float_ops = () if full_integer else DEFAULT_FLOAT_OPS
+    if postprocess:  # a detector ending in TFLite_Detection_PostProcess, with MediaPipe metadata
+        from mobilenetv3.export.tflite_detection import export_tflite_detector
+
+        export_tflite_detector(model, path, input_size=input_size, int8=int8, calibration=calibration,
+                               float_ops=float_ops)
+        return
     write_tflite(model, path, input_size=input_size, int8=int8, calibration=calibration, float_ops=float_ops)
 
 
@@ -123,7 +131,7 @@ EXPORTERS: dict[str, Exporter] = {
         Exporter("onnx", _write_onnx, ".onnx", int8=True, channels_first=True, postprocess=True, requires=("onnx",),
                  int8_requires=("onnxruntime",), extra="onnx"),
         Exporter("tflite", _write_tflite, ".tflite", int8=True, full_integer=True, needs_tensorflow=True,
-                 requires=("tensorflow",), extra="tflite"),
+                 postprocess=True, detector_int8=True, requires=("tensorflow",), extra="tflite"),
         Exporter("saved_model", _write_saved_model, "", needs_tensorflow=True, requires=("tensorflow",),
                  extra="tensorflow"),
         Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True,
@@ -158,7 +166,10 @@ def export_model(
 
     A detector (`MobileNetV3ObjectDetector`) is written as its raw network
     with its default boxes beside it (`<path>.anchors.npy`), or with
-    `postprocess=True` (ONNX) as an end-to-end graph giving detections.
+    `postprocess=True` as an end-to-end graph giving detections (ONNX:
+    ending in `NonMaxSuppression`; TFLite: in LiteRT's
+    `TFLite_Detection_PostProcess`, see
+    `mobilenetv3.export.tflite_detection`); int8 for a detector: TFLite.
     `web_runtime`: the `onnxruntime-web` package folder the "web" format
     copies (see `mobilenetv3.export.web_export.find_web_runtime`).
 
@@ -178,7 +189,7 @@ def export_model(
             raise ValueError(f"`{option}` applies to formats {formats_with(option)}, not {format!r}.")
     from mobilenetv3.export.detector_export import is_detector, write_anchors
 
-    _check_detector_options(model, int8, postprocess)
+    _check_detector_options(model, format, int8, postprocess)
     for module in exporter.requires + (exporter.int8_requires if int8 else ()):
         import_optional(module, exporter.extra, f"Exporting to {format}{' int8' if int8 else ''}")
     if web_runtime is not None and format != "web":
@@ -190,10 +201,11 @@ def export_model(
     return Path(path)
 
 
-def _check_detector_options(model: Any, int8: bool, postprocess: bool) -> None:
+def _check_detector_options(model: Any, format: str, int8: bool, postprocess: bool) -> None:
     from mobilenetv3.export.detector_export import is_detector
 
     if postprocess and not is_detector(model):
         raise ValueError(f"`postprocess` applies to a MobileNetV3ObjectDetector, not a {type(model).__name__}.")
-    if int8 and is_detector(model):
-        raise ValueError("`int8` export of a MobileNetV3ObjectDetector is not supported; export it in float.")
+    if int8 and is_detector(model) and not EXPORTERS[format].detector_int8:
+        raise ValueError(f"`int8` export of a MobileNetV3ObjectDetector applies to formats "
+                         f"{formats_with('detector_int8')}, not {format!r}; export it in float.")

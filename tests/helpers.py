@@ -26,7 +26,11 @@ def randomize(model: keras.Model, seed: int = 0) -> None:
         elif v.path.endswith(("gamma", "moving_mean", "beta", "bias")):
             value = rng.normal(0.0, 0.3, shape) + (1.0 if v.path.endswith("gamma") else 0.0)
         else:
-            fan_in = np.prod(shape[:-1]) if len(shape) > 1 else 1
+            # A depthwise kernel (kh, kw, channels, 1) sees kh * kw inputs per
+            # output: counting the channels too shrank the signal ~sqrt(C)-fold
+            # per block until every image gave the same output.
+            depthwise = "depthwise" in v.path and len(shape) == 4
+            fan_in = np.prod(shape[:2]) if depthwise else np.prod(shape[:-1]) if len(shape) > 1 else 1
             value = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
         v.assign(value.astype("float32"))
 

@@ -42,8 +42,10 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason=
 
 SIZE = 96
 TOP = 100  # the op's max_detections
-FP32_SCORE_TOLERANCE = 1e-4  # LiteRT's float kernels vs TensorFlow's: 4e-5 measured
-FP32_BOX_TOLERANCE = 1e-4  # normalized, 0.01 pixel at 96
+# LiteRT's float kernels vs TensorFlow's, on weights whose outputs depend on
+# the image (logits of several units): 8.6e-4 and 5.0e-4 measured.
+FP32_SCORE_TOLERANCE = 3e-3
+FP32_BOX_TOLERANCE = 2e-3  # normalized, 0.2 pixel at 96
 # int8: the network's activations in int8 (about 1/256 of their range):
 # scores within 0.05, boxes IoU > 0.8 with a `predict` box of the same class.
 INT8_SCORE_TOLERANCE = 0.05

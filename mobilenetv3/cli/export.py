@@ -17,7 +17,8 @@ _DURATION = {"tflite": " (TensorFlow's converter takes about a minute)",
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a preset or preset folder to ONNX, TFLite, SavedModel, OpenVINO IR or a browser page",
+        help="export a preset or preset folder to ONNX, TFLite (MediaPipe-ready), SavedModel, OpenVINO IR, "
+        "a browser page or an ExecuTorch program",
         description="Export a model (any preset name, preset folder, handle or weights file) for deployment. "
         "--int8 quantizes to int8, calibrated on the images in --calibration (TFLite keeps hard-swish "
         "in float, where LiteRT runs it fastest, unless --full-integer).",
@@ -25,7 +26,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("preset", metavar="PRESET_OR_DIR",
                         help="a registered preset name (backbone or task), a preset folder, a kaggle:// or hf:// "
                         "handle, or a weights file")
-    parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite, openvino .xml) or folder (saved_model, web) to write")
+    parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite, openvino .xml, executorch .pte) or folder (saved_model, web) to write")
     parser.add_argument("--format", required=True, choices=list(EXPORTERS), help="output format")
     parser.add_argument("--int8", action="store_true",
                         help="int8 post-training quantization (onnx, tflite, openvino, executorch)")

@@ -97,7 +97,9 @@ class FakeQuant(keras.layers.Layer):
     first batch sets it), as TF's `MovingAverageQuantizer` and PyTorch's
     `MovingAverageMinMaxObserver` do. At inference it is fixed. Until a range
     has been seen (`calibrate_ranges` or a training step) the layer passes its
-    input through, so an untrained twin computes the float model. The
+    input through (an uncalibrated twin has float activations, int8
+    weights). Calibration (`calibrate_ranges`) tracks the overall minimum and
+    maximum of float activations, as post-training calibration does. The
     gradient is the clipped straight-through estimator.
 
     Args:
@@ -141,6 +143,8 @@ class FakeQuant(keras.layers.Layer):
             self.range_min.assign(low)
             self.range_max.assign(high)
             self.initialized.assign(ops.ones((), "float32"))
+            if not training:  # calibration sees float activations, as post-training calibration does
+                return inputs
             return fake_quantize(inputs, low, high)
         return ops.where(seen > 0, fake_quantize(inputs, low, high), inputs)
 

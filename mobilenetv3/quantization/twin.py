@@ -101,8 +101,9 @@ def quantize_aware(
     asymmetric, ranges tracked by moving average: `FakeQuant`); see the
     module docstring for the placement. Gradients are straight-through, so
     `fit` trains it (`compile()` has the float task's defaults). Until its
-    ranges are set (`calibrate_ranges`, or training) the twin computes the
-    float model. Nested functional models (a task's backbone) are inlined.
+    ranges are set (`calibrate_ranges`, or training) its activations are
+    float (its weights int8). Nested functional models (a task's backbone)
+    are inlined.
 
     Args:
         model: a functional float model: a backbone, a classifier, a
@@ -351,9 +352,9 @@ def fake_quant_layers(model: keras.Model) -> list[FakeQuant]:
 def calibrate_ranges(model: keras.Model, images: Iterable[Any] | np.ndarray, batch_size: int = 16,
                      reset: bool = True) -> int:
     """Set a twin's activation ranges to the minimum and maximum of each
-    quantized tensor over `images`, at inference (as the TFLite converter
-    calibrates an int8 export). Weights and BatchNorm statistics are not
-    changed.
+    quantized tensor over `images`, at inference, with float activations
+    (as the TFLite converter calibrates an int8 export; the weights are
+    int8). Weights and BatchNorm statistics are not changed.
 
     Args:
         model: a `QATModel`.

@@ -129,7 +129,7 @@ class FakeQuant(keras.layers.Layer):
         self.initialized = scalar("initialized")
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        low, high, seen = self.range_min, self.range_max, self.initialized
+        low, high, seen = (ops.convert_to_tensor(v) for v in (self.range_min, self.range_max, self.initialized))
         if training or self.observing:
             batch_min = ops.stop_gradient(ops.cast(ops.min(inputs), "float32"))
             batch_max = ops.stop_gradient(ops.cast(ops.max(inputs), "float32"))
@@ -292,13 +292,14 @@ class QuantConv(keras.layers.Layer):
         beta = bn.beta if bn.center else ops.zeros_like(mean)
         normalized = gamma * (unscaled - mean) / ops.sqrt(variance + bn.epsilon) + beta
         m = bn.momentum
-        new_mean = bn.moving_mean * m + ops.stop_gradient(mean) * (1 - m)
-        new_variance = bn.moving_variance * m + ops.stop_gradient(variance) * (1 - m)
+        moving_mean, moving_variance = ops.convert_to_tensor(bn.moving_mean), ops.convert_to_tensor(bn.moving_variance)
+        new_mean = moving_mean * m + ops.stop_gradient(mean) * (1 - m)
+        new_variance = moving_variance * m + ops.stop_gradient(variance) * (1 - m)
         if self.freeze_batchnorm_after is not None:
-            frozen = self.step >= float(self.freeze_batchnorm_after)
+            frozen = ops.convert_to_tensor(self.step) >= float(self.freeze_batchnorm_after)
             normalized = ops.where(frozen, folded, normalized)
-            new_mean = ops.where(frozen, bn.moving_mean, new_mean)
-            new_variance = ops.where(frozen, bn.moving_variance, new_variance)
+            new_mean = ops.where(frozen, moving_mean, new_mean)
+            new_variance = ops.where(frozen, moving_variance, new_variance)
         bn.moving_mean.assign(new_mean)
         bn.moving_variance.assign(new_variance)
         self.step.assign(self.step + 1.0)

@@ -155,9 +155,9 @@ def test_bad_detector_export_options(small, tmp_path):
     classifier_like = MobileNetV3SmallBackbone()
     with pytest.raises(ValueError, match="`postprocess` applies to a MobileNetV3ObjectDetector"):
         export_model(classifier_like, tmp_path / "b.onnx", "onnx", postprocess=True)
-    with pytest.raises(ValueError, match=r"`postprocess` applies to formats \['onnx'\]"):
-        export_model(small, tmp_path / "d.tflite", "tflite", postprocess=True)
-    with pytest.raises(ValueError, match="`int8` export of a MobileNetV3ObjectDetector is not supported"):
+    with pytest.raises(ValueError, match=r"`postprocess` applies to formats \['onnx', 'tflite'\]"):
+        export_model(small, tmp_path / "d", "saved_model", postprocess=True)
+    with pytest.raises(ValueError, match=r"`int8` export of a MobileNetV3ObjectDetector applies to formats \['tflite'\]"):
         export_model(small, tmp_path / "d.onnx", "onnx", int8=True, calibration=_images((2, 128, 128, 3)))
     assert not list(tmp_path.iterdir())
-    assert [name for name, e in EXPORTERS.items() if e.postprocess] == ["onnx"]
+    assert [name for name, e in EXPORTERS.items() if e.postprocess] == ["onnx", "tflite"]

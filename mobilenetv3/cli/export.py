@@ -1,4 +1,4 @@
-"""`mobilenetv3 export PRESET_OR_DIR OUT --format onnx|tflite|saved_model|openvino`."""
+"""`mobilenetv3 export PRESET_OR_DIR OUT --format onnx|tflite|saved_model|openvino|web`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ _DURATION = {"tflite": " (TensorFlow's converter takes about a minute)"}
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a preset or preset folder to ONNX, TFLite, SavedModel or OpenVINO IR",
+        help="export a preset or preset folder to ONNX, TFLite, SavedModel, OpenVINO IR or a browser page",
         description="Export a model (any preset name, preset folder, handle or weights file) for deployment. "
         "--int8 quantizes to int8, calibrated on the images in --calibration (TFLite keeps hard-swish "
         "in float, where LiteRT runs it fastest, unless --full-integer).",
@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("preset", metavar="PRESET_OR_DIR",
                         help="a registered preset name (backbone or task), a preset folder, a kaggle:// or hf:// "
                         "handle, or a weights file")
-    parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite, openvino .xml) or folder (saved_model) to write")
+    parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite, openvino .xml) or folder (saved_model, web) to write")
     parser.add_argument("--format", required=True, choices=list(EXPORTERS), help="output format")
     parser.add_argument("--int8", action="store_true",
                         help="int8 post-training quantization (onnx, tflite, openvino)")
@@ -41,8 +41,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--channels-first", action="store_true",
                         help="onnx, openvino: take NCHW input (no transposes)")
     parser.add_argument("--postprocess", action="store_true",
-                        help="detector, onnx: end the graph in box decoding and per-class NMS (outputs boxes, "
-                        "confidence, labels, num_detections); default: the raw network plus OUT.anchors.npy")
+                        help="detector: end the graph in box decoding and per-class NMS; onnx: outputs boxes, "
+                        "confidence, labels, num_detections; tflite: LiteRT's TFLite_Detection_PostProcess op "
+                        "(locations, classes, scores, num_detections; MediaPipe ObjectDetector-ready); default: the "
+                        "raw network plus OUT.anchors.npy")
+    parser.add_argument("--web-runtime", metavar="DIR",
+                        help="web: the installed onnxruntime-web package to copy (default: $MOBILENETV3_WEB_RUNTIME, "
+                        "else ~/.cache/mobilenetv3/web, else npm ci of the pinned version into it)")
     add_weights_args(parser)
     parser.set_defaults(func=run)
 
@@ -65,6 +70,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--bf16 applies to --format {' or '.join(formats_with('bf16'))} without --int8 only.")
     if args.postprocess and not EXPORTERS[args.format].postprocess:
         raise ValueError(f"--postprocess applies to --format {' or '.join(formats_with('postprocess'))} only.")
+    if args.web_runtime is not None and args.format != "web":
+        raise ValueError("--web-runtime applies to --format web only.")
+    if args.web_runtime is not None and not os.path.isdir(args.web_runtime):
+        raise ValueError(f"--web-runtime {args.web_runtime!r} is not a folder (an installed onnxruntime-web).")
     if args.input_size is not None and args.input_size < 32:
         raise ValueError(f"--input-size must be at least 32; got {args.input_size}.")
     if args.calibration_limit < 1:
@@ -86,7 +95,7 @@ def _export_size(model: Any, args: argparse.Namespace, preset_size: int) -> tupl
     height, width = tuple(model.inputs[0].shape[1:3])
     if height is not None and width is not None:
         return (preset_size if args.int8 else None), f"input {height}x{width} (the model's)"
-    if getattr(model, "kind", None) == "segmenter" and not args.int8:
+    if getattr(model, "kind", None) == "segmenter" and not args.int8 and args.format != "web":
         return None, "input resizable (any height and width; --input-size N fixes it)"
     return preset_size, f"input {preset_size}x{preset_size} (the preset's image size; --input-size N to change)"
 
@@ -107,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
           flush=True)
     export.export_model(model, args.out, args.format, input_size=size, int8=args.int8, calibration=calibration,
                         channels_first=args.channels_first, full_integer=args.full_integer, bf16=args.bf16,
-                        postprocess=args.postprocess)
+                        postprocess=args.postprocess, web_runtime=args.web_runtime)
     kind = f"{args.format} int8" if args.int8 else f"{args.format} bf16" if args.bf16 else args.format
     print(f"wrote {kind} model to {args.out}")
+    if args.format == "web":
+        print(f"serve it (file:// does not run WebAssembly): cd {args.out} && python serve.py")
     return 0
 

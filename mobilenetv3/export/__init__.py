@@ -29,6 +29,7 @@ _EXPORTS = {
         "export_openvino": "openvino_export",
         "export_saved_model": "saved_model",
         "export_tflite": "tflite_export",
+        "export_tflite_detector": "tflite_detection",
         "load_calibration_images": "calibration",
         "load_images": "calibration",
         "quantize_onnx": "onnx_int8",

@@ -33,9 +33,11 @@ class Exporter:
         bf16: can record bf16 inference precision.
         needs_tensorflow: needs the TensorFlow backend.
         postprocess: can end a detector's graph in box decoding and NMS.
+        detector_int8: can quantize a detector to int8.
         requires: the optional modules it imports, checked before exporting.
         int8_requires: those `int8=True` adds.
         extra: the `pip install "mobilenetv3[extra]"` that brings them.
+        anchors: writes a detector's default boxes beside its output.
 
     A `MobileNetV3ObjectDetector` exports as its raw network (images in,
     `bbox_regression` and `cls_logits` out) with its default boxes written
@@ -52,9 +54,17 @@ class Exporter:
     bf16: bool = False
     needs_tensorflow: bool = False
     postprocess: bool = False
+    detector_int8: bool = False
     requires: tuple[str, ...] = ()
     int8_requires: tuple[str, ...] = ()
     extra: str = ""
+    anchors: bool = True
+
+
+def _write_web(model: Any, path: str, *, input_size: int | None, web_runtime: str | None = None, **_: Any) -> None:
+    from mobilenetv3.export.web_export import export_web
+
+    export_web(model, path, input_size=input_size, runtime_dir=web_runtime)
 
 
 def _write_onnx(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
@@ -77,11 +87,17 @@ def _write_onnx(model: Any, path: str, *, input_size: int | None, int8: bool, ca
 
 
 def _write_tflite(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
-                  full_integer: bool, **_: Any) -> None:
+                  full_integer: bool, postprocess: bool, **_: Any) -> None:
     from mobilenetv3.export.litert_metadata import write_tflite  # export_tflite + MediaPipe metadata
     from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS
 
     float_ops = () if full_integer else DEFAULT_FLOAT_OPS
+    if postprocess:  # a detector ending in TFLite_Detection_PostProcess, with MediaPipe metadata
+        from mobilenetv3.export.tflite_detection import export_tflite_detector
+
+        export_tflite_detector(model, path, input_size=input_size, int8=int8, calibration=calibration,
+                               float_ops=float_ops)
+        return
     write_tflite(model, path, input_size=input_size, int8=int8, calibration=calibration, float_ops=float_ops)
 
 
@@ -107,11 +123,12 @@ EXPORTERS: dict[str, Exporter] = {
         Exporter("onnx", _write_onnx, ".onnx", int8=True, channels_first=True, postprocess=True, requires=("onnx",),
                  int8_requires=("onnxruntime",), extra="onnx"),
         Exporter("tflite", _write_tflite, ".tflite", int8=True, full_integer=True, needs_tensorflow=True,
-                 requires=("tensorflow",), extra="tflite"),
+                 postprocess=True, detector_int8=True, requires=("tensorflow",), extra="tflite"),
         Exporter("saved_model", _write_saved_model, "", needs_tensorflow=True, requires=("tensorflow",),
                  extra="tensorflow"),
         Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True,
                  requires=("openvino",), int8_requires=("nncf",), extra="openvino"),
+        Exporter("web", _write_web, "", requires=("onnx",), extra="onnx", anchors=False),
     )
 }
 
@@ -133,12 +150,18 @@ def export_model(
     full_integer: bool = False,
     bf16: bool = False,
     postprocess: bool = False,
+    web_runtime: str | os.PathLike | None = None,
 ) -> Path:
     """Export `model` to `path` in `format` (a key of `EXPORTERS`).
 
     A detector (`MobileNetV3ObjectDetector`) is written as its raw network
     with its default boxes beside it (`<path>.anchors.npy`), or with
-    `postprocess=True` (ONNX) as an end-to-end graph giving detections.
+    `postprocess=True` as an end-to-end graph giving detections (ONNX:
+    ending in `NonMaxSuppression`; TFLite: in LiteRT's
+    `TFLite_Detection_PostProcess`, see
+    `mobilenetv3.export.tflite_detection`); int8 for a detector: TFLite.
+    `web_runtime`: the `onnxruntime-web` package folder the "web" format
+    copies (see `mobilenetv3.export.web_export.find_web_runtime`).
 
     Example:
 
@@ -156,19 +179,23 @@ def export_model(
             raise ValueError(f"`{option}` applies to formats {formats_with(option)}, not {format!r}.")
     from mobilenetv3.export.detector_export import is_detector, write_anchors
 
-    _check_detector_options(model, int8, postprocess)
+    _check_detector_options(model, format, int8, postprocess)
     for module in exporter.requires + (exporter.int8_requires if int8 else ()):
         import_optional(module, exporter.extra, f"Exporting to {format}{' int8' if int8 else ''}")
-    exporter.write(model, str(path), input_size=input_size, calibration=calibration, **options)
-    if is_detector(model):
+    if web_runtime is not None and format != "web":
+        raise ValueError(f"`web_runtime` applies to format 'web', not {format!r}.")
+    exporter.write(model, str(path), input_size=input_size, calibration=calibration, web_runtime=web_runtime,
+                   **options)
+    if is_detector(model) and exporter.anchors:
         write_anchors(model, path)
     return Path(path)
 
 
-def _check_detector_options(model: Any, int8: bool, postprocess: bool) -> None:
+def _check_detector_options(model: Any, format: str, int8: bool, postprocess: bool) -> None:
     from mobilenetv3.export.detector_export import is_detector
 
     if postprocess and not is_detector(model):
         raise ValueError(f"`postprocess` applies to a MobileNetV3ObjectDetector, not a {type(model).__name__}.")
-    if int8 and is_detector(model):
-        raise ValueError("`int8` export of a MobileNetV3ObjectDetector is not supported; export it in float.")
+    if int8 and is_detector(model) and not EXPORTERS[format].detector_int8:
+        raise ValueError(f"`int8` export of a MobileNetV3ObjectDetector applies to formats "
+                         f"{formats_with('detector_int8')}, not {format!r}; export it in float.")

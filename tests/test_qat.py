@@ -212,25 +212,48 @@ def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-log_probs[np.arange(len(labels)), labels].mean())
 
 
-def test_qat_fit_trains_and_freezes_batchnorm(classifier):
-    twin = quantize_aware(classifier, freeze_batchnorm_after=2)
-    images, labels = _learnable(12, seed=1)
+def test_qat_fit_trains_and_freezes_batchnorm(small_graph):
+    """A few compiled `fit` steps on every backend: the loss goes down
+    (straight-through gradients), BatchNorm follows the batch for 2 steps, then freezes."""
+    model, _, _ = small_graph
+    twin = quantize_aware(model, freeze_batchnorm_after=2)
+    rng = np.random.default_rng(5)
+    images = rng.uniform(-1, 1, (16, 12, 12, 3)).astype("float32")
+    labels = np.argmax(images.mean(axis=(1, 2)) @ rng.normal(size=(3, 5)), axis=1)  # learnable from the input
     calibrate_ranges(twin, images)
-    # Compiling the twin's training step takes ~30 s (TensorFlow) to ~60 s (JAX)
-    # on 2 cores: the test trains eagerly; `test_qat_fit_compiled` (heavy) runs the compiled step.
-    twin.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
-    bn_layer = next(layer for layer in twin.layers if isinstance(layer, QuantConv) and layer.batch_norm is not None)
+    twin.compile(optimizer=keras.optimizers.Adam(1e-2),
+                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    bn_layer = twin.get_layer("c1")
     means = [_numpy(bn_layer.batch_norm.moving_mean).copy()]
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: means.append(_numpy(bn_layer.batch_norm.moving_mean).copy()))
     before = _cross_entropy(_numpy(twin(images, training=False)), labels)
-    history = twin.fit(images, labels, batch_size=12, epochs=4, verbose=0, callbacks=[record]).history["loss"]
+    history = twin.fit(images, labels, batch_size=16, epochs=8, verbose=0, callbacks=[record]).history["loss"]
     after = _cross_entropy(_numpy(twin(images, training=False)), labels)
     print(f"QAT fit ({keras.backend.backend()}): inference loss {before:.3f} -> {after:.3f}, training {history}")
-    assert after < before  # the straight-through gradients train it
-    assert float(_numpy(bn_layer.step)) == 4
+    assert after < before
+    assert float(_numpy(bn_layer.step)) == 8
     assert not np.allclose(means[0], means[1]) and not np.allclose(means[1], means[2])  # batch statistics ...
-    np.testing.assert_array_equal(means[2], means[4])  # ... then frozen after 2 steps
+    np.testing.assert_array_equal(means[2], means[8])  # ... then frozen after 2 steps
+
+
+@pytest.mark.slow
+def test_classifier_twin_fits_with_its_task_defaults(classifier):
+    """The Small classifier's twin trains with `compile()`'s defaults (from the classifier)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the whole classifier's training step: TensorFlow (eager) only, to keep JAX/PyTorch runs short")
+    twin = quantize_aware(classifier, freeze_batchnorm_after=0)
+    images, labels = _learnable(12, seed=1)
+    calibrate_ranges(twin, images)
+    # Compiling the twin's training step takes ~30 s on 2 cores (TensorFlow; ~60 s on
+    # JAX): the test trains eagerly; `test_qat_fit_compiled` (heavy) runs the compiled step.
+    twin.compile(run_eagerly=True)
+    twin.optimizer.learning_rate.assign(1e-3)
+    before = _cross_entropy(_numpy(twin(images, training=False)), labels)
+    history = twin.fit(images, labels, batch_size=12, epochs=3, verbose=0).history
+    after = _cross_entropy(_numpy(twin(images, training=False)), labels)
+    print(f"classifier QAT fit: inference loss {before:.3f} -> {after:.3f}, training {history['loss']}")
+    assert after < before and "accuracy" in history
 
 
 def test_save_load_keeps_ranges_and_outputs(classifier, tmp_path):
@@ -282,3 +305,19 @@ def test_qat_fit_compiled(classifier):
     before = _cross_entropy(_numpy(twin(images, training=False)), labels)
     twin.fit(images, labels, batch_size=12, epochs=6, verbose=0)
     assert _cross_entropy(_numpy(twin(images, training=False)), labels) < before
+
+
+def test_backbone_output_stays_float_and_dense_head_is_quantized():
+    """A backbone ends in hard-swish, which LiteRT returns in float: no
+    fake-quant after it (with `float_ops=()` there is one); a dense head's
+    Dense is a QuantConv with per-channel int8 weights."""
+    backbone = mobilenetv3.MobileNetV3SmallBackbone(input_shape=(32, 32, 3), alpha=0.35)
+    names = {layer.name for layer in fake_quant_layers(quantize_aware(backbone))}
+    assert "Conv_1_quant" in names and "Conv_1_activation_quant" not in names
+    names = {layer.name for layer in fake_quant_layers(quantize_aware(backbone, float_ops=()))}
+    assert "Conv_1_activation_quant" in names
+    classifier = mobilenetv3.MobileNetV3ImageClassifier(backbone, num_classes=3, head="dense")
+    twin = quantize_aware(classifier)
+    assert isinstance(twin.get_layer("predictions"), QuantConv)
+    assert {"avg_pool_quant", "predictions_quant"} <= {layer.name for layer in fake_quant_layers(twin)}
+    assert twin(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 3)

@@ -59,10 +59,16 @@ def _is_pass_through(layer: Any) -> bool:
 
 
 def _activation(layer: Any) -> str:
+    """The layer's activation by its canonical Keras name ("hard_swish" is "hard_silu")."""
     config = layer.get_config().get("activation")
     if isinstance(config, dict):  # a serialized function
         config = config.get("config", config)
     return config if isinstance(config, str) else getattr(layer.activation, "__name__", "linear")
+
+
+def _canonical(name: str) -> str:
+    """An activation's canonical Keras name (its serialized form)."""
+    return keras.activations.serialize(keras.activations.get(name))
 
 
 def _options(float_ops: Any, freeze_batchnorm_after: Any, range_momentum: Any) -> dict:
@@ -169,6 +175,7 @@ class _Rewriter:
 
     def __init__(self, options: dict) -> None:
         self.options = options
+        self.float_ops = {_canonical(op) for op in options["float_ops"]}
         self.names: set[str] = set()
 
     def unique(self, name: str) -> str:
@@ -229,7 +236,7 @@ class _Rewriter:
                 twin.batch_norm.set_weights(batch_norm.get_weights())
             activation = _activation(layer)
             return _Value(tensor, pending=True, producer=name, fusable=activation == "linear",
-                          float_op=activation in self.options["float_ops"])
+                          float_op=activation in self.float_ops)
         if isinstance(layer, SqueezeAndExcite2D):
             twin = QuantSqueezeExcite.from_layer(layer, self.options["range_momentum"], name=self.unique(name))
             tensor = twin(self.quantized(arguments[0]))
@@ -247,7 +254,7 @@ class _Rewriter:
                 tensor = QuantHardSigmoid(self.options["range_momentum"], name=self.unique(name))(x)
             else:
                 tensor = _copy_call(layer, self.unique(name), (x,), {})
-            return _Value(tensor, pending=True, producer=name, float_op=activation in self.options["float_ops"])
+            return _Value(tensor, pending=True, producer=name, float_op=activation in self.float_ops)
         if _is_pass_through(layer):
             args, kwargs = node.arguments.fill_in({id(t): self.quantized(v) for t, v in
                                                    zip(node.input_tensors, arguments, strict=True)})

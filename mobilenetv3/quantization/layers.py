@@ -369,9 +369,10 @@ class QuantSqueezeExcite(keras.layers.Layer):
     `QuantConv`s (int8 per-channel weights, float bias).
 
     Args:
-        squeeze_conv, excite_conv: the two 1x1 convs (layers or configs); the
-            excite conv without its activation.
-        squeeze_activation, excite_activation: their activations.
+        squeeze_conv: the squeeze 1x1 conv (a layer or its config), without activation.
+        excite_conv: the excite 1x1 conv, without activation.
+        squeeze_activation: the squeeze conv's activation.
+        excite_activation: the gate's activation.
         momentum: the moving-average momentum of the ranges.
 
     Example:

@@ -15,6 +15,7 @@ import pytest
 from helpers import trained_looking
 
 import mobilenetv3
+from mobilenetv3.core.keras_internals import producer_name
 from mobilenetv3.nets.layers import BatchNormalization, Conv2D, DepthwiseConv2D
 from mobilenetv3.quantization import (
     FakeQuant,
@@ -333,3 +334,36 @@ def test_backbone_output_stays_float_and_dense_head_is_quantized():
     assert isinstance(twin.get_layer("predictions"), QuantConv)
     assert {"avg_pool_quant", "predictions_quant"} <= {layer.name for layer in fake_quant_layers(twin)}
     assert twin(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 3)
+
+
+@pytest.mark.slow
+@tensorflow_only
+def test_segmenter_and_detector_twins_run_and_round_trip(tmp_path):
+    """The other tasks' twins: built (a segmenter's config-less resize layer
+    shared, a detector's ReLU6 fused into its conv), calibrated, close to the
+    float model, and a segmenter twin reloaded from `.keras`."""
+    images = np.random.default_rng(6).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    segmenter = mobilenetv3.MobileNetV3ImageSegmenter(
+        mobilenetv3.MobileNetV3SmallBackbone(input_shape=(64, 64, 3), alpha=0.35), num_classes=3)
+    detector = mobilenetv3.MobileNetV3ObjectDetector(
+        mobilenetv3.MobileNetV3SmallBackbone(input_shape=(None, None, 3), alpha=0.35), num_classes=3, image_size=64)
+    for model in (segmenter, detector):
+        twin = quantize_aware(model)
+        calibrate_ranges(twin, images)
+        for float_out, twin_out in zip(keras.tree.flatten(model(images)), keras.tree.flatten(twin(images)),
+                                       strict=True):
+            float_out, twin_out = _numpy(float_out), _numpy(twin_out)
+            assert float_out.shape == twin_out.shape
+            assert np.abs(float_out - twin_out).mean() < 0.2 * float_out.std()
+    names = {layer.name for layer in fake_quant_layers(twin)}
+    relus = [layer for layer in detector.layers
+             if isinstance(layer, keras.layers.ReLU) and layer.get_config().get("max_value") == 6]
+    convs = [producer_name(detector.get_layer(producer_name(relu.input)).input) for relu in relus]  # relu <- BN <- conv
+    assert relus and all(f"{relu.name}_quant" in names for relu in relus)
+    assert all(isinstance(twin.get_layer(conv), QuantConv) for conv in convs)
+    assert not any(f"{conv}_quant" in names for conv in convs)  # fused: no int8 tensor between conv and ReLU6
+    twin = quantize_aware(segmenter)
+    calibrate_ranges(twin, images)
+    twin.save(tmp_path / "segmenter.keras")
+    np.testing.assert_allclose(_numpy(keras.saving.load_model(tmp_path / "segmenter.keras")(images)),
+                               _numpy(twin(images)), atol=1e-5)

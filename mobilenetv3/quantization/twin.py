@@ -66,6 +66,15 @@ def _activation(layer: Any) -> str:
     return config if isinstance(config, str) else getattr(layer.activation, "__name__", "linear")
 
 
+def _relu_name(layer: Any) -> str:
+    """A `keras.layers.ReLU` as the activation it computes ("relu", "relu6"),
+    or a name no rule matches (a leaky or thresholded ReLU: quantized before and after)."""
+    config = layer.get_config()
+    if config.get("negative_slope") or config.get("threshold"):
+        return "leaky_relu"
+    return {None: "relu", 6.0: "relu6"}.get(config.get("max_value"), "leaky_relu")
+
+
 def _canonical(name: str) -> str:
     """An activation's canonical Keras name (its serialized form)."""
     return keras.activations.serialize(keras.activations.get(name))
@@ -243,8 +252,8 @@ class _Rewriter:
             twin.squeeze.conv.set_weights(layer.squeeze_conv.get_weights())
             twin.excite.conv.set_weights(layer.excite_conv.get_weights())
             return _Value(tensor, pending=False, producer=name)
-        if isinstance(layer, keras.layers.Activation):
-            activation = _activation(layer)
+        if isinstance(layer, (keras.layers.Activation, keras.layers.ReLU)):
+            activation = _relu_name(layer) if isinstance(layer, keras.layers.ReLU) else _activation(layer)
             source = arguments[0]
             if activation == "linear":
                 return source
@@ -273,7 +282,12 @@ def _copy(layer: Any) -> Any:
 
 
 def _copy_call(layer: Any, name: str, args: tuple, kwargs: dict) -> Any:
-    copy = type(layer).from_config({**layer.get_config(), "name": name})
+    try:
+        copy = type(layer).from_config({**layer.get_config(), "name": name})
+    except NotImplementedError:  # a weightless layer without a config (a segmenter's ResizeLike): shared
+        if layer.weights:
+            raise
+        return layer(*args, **kwargs)
     outputs = copy(*args, **kwargs)
     if layer.weights:
         copy.set_weights(layer.get_weights())

@@ -87,7 +87,7 @@ def test_cli_export_takes_a_segmenter_folder(tmp_path):
 
 def test_export_model_refuses_options_its_format_lacks(tmp_path):
     model = mobilenetv3.MobileNetV3SmallBackbone(input_shape=(64, 64, 3))
-    with pytest.raises(ValueError, match=r"`channels_first` applies to formats \['onnx', 'openvino'\], not 'tflite'"):
+    with pytest.raises(ValueError, match=r"`channels_first` applies to formats \['onnx', 'openvino', 'executorch'\], not 'tflite'"):
         export_model(model, tmp_path / "m.tflite", "tflite", channels_first=True)
     with pytest.raises(ValueError, match="`format` must be one of"):
         export_model(model, tmp_path / "m.bin", "caffe")

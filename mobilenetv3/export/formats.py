@@ -117,6 +117,14 @@ def _write_openvino(model: Any, path: str, *, input_size: int | None, int8: bool
                     channels_first=channels_first)
 
 
+def _write_executorch(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
+                      channels_first: bool, **_: Any) -> None:
+    from mobilenetv3.export.executorch_export import export_executorch
+
+    export_executorch(model, path, input_size=input_size, int8=int8, calibration=calibration,
+                      channels_first=channels_first)
+
+
 EXPORTERS: dict[str, Exporter] = {
     e.name: e
     for e in (
@@ -128,6 +136,8 @@ EXPORTERS: dict[str, Exporter] = {
                  extra="tensorflow"),
         Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True,
                  requires=("openvino",), int8_requires=("nncf",), extra="openvino"),
+        Exporter("executorch", _write_executorch, ".pte", int8=True, channels_first=True,
+                 requires=("torch", "executorch"), extra="executorch"),
         Exporter("web", _write_web, "", requires=("onnx",), extra="onnx", anchors=False),
     )
 }

@@ -271,6 +271,8 @@ def test_save_load_keeps_ranges_and_outputs(request, small_graph, tmp_path):
     twin = quantize_aware(model, freeze_batchnorm_after=5, float_ops=("hard_swish",))
     images = np.random.default_rng(3).uniform(0, 255, shape).astype("float32")
     calibrate_ranges(twin, images)
+    if keras.backend.backend() == "tensorflow":
+        twin.compile()  # the float task's defaults, saved and restored with the model
     path = tmp_path / "twin.keras"
     twin.save(path)
     loaded = keras.saving.load_model(path)
@@ -281,8 +283,8 @@ def test_save_load_keeps_ranges_and_outputs(request, small_graph, tmp_path):
     assert {layer.name: float(_numpy(layer.range_max)) for layer in fake_quant_layers(loaded)} == ranges
     np.testing.assert_allclose(_numpy(loaded(images)), _numpy(twin(images)), rtol=0, atol=1e-6)
     if keras.backend.backend() == "tensorflow":
-        loaded.compile()  # the float task's defaults
         assert isinstance(loaded.loss, keras.losses.SparseCategoricalCrossentropy)
+        assert loaded.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
 
 
 @tensorflow_only

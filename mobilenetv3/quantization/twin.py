@@ -348,6 +348,12 @@ class QATModel(keras.Model):
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if self.is_sparse_task else None
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def compile_from_config(self, config: dict) -> None:
+        """Compile from a `.keras` file's compile config (Keras' own, through this `compile`)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def float_model(self) -> keras.Model:
         """A new float model of the twin's architecture (its config; fresh
         weights): the model the twin was made from, before training."""

@@ -23,6 +23,7 @@ _EXPORTS = {
     "fold_batch_norm": "mobilenetv3.runtime.batch_norm_folding",
     "load_model": "mobilenetv3.presets.loader",
     "make_divisible": "mobilenetv3.core.architectures",
+    "quantize_aware": "mobilenetv3.quantization",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -27,6 +27,7 @@ LAYERS = (
     ("mobilenetv3.detection", "mobilenetv3.datasets"),  # box coding, SSD loss and NMS; generated datasets
     ("mobilenetv3.tasks",),
     ("mobilenetv3.keras_hub",),  # optional integration: our classes as keras-hub's
+    ("mobilenetv3.quantization",),  # quantization-aware twins of built models (fake-quant layers)
     ("mobilenetv3.training",),
     ("mobilenetv3.export",),  # exporters, the runtimes that run them, and `speed`: timing a model on each
     ("mobilenetv3.serving",),  # many images through a task model on any runtime: prediction, evaluation

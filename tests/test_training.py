@@ -66,7 +66,9 @@ def test_classification_folder_rejects_bad_arguments_and_leaves_nothing(tmp_path
 # -- the workflow ------------------------------------------------------------
 
 
-@pytest.mark.slow
+# 84 s: the same learning from random weights runs in CI through the console script
+# (test_console_script::test_train_without_pretrained_weights_learns_with_its_defaults).
+@pytest.mark.heavy
 def test_fine_tune_beats_random_features(tmp_path):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the accuracy threshold was measured on the TensorFlow backend")

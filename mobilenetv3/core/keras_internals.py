@@ -24,6 +24,17 @@ def is_functional(model: Any) -> bool:
     return isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth")
 
 
+def check_single_input_functional(model: Any) -> None:
+    """Raise a TypeError unless `model` is a functional Keras model, a
+    ValueError unless it has one input (what graph rewrites such as BatchNorm
+    folding and the QAT twin take)."""
+    if not is_functional(model):
+        raise TypeError(f"`model` must be a functional Keras model (backbone, classifier, ...); "
+                        f"got {type(model).__name__}.")
+    if len(model.inputs) != 1:
+        raise ValueError(f"`model` must have one input; got {len(model.inputs)}.")
+
+
 def graph_nodes(model: keras.Model) -> list[Any]:
     """The nodes of a functional model's graph, inputs first, each after
     the nodes it reads from (the one graph walk of the package).

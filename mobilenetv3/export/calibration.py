@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,21 @@ def load_calibration_images(
         resized = open_rgb(file).resize((width, height), Image.BILINEAR)
         arrays.append(np.asarray(resized, dtype=np.float32))
     return np.stack(arrays)
+
+
+def check_calibration(calibration: Any, size: tuple[int, int] | None = None) -> np.ndarray:
+    """`calibration` as float32 images `(N, height, width, 3)`, at `size`
+    `(height, width)` when given; a ValueError naming what is wrong."""
+    if calibration is None:
+        raise ValueError("`calibration` is required for int8: pass images (N, height, width, 3), "
+                         "e.g. `mobilenetv3.export.load_images(folder)`.")
+    images = np.asarray(calibration, dtype=np.float32)
+    if images.ndim != 4 or images.shape[0] < 1 or images.shape[-1] != 3:
+        raise ValueError(f"`calibration` must be images (N, height, width, 3); got shape {images.shape}.")
+    if size is not None and tuple(images.shape[1:3]) != tuple(size):
+        raise ValueError(f"`calibration` images must be {size[0]}x{size[1]}, the export's input size; "
+                         f"got {images.shape[1]}x{images.shape[2]}.")
+    return images
 
 
 # The name this function had first (README, user code).

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from mobilenetv3.core.utils import atomic_path, import_optional, scratch_dir
+from mobilenetv3.export.calibration import check_calibration
 
 EXTRA = "executorch"
 XNNPACK = "XnnpackBackend"
@@ -109,7 +110,7 @@ def export_executorch(
     size = _input_size(model, input_size)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
-    images = _calibration_images(calibration, size) if int8 else None
+    images = check_calibration(calibration, size) if int8 else None
     import_optional("executorch", EXTRA, "Exporting to ExecuTorch")
     import_optional("torch", EXTRA, "Exporting to ExecuTorch")
     options = {"input_size": list(size), "channels_first": bool(channels_first), "int8": bool(int8),
@@ -143,19 +144,6 @@ def _input_size(model: Any, input_size: int | Sequence[int] | None) -> tuple[int
         raise ValueError(f"`input_size` {size} differs from the model's fixed input size {fixed}; "
                          "build the model with `input_shape=(None, None, 3)` to export it at another size.")
     return int(size[0]), int(size[1])
-
-
-def _calibration_images(calibration: Any, size: tuple[int, int]) -> np.ndarray:
-    if calibration is None:
-        raise ValueError("`calibration` is required for int8: pass images (N, height, width, 3), "
-                         "e.g. `mobilenetv3.export.load_images(folder)`.")
-    images = np.asarray(calibration, dtype=np.float32)
-    if images.ndim != 4 or images.shape[0] < 1 or images.shape[-1] != 3:
-        raise ValueError(f"`calibration` must be images (N, height, width, 3); got shape {images.shape}.")
-    if tuple(images.shape[1:3]) != size:
-        raise ValueError(f"`calibration` images must be {size[0]}x{size[1]}, the export's input size; "
-                         f"got {images.shape[1]}x{images.shape[2]}.")
-    return images
 
 
 def _export_in_torch_process(model: Any, staging: Path, images: np.ndarray | None, options: dict) -> None:

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from mobilenetv3.core.utils import atomic_path, check_choice
+from mobilenetv3.export.calibration import check_calibration
 
 PRECISIONS = ("fp32", "bf16", "int8")
 # The CPU plugin's names for the inference precision of each export precision
@@ -43,12 +44,7 @@ def _require(module: str) -> Any:
 
 
 def _calibration_images(calibration: Any, channels_first: bool) -> np.ndarray:
-    if calibration is None:
-        raise ValueError("`calibration` is required for precision='int8': pass images (N, height, width, 3), "
-                         "e.g. `mobilenetv3.export.load_images(folder)`.")
-    images = np.asarray(calibration, dtype=np.float32)
-    if images.ndim != 4 or images.shape[0] < 1 or images.shape[-1] != 3:
-        raise ValueError(f"`calibration` must be images (N, height, width, 3); got shape {images.shape}.")
+    images = check_calibration(calibration)
     return images.transpose(0, 3, 1, 2) if channels_first else images
 
 

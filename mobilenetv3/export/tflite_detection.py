@@ -302,12 +302,13 @@ def convert_tflite_detector(
     `export_tflite_detector`)."""
     import tensorflow as tf
 
-    from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, _check_calibration, _check_float_ops
+    from mobilenetv3.export.calibration import check_calibration
+    from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, _check_float_ops
 
     require_tensorflow_backend("export_tflite_detector")
     attributes = op_attributes(model, max_detections, regular_nms)
     size = _size(model, input_size)
-    images = _check_calibration(calibration, size) if int8 else None
+    images = check_calibration(calibration, size) if int8 else None
     float_ops = _check_float_ops(DEFAULT_FLOAT_OPS if float_ops is None else float_ops) if int8 else ()
     with scratch_dir("tflite") as folder:
         saved = os.path.join(folder, "saved_model")

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from mobilenetv3.core.utils import atomic_path, scratch_dir
+from mobilenetv3.export.calibration import check_calibration
 from mobilenetv3.export.saved_model import require_tensorflow_backend, write_saved_model
 
 DEFAULT_INT8_SIZE = (224, 224)
@@ -40,17 +41,6 @@ def _representative(calibration: np.ndarray):
             yield [image[None].astype(np.float32)]
 
     return samples
-
-
-def _check_calibration(calibration: Any, size: tuple) -> np.ndarray:
-    if calibration is None:
-        raise ValueError("`calibration` is required for int8: pass images (N, height, width, 3), "
-                         "e.g. `mobilenetv3.export.load_images(folder)`.")
-    images = np.asarray(calibration, dtype=np.float32)
-    if images.ndim != 4 or images.shape[0] < 1 or tuple(images.shape[1:3]) != tuple(size):
-        raise ValueError(f"`calibration` must be images of shape (N, {size[0]}, {size[1]}, 3); "
-                         f"got {images.shape}.")
-    return images
 
 
 def _quantize(converter: Any, images: np.ndarray, float_ops: tuple) -> bytes:
@@ -91,7 +81,7 @@ def convert_tflite(
 
     require_tensorflow_backend("export_tflite")
     size = _input_size(model, input_size, int8)
-    images = _check_calibration(calibration, size) if int8 else None
+    images = check_calibration(calibration, size) if int8 else None
     float_ops = _check_float_ops(float_ops) if int8 else ()
     with scratch_dir("tflite") as folder:
         saved = os.path.join(folder, "saved_model")

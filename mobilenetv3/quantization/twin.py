@@ -148,11 +148,7 @@ def quantize_aware(
     twin.fit(np.random.uniform(0, 255, (8, 64, 64, 3)), np.arange(8) % 4, verbose=0)
     ```
     """
-    if not internals.is_functional(model):
-        raise TypeError(f"`model` must be a functional Keras model (backbone, classifier, ...); "
-                        f"got {type(model).__name__}.")
-    if len(model.inputs) != 1:
-        raise ValueError(f"`model` must have one input; got {len(model.inputs)}.")
+    internals.check_single_input_functional(model)
     options = _options(float_ops, freeze_batchnorm_after, range_momentum)
     float_config = keras.saving.serialize_keras_object(model)
     return _build(model, float_config, options, name or f"{model.name}_qat")

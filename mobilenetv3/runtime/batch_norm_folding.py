@@ -46,11 +46,7 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     fast.predict(images)  # same as model.predict(images), faster
     ```
     """
-    if not internals.is_functional(model):
-        raise TypeError(f"`model` must be a functional Keras model (backbone, classifier, ...); "
-                        f"got {type(model).__name__}.")
-    if len(model.inputs) != 1:
-        raise ValueError(f"`model` must have one input; got {len(model.inputs)}.")
+    internals.check_single_input_functional(model)
     return _fold(model)
 
 

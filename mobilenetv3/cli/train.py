@@ -23,7 +23,10 @@ PRETRAINED_UNFREEZE = 3
 # DATA_DIR), or the small generated shapes of `--synthetic N` (a random-init
 # Small network at 96x96; the figures in docs/tasks.md come from these).
 DEFAULTS = {"preset": "mobilenet_v3_small_imagenet", "image_size": 224, "batch_size": 32, "learning_rate": 1e-3,
-            "epochs": 10}
+            "epochs": 10, "validation_split": 0.2}
+# `--qat`: a trained classifier, fine-tuned for a few epochs at a low rate.
+QAT_DEFAULTS = {"preset": "mobilenet_v3_small_imagenet_classifier", "batch_size": 16, "learning_rate": 1e-5,
+                "epochs": 3, "validation_split": 0.1}
 SYNTHETIC_DEFAULTS = {
     "detect": {"preset": "mobilenet_v3_small", "image_size": 96, "batch_size": 16, "learning_rate": 2e-3, "epochs": 10},
     "segment": {"preset": "mobilenet_v3_small", "image_size": 96, "batch_size": 16, "learning_rate": 5e-3, "epochs": 8},
@@ -34,6 +37,8 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the task-dependent flags left unset (`DEFAULTS`, or
     `SYNTHETIC_DEFAULTS[task]` with `--synthetic`)."""
     table = SYNTHETIC_DEFAULTS.get(args.task, DEFAULTS) if args.synthetic is not None else DEFAULTS
+    if getattr(args, "qat", False):
+        table = {**table, **QAT_DEFAULTS}
     for name, value in table.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -79,11 +84,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="detect, segment: train on N generated shapes images instead of DATA_DIR",
     )
     parser.add_argument("--epochs", type=int, default=None,
-                        help=f"detect, segment: training epochs ({_default_help('epochs')})")
+                        help=f"detect, segment, --qat: training epochs ({_default_help('epochs')}; "
+                        f"{QAT_DEFAULTS['epochs']} with --qat)")
     parser.add_argument("--preset", default=None,
                         help="backbone preset name, or a preset folder of a backbone or classifier (its backbone "
                         "gets the new head, e.g. a folder written by `mobilenetv3 convert`; "
                         f"{_default_help('preset')})")
+    qat = parser.add_argument_group(
+        "quantization-aware training (an int8-ready twin of a trained classifier)")
+    qat.add_argument(
+        "--qat", action="store_true",
+        help="train the quantization-aware twin of the classifier --preset (a classifier preset name or folder, "
+        f"default {QAT_DEFAULTS['preset']}) on DATA_DIR and write it to --out for `mobilenetv3 export` (int8 "
+        "LiteRT, ONNX, OpenVINO): with DATA_DIR's labels where its sub-folders are the classifier's classes, "
+        "else by distillation from the float classifier (DATA_DIR: any folder of images, e.g. your own "
+        "unlabelled photos); uses --epochs, --batch-size, --learning-rate, --validation-split, --seed",
+    )
+    qat.add_argument("--qat-crops", type=int, default=8, metavar="N",
+                     help="--qat: random crops of each image per epoch (default 8)")
+    qat.add_argument("--distill", action=argparse.BooleanOptionalAction, default=None,
+                     help="--qat: distillation from the float classifier even where DATA_DIR has labels "
+                     "(--no-distill: labels, an error without them)")
     parser.add_argument("--out", required=True, help="preset folder to write the classifier to")
     parser.add_argument("--image-size", type=int, default=None,
                         help=f"square image side ({_default_help('image_size')})")
@@ -109,7 +130,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", default=None, help="e.g. mixed_bfloat16 or mixed_float16")
     parser.add_argument("--no-weights", action="store_true", help="random initialization (load_weights=False)")
     add_weights_args(parser)
-    parser.add_argument("--validation-split", type=float, default=0.2)
+    parser.add_argument("--validation-split", type=float, default=None,
+                        help=f"fraction of the images held out (default 0.2; {QAT_DEFAULTS['validation_split']} "
+                        "with --qat)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     resilience = parser.add_argument_group("checkpoints (survive being killed)")
@@ -230,6 +253,8 @@ def _run(args: argparse.Namespace) -> int:
     resolve_defaults(args)
     if args.image_size < 32:
         raise ValueError(f"--image-size must be at least 32 pixels; got {args.image_size}.")
+    if args.qat:
+        return _train_qat(args)
     if args.task == "detect":
         return _train_detector(args)
     if args.task == "segment":
@@ -314,6 +339,28 @@ def _task_training_kwargs(args: argparse.Namespace) -> dict:
             "learning_rate": args.learning_rate, "load_weights": False if args.no_weights else None,
             "validation_split": args.validation_split, "out": args.out, "seed": args.seed,
             "verbose": 0 if args.quiet else 1}
+
+
+def _train_qat(args: argparse.Namespace) -> int:
+    if args.task != "classify" or args.data_dir is None or args.synthetic is not None:
+        raise ValueError("--qat trains the twin of a classifier on DATA_DIR (a folder of images); "
+                         "--task detect / segment and --synthetic do not apply.")
+    from mobilenetv3.training.qat import quantize_classifier
+
+    result = quantize_classifier(
+        args.preset, args.data_dir, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, crops_per_image=args.qat_crops, distill=args.distill,
+        validation_split=args.validation_split, out=args.out, seed=args.seed, verbose=0 if args.quiet else 2,
+    )
+    print(f"quantization-aware training by {result.loss}: {result.model.count_params():,} parameters")
+    if result.held_out:
+        print(f"held-out images: {result.held_out}; top-1 agreement with the float classifier: "
+              f"{result.agreement:.4f}")
+        if result.accuracy is not None:
+            print(f"held-out accuracy: {result.accuracy:.4f}")
+    print(f"wrote quantization-aware preset to {Path(args.out)} (int8 files from it: "
+          f"`mobilenetv3 export {args.out} model.tflite --format tflite`; onnx, openvino alike)")
+    return 0
 
 
 def _train_detector(args: argparse.Namespace) -> int:

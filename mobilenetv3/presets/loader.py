@@ -30,6 +30,7 @@ from mobilenetv3.presets.folders import PresetError
 from mobilenetv3.weights import download
 
 BACKBONE = "backbone"
+QAT = "qat"  # a quantization-aware twin (its config holds its float model's)
 
 # The one table of model classes: kind -> "module:Class". It is data, read
 # when a kind is first asked for (`model_class`), so loading works whatever
@@ -40,6 +41,7 @@ MODEL_CLASSES: dict[str, str | type] = {
     "classifier": "mobilenetv3.tasks.classifier:MobileNetV3ImageClassifier",
     "segmenter": "mobilenetv3.tasks.segmenter:MobileNetV3ImageSegmenter",
     "detector": "mobilenetv3.tasks.detector:MobileNetV3ObjectDetector",
+    QAT: "mobilenetv3.quantization.twin:QATModel",
 }
 # Serialized class names (a folder config's `registered_name`) of other
 # libraries that mean one of our kinds (keras-cv / keras-hub's classifier).
@@ -241,7 +243,11 @@ def _load_preset_folder(
     _check_kind(kind, expected, path)
     cls = model_class(kind)
     config = {k: v for k, v in spec.config.items() if k not in _FOREIGN_KEYS}
-    if kind == BACKBONE:
+    if kind == QAT:
+        if overrides or head_args:
+            raise PresetError(f"{path} holds a quantization-aware model, whose architecture is fixed; it takes no "
+                              f"backbone or head arguments (got {sorted({**overrides, **(head_args or {})})}).")
+    elif kind == BACKBONE:
         config.update(overrides)
         if expected is not None and issubclass(expected, cls):
             cls = expected  # e.g. MobileNetV3LargeBackbone.from_preset(folder)

@@ -103,7 +103,8 @@ class FakeQuant(keras.layers.Layer):
     gradient is the clipped straight-through estimator.
 
     Args:
-        momentum: the moving average's momentum, in [0, 1).
+        momentum: the moving average's momentum, in [0, 1]; 1 keeps the
+            range where calibration (or the first training batch) set it.
 
     Example:
 
@@ -115,8 +116,8 @@ class FakeQuant(keras.layers.Layer):
 
     def __init__(self, momentum: float = 0.99, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
-            raise ValueError(f"`momentum` must be a number in [0, 1); got {momentum!r}.")
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
+            raise ValueError(f"`momentum` must be a number in [0, 1]; got {momentum!r}.")
         self.momentum = float(momentum)
         self.observing = False  # set by `calibrate_ranges`: inference calls track min/max
 

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from mobilenetv3.core import keras_internals as internals
+from mobilenetv3.core.normalization import ImagePolicy
 from mobilenetv3.nets.layers import SqueezeAndExcite2D
 from mobilenetv3.quantization.layers import (
     FUSED_ACTIVATIONS,
@@ -92,8 +93,8 @@ def _options(float_ops: Any, freeze_batchnorm_after: Any, range_momentum: Any) -
             isinstance(freeze_batchnorm_after, bool) or not isinstance(freeze_batchnorm_after, int)
             or freeze_batchnorm_after < 0):
         raise ValueError(f"`freeze_batchnorm_after` must be None or an integer >= 0; got {freeze_batchnorm_after!r}.")
-    if isinstance(range_momentum, bool) or not isinstance(range_momentum, (int, float)) or not 0 <= range_momentum < 1:
-        raise ValueError(f"`range_momentum` must be a number in [0, 1); got {range_momentum!r}.")
+    if isinstance(range_momentum, bool) or not isinstance(range_momentum, (int, float)) or not 0 <= range_momentum <= 1:
+        raise ValueError(f"`range_momentum` must be a number in [0, 1]; got {range_momentum!r}.")
     return {"float_ops": list(float_ops), "freeze_batchnorm_after": freeze_batchnorm_after,
             "range_momentum": float(range_momentum)}
 
@@ -131,7 +132,9 @@ def quantize_aware(
         freeze_batchnorm_after: training steps after which BatchNorm uses
             (and updates) only its moving statistics (None: never; 0: from the
             start, e.g. for small fine-tuning batches).
-        range_momentum: momentum of the activation ranges' moving averages.
+        range_momentum: momentum of the activation ranges' moving averages
+            in training; 1 keeps the calibrated ranges (fine-tuning a
+            trained model on few images: the weights adapt to the ranges).
         name: the twin's name (default: the model's, plus "_qat").
 
     Returns:
@@ -317,9 +320,14 @@ class QATModel(keras.Model):
         self.is_sparse_task = False
 
     def task_attributes(self, model: keras.Model) -> None:
-        """Record what `compile()` needs of the float task."""
+        """Record what `compile()` needs of the float task, and what a preset
+        carries: its classes and how it expects images."""
         self.is_sparse_task = hasattr(model, "activation") and hasattr(model, "num_classes")
         self.task_activation = getattr(model, "activation", None) if self.is_sparse_task else None
+        self.num_classes = getattr(model, "num_classes", None)
+        class_names = getattr(model, "class_names", None)
+        self.class_names = list(class_names) if class_names else None
+        self.image_policy = ImagePolicy.of_model(model)
 
     def outputs_logits(self) -> bool:
         """Whether the output is logits (as the float task's)."""

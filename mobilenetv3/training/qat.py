@@ -191,7 +191,7 @@ def quantize_classifier(
     run it) starts from the classifier's weights, its activation ranges
     calibrated on up to `calibration_images` training images and then kept
     fixed, and trains for `epochs` on random crops (30-100% of the side) and
-    flips of the training images with Adam, BatchNorm statistics frozen
+    flips of the training images with Adam (cosine decay), BatchNorm statistics frozen
     after `freeze_batchnorm_after` steps (the weights learn to compute the
     float model's function on the int8 grid). Held-out images (`validation_split`)
     are never trained on; the result reports how often the twin's top-1
@@ -205,8 +205,8 @@ def quantize_classifier(
             are labelled by them.
         epochs: training epochs.
         batch_size: crops per batch.
-        learning_rate: Adam learning rate (a trained model is fine-tuned:
-            keep it small).
+        learning_rate: Adam's initial learning rate, decayed to 0 along a
+            cosine (a trained model is fine-tuned: keep it small).
         crops_per_image: random crops of each training image per epoch.
         distill: True: distillation from the float classifier (its outputs
             on each crop are the targets; mean squared error on logits,
@@ -269,7 +269,8 @@ def quantize_classifier(
     data = _Crops([photos[i] for i in train], None if labels is None else labels[train], teacher, size,
                   crops_per_image, batch_size, seed)
     calibrate_ranges(twin, load_images([files[kept[i]] for i in train[:calibration_images]], policy))
-    twin.compile(optimizer=keras.optimizers.Adam(learning_rate), **_loss_and_metrics(twin, distilled=teacher is not None))
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * len(data))
+    twin.compile(optimizer=keras.optimizers.Adam(schedule), **_loss_and_metrics(twin, distilled=teacher is not None))
     history = twin.fit(data, epochs=epochs, verbose=verbose).history
 
     agreement, accuracy = 1.0, None

@@ -121,3 +121,19 @@ def test_bad_arguments_are_named(twin, tmp_path):
         export_model(twin, tmp_path / "x.tflite", "tflite", int8=True)
     with pytest.raises(ValueError, match="io_dtype"):
         export_tflite(_model(), tmp_path / "x.tflite", io_dtype="int8")
+
+
+@pytest.mark.slow
+def test_export_command_writes_a_qat_keras_file_as_its_int8_twin(twin, tmp_path):
+    from console_script import run_script
+
+    twin.save(tmp_path / "twin.keras")
+    result = run_script("export", tmp_path / "twin.keras", tmp_path / "twin.tflite", "--format", "tflite", cwd=tmp_path)
+    assert "wrote tflite int8 model" in result.stdout, result.stdout
+    images = pixel_images((8, 32, 32, 3), seed=3)
+    expected = keras.ops.convert_to_numpy(twin(images, training=False))
+    steps = np.abs(_run(tmp_path / "twin.tflite", images) - expected) / _output_step(twin)
+    assert steps.max() <= 1.0 + 1e-3, f"max {steps.max():.2f} output steps"
+    refused = run_script("export", tmp_path / "twin.keras", tmp_path / "twin.onnx", "--format", "saved_model",
+                         cwd=tmp_path, expect=None)
+    assert refused.returncode != 0 and "QATModel" in refused.stderr, refused.stderr

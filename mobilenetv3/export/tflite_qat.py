@@ -297,7 +297,7 @@ def _requantize_splat_biases(model: Any) -> None:
             scales = np.asarray(tensor.quantization.scale, "float64")
             if len(scales) < 2 or len(values) != len(scales) or values[0] == 0 or np.any(values != values[0]):
                 continue
-            if np.all(scales == scales[0]):
+            if np.all(scales == scales[0]) or np.any(scales <= 0):
                 continue
             requantized = np.round(values[0] * scales[0] / scales).astype("<i4")
             buffer = schema.BufferT()

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from helpers import pixel_images, trained_looking
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                                reason="the LiteRT export traces the twin on TensorFlow")
+pytest.importorskip("ai_edge_litert")
+tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                     reason="the other backends' test is the child-process one")
 
 
 def _model() -> keras.Model:
@@ -91,6 +92,7 @@ def _op_names(path) -> list[str]:
     return [op["op_name"] for op in Interpreter(str(path))._get_ops_details()]
 
 
+@tensorflow_only
 @pytest.mark.parametrize("io_dtype", ["float32", "int8"])
 def test_litert_runs_the_twin_within_one_output_step(twin, tmp_path, io_dtype):
     from mobilenetv3.export import export_tflite
@@ -108,6 +110,19 @@ def test_litert_runs_the_twin_within_one_output_step(twin, tmp_path, io_dtype):
         assert ops[0] != "QUANTIZE" and ops[-1] != "DEQUANTIZE", ops
 
 
+@pytest.mark.core
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="JAX and PyTorch: the export's child process")
+def test_twin_of_another_backend_exports_through_a_tensorflow_process(twin, tmp_path):
+    from mobilenetv3.export import export_tflite
+
+    path = export_tflite(twin, tmp_path / "twin.tflite")
+    images = pixel_images((8, 32, 32, 3), seed=2)
+    expected = keras.ops.convert_to_numpy(twin(images, training=False))
+    steps = np.abs(_run(path, images) - expected) / _output_step(twin)
+    assert steps.max() <= 1.0 + 1e-3, f"max {steps.max():.2f} output steps"
+
+
+@tensorflow_only
 def test_bad_arguments_are_named(twin, tmp_path):
     from mobilenetv3.export import export_model, export_tflite
 
@@ -123,6 +138,7 @@ def test_bad_arguments_are_named(twin, tmp_path):
         export_tflite(_model(), tmp_path / "x.tflite", io_dtype="int8")
 
 
+@tensorflow_only
 @pytest.mark.slow
 def test_export_command_writes_a_qat_keras_file_as_its_int8_twin(twin, tmp_path):
     from console_script import run_script

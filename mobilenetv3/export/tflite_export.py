@@ -83,11 +83,11 @@ def convert_tflite(
     from mobilenetv3.export.tflite_qat import convert_tflite_qat
     from mobilenetv3.quantization import QATModel
 
-    require_tensorflow_backend("export_tflite")
-    if isinstance(model, QATModel):
+    if isinstance(model, QATModel):  # on any backend (a child process on TensorFlow off it)
         if calibration is not None:
             raise ValueError("`calibration` is not used for a QATModel: its int8 export takes the twin's own ranges.")
         return convert_tflite_qat(model, _input_size(model, input_size, False), io_dtype)
+    require_tensorflow_backend("export_tflite")
     if io_dtype != "float32":
         raise ValueError(f"`io_dtype` {io_dtype!r} applies to a QATModel (quantize_aware); a float model's "
                          "file takes and returns float32.")
@@ -132,7 +132,8 @@ def export_tflite(
     whatever `int8` says, with the twin's own activation ranges and folded
     int8 weights and no calibration images (`calibration` must be None;
     `float_ops` comes from the twin: hard-swish in float by default); see
-    `mobilenetv3.export.tflite_qat`. Its `io_dtype` may be "int8" or
+    `mobilenetv3.export.tflite_qat` (on any backend: off TensorFlow, in a
+    child process on TensorFlow). Its `io_dtype` may be "int8" or
     "uint8": the file then takes and returns the quantized tensors (their
     scale and zero point are in the interpreter's input and output details).
 

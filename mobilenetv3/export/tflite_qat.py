@@ -205,6 +205,10 @@ def convert_tflite_qat(twin: keras.Model, input_size: tuple[int, int] | None = N
     """The LiteRT int8 flatbuffer of a quantization-aware twin (see
     `export_tflite`, which writes it; the module docstring says how).
 
+    On JAX or PyTorch the conversion runs in a child Python process on
+    TensorFlow (the twin saved as `.keras` and reloaded there; the child's
+    start adds about 10 s).
+
     Args:
         twin: a `QATModel` with its ranges set (`calibrate_ranges` or training).
         input_size: `(height, width)` to fix, or None for the twin's.
@@ -223,14 +227,15 @@ def convert_tflite_qat(twin: keras.Model, input_size: tuple[int, int] | None = N
     flatbuffer = convert_tflite_qat(twin, io_dtype="int8")
     ```
     """
-    import tensorflow as tf
-
-    from mobilenetv3.export.saved_model import image_spec, require_tensorflow_backend
-    from mobilenetv3.quantization.layers import ExportQuantizers, export_quantizers
-
-    require_tensorflow_backend("The LiteRT export of a QAT model")
     io_dtype = _check_io_dtype(io_dtype)
     float_ops = _float_ops(twin)
+    if keras.config.backend() != "tensorflow":
+        return _convert_in_tensorflow_process(twin, input_size, io_dtype)
+    import tensorflow as tf
+
+    from mobilenetv3.export.saved_model import image_spec
+    from mobilenetv3.quantization.layers import ExportQuantizers, export_quantizers
+
     function, input_scales = _traced(twin, io_dtype)
     quantizers = ExportQuantizers(activations=_fake_quant_activations, convolution=_convolution(input_scales))
     with scratch_dir("tflite") as folder, export_quantizers(quantizers):
@@ -246,6 +251,27 @@ def convert_tflite_qat(twin: keras.Model, input_size: tuple[int, int] | None = N
             converter.inference_input_type = converter.inference_output_type = getattr(tf, io_dtype)
         flatbuffer = converter.convert()
     return _repaired(flatbuffer, float_hard_swish="HARD_SWISH" in float_ops)
+
+
+def _convert_in_tensorflow_process(twin: keras.Model, input_size: tuple[int, int] | None, io_dtype: str) -> bytes:
+    """The export of a twin built on JAX or PyTorch, by a child process on
+    TensorFlow (the twin saved as `.keras`, reloaded there)."""
+    from mobilenetv3.export.backend_process import export_in_backend
+
+    options = {"input_size": list(input_size) if input_size else None, "io_dtype": io_dtype}
+    with scratch_dir("tflite") as folder:
+        out = folder / "twin.tflite"
+        export_in_backend(__name__, "tensorflow", twin, out, options, "The LiteRT export of a QAT model")
+        return out.read_bytes()
+
+
+def _main(argv: list[str]) -> None:
+    """The child process: `python -m mobilenetv3.export.tflite_qat MODEL.keras OUT.tflite OPTIONS_JSON`."""
+    from mobilenetv3.export.backend_process import load_child_arguments
+
+    twin, out, options, _ = load_child_arguments(argv, "tensorflow")
+    size = tuple(options["input_size"]) if options["input_size"] else None
+    out.write_bytes(convert_tflite_qat(twin, size, options["io_dtype"]))
 
 
 # -- the converted flatbuffer -------------------------------------------------------------------
@@ -367,3 +393,9 @@ def _float_hard_swish(model: Any) -> None:
             operators += [_operator(dequantize, [source], [source_float]), operator,
                           _operator(quantize, [target_float], [target])]
         graph.operators = operators
+
+
+if __name__ == "__main__":
+    import sys
+
+    _main(sys.argv[1:])

@@ -17,21 +17,29 @@ representative dataset):
 - the input: the twin quantizes the raw pixels, then rescales them in float
   (`Rescaling`). The converter folds a `Rescaling` between a fake-quant and
   a conv into the conv's already-quantized weights without rescaling their
-  grid (the weights round to 0), so the export rescales first, in float, and
-  quantizes the rescaled input on the twin's input grid carried through the
-  rescaling (`y = x * scale + offset`): the same int8 values and the same
-  conv inputs whenever `offset / (input step * scale)` is an integer (no
-  offset: the "unit" preprocessing); with an offset (TF-slim's "symmetric",
-  torchvision's "imagenet") the converter nudges the zero point to an
-  integer, up to half an input step away from the twin, and a per-channel
-  rescaling ("imagenet") gets one per-tensor grid holding every channel.
+  grid (the weights round to 0), so the export folds it itself: without an
+  offset, the scale goes into the first conv's folded kernel (exact, zero
+  padding included: the file starts QUANTIZE, CONV_2D, as the post-training
+  file does). With an offset (TF-slim's "symmetric", torchvision's
+  "imagenet") no int8 tensor holds the rescaled input with its zero padding
+  (its zero point would be fractional), so the file rescales its float input
+  first and quantizes it on the twin's input grid carried through the
+  rescaling, which the converter nudges to an integer zero point (up to half
+  an input step away from the twin; float input only), one per-tensor grid
+  for a per-channel rescaling.
 
 The converter makes an int8 `HARD_SWISH` of a hard-swish between two
 fake-quant ops; where the twin computes hard-swish in float (its default
 `float_ops=("hard_swish",)`, since LiteRT's XNNPACK delegate has no int8
 HARD_SWISH), each int8 `HARD_SWISH` of the converted file is replaced by
 `DEQUANTIZE`, a float `HARD_SWISH` and `QUANTIZE` on the same tensors
-(`_float_hard_swish`), the graph the post-training export makes.
+(`_float_hard_swish`), the graph the post-training export makes (the
+post-training export's `QuantizationDebugger` denylist does not apply to a
+fake-quant graph). A bias that is one constant for every channel is
+requantized per channel (`_requantize_splat_biases`: a converter error).
+A dense layer on vectors runs as a 1x1 CONV_2D (`_convolution`).
+
+Checked on TensorFlow 2.21 and ai-edge-litert 2.3.0.
 """
 
 from __future__ import annotations
@@ -190,9 +198,7 @@ def _check_io_dtype(io_dtype: Any) -> str:
 
 def _float_ops(twin: keras.Model) -> tuple[str, ...]:
     """The TFLite ops the twin computes in float."""
-    from mobilenetv3.quantization.twin import _canonical
-
-    names = [_canonical(op) for op in twin.options.get("float_ops", ())]
+    names = [keras.activations.serialize(keras.activations.get(op)) for op in twin.options.get("float_ops", ())]
     unknown = [op for op in names if op not in _FLOAT_OPS]
     if unknown:
         raise ValueError(f"The twin computes {unknown} in float (`float_ops`); the LiteRT export keeps only "

@@ -93,7 +93,7 @@ def _op_names(path) -> list[str]:
 
 
 @tensorflow_only
-@pytest.mark.parametrize("io_dtype", ["float32", "int8"])
+@pytest.mark.parametrize("io_dtype", ["float32", "int8", "uint8"])
 def test_litert_runs_the_twin_within_one_output_step(twin, tmp_path, io_dtype):
     from mobilenetv3.export import export_tflite
 
@@ -106,7 +106,12 @@ def test_litert_runs_the_twin_within_one_output_step(twin, tmp_path, io_dtype):
     # the Rescaling is folded into the stem's weights; hard-swish stays float between DEQUANTIZE and QUANTIZE
     assert "MUL" in ops and ops.count("MUL") == 2, ops  # the gate's / 6 and the squeeze-excite product only
     assert ops[ops.index("HARD_SWISH") - 1] == "DEQUANTIZE" and ops[ops.index("HARD_SWISH") + 1] == "QUANTIZE", ops
-    if io_dtype == "int8":
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(str(path))
+    types = {np.dtype(d[0]["dtype"]) for d in (interpreter.get_input_details(), interpreter.get_output_details())}
+    assert types == {np.dtype(io_dtype)}, types
+    if io_dtype == "int8":  # the file's own int8 input and output tensors: no conversion at either end
         assert ops[0] != "QUANTIZE" and ops[-1] != "DEQUANTIZE", ops
 
 

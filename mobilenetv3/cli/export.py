@@ -25,7 +25,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("preset", metavar="PRESET_OR_DIR",
                         help="a registered preset name (backbone or task), a preset folder, a kaggle:// or hf:// "
-                        "handle, or a weights file")
+                        "handle, a weights file, or a .keras file holding a quantization-aware model (exported "
+                        "as int8 with its own ranges: tflite, without --int8)")
     parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite, openvino .xml, executorch .pte) or folder (saved_model, web) to write")
     parser.add_argument("--format", required=True, choices=list(EXPORTERS), help="output format")
     parser.add_argument("--int8", action="store_true",
@@ -102,13 +103,30 @@ def _export_size(model: Any, args: argparse.Namespace, preset_size: int) -> tupl
     return preset_size, f"input {preset_size}x{preset_size} (the preset's image size; --input-size N to change)"
 
 
+def _load(args: argparse.Namespace, loader: Any) -> Any:
+    """The model to export: a `.keras` file holding a quantization-aware twin
+    (`QATModel`), or whatever the loader reads."""
+    if str(args.preset).endswith(".keras") and os.path.isfile(args.preset):
+        import keras
+
+        from mobilenetv3.quantization import QATModel
+
+        model = keras.saving.load_model(args.preset, compile=False)
+        if not isinstance(model, QATModel):
+            raise ValueError(f"{args.preset} holds a {type(model).__name__}; a .keras file exports when it holds a "
+                             "QATModel (mobilenetv3.quantization.quantize_aware). Export a float model from its "
+                             "preset folder or weights file.")
+        return model
+    return loader.load_model(args.preset, **weights_kwargs(args))
+
+
 def run(args: argparse.Namespace) -> int:
     from mobilenetv3 import export
     from mobilenetv3.presets import loader
     from mobilenetv3.presets.preprocessing import preprocessing_for_model
 
     _check_args(args)
-    model = loader.load_model(args.preset, **weights_kwargs(args))
+    model = _load(args, loader)
     policy = preprocessing_for_model(model)
     size, where = _export_size(model, args, policy.image_size)
     calibration = None
@@ -119,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
     export.export_model(model, args.out, args.format, input_size=size, int8=args.int8, calibration=calibration,
                         channels_first=args.channels_first, full_integer=args.full_integer, bf16=args.bf16,
                         postprocess=args.postprocess, web_runtime=args.web_runtime)
-    kind = f"{args.format} int8" if args.int8 else f"{args.format} bf16" if args.bf16 else args.format
+    qat = type(model).__name__ == "QATModel"
+    kind = f"{args.format} int8" if args.int8 or qat else f"{args.format} bf16" if args.bf16 else args.format
     print(f"wrote {kind} model to {args.out}")
     if args.format == "web":
         print(f"serve it (file:// does not run WebAssembly): cd {args.out} && python serve.py")

@@ -27,9 +27,7 @@ delegate with transposes left at its input and outputs only.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -37,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenetv3.core.utils import atomic_path, import_optional, scratch_dir
+from mobilenetv3.core.utils import atomic_path, import_optional
 from mobilenetv3.export.calibration import check_calibration
 
 EXTRA = "executorch"
@@ -148,35 +146,20 @@ def _input_size(model: Any, input_size: int | Sequence[int] | None) -> tuple[int
 
 def _export_in_torch_process(model: Any, staging: Path, images: np.ndarray | None, options: dict) -> None:
     """The export, by a child process on the PyTorch backend (see the module docstring)."""
-    with scratch_dir("executorch") as folder:
-        model_path = folder / "model.keras"
-        model.save(model_path)
-        if images is not None:
-            np.save(folder / _CALIBRATION_FILE, images)
-        env = {**os.environ, "KERAS_BACKEND": "torch"}
-        command = [sys.executable, "-m", __name__, str(model_path), str(staging), json.dumps(options)]
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
-        if result.returncode != 0 or not staging.is_file():
-            lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-            raise RuntimeError("The ExecuTorch export (a child process on the PyTorch backend) failed: "
-                               f"{lines[-1] if lines else f'exit status {result.returncode}'}")
+    from mobilenetv3.export.backend_process import export_in_backend
+
+    export_in_backend(__name__, "torch", model, staging, options, "The ExecuTorch export",
+                      {_CALIBRATION_FILE: images} if images is not None else None)
 
 
 def _main(argv: Sequence[str]) -> None:
     """The child process: `python -m mobilenetv3.export.executorch_export MODEL.keras OUT.pte OPTIONS_JSON`."""
-    import keras
+    from mobilenetv3.export.backend_process import load_child_arguments
 
-    from mobilenetv3.presets import loader
-
-    model_path, out, options = argv
-    if keras.config.backend() != "torch":
-        raise SystemExit("run with KERAS_BACKEND=torch")
-    for kind in loader.MODEL_CLASSES:  # registers the package's Keras classes for loading
-        loader.model_class(kind)
-    model = keras.saving.load_model(model_path, compile=False)
-    calibration = Path(model_path).with_name(_CALIBRATION_FILE)
+    model, out, options, folder = load_child_arguments(list(argv), "torch")
+    calibration = folder / _CALIBRATION_FILE
     images = np.load(calibration) if calibration.is_file() else None
-    Path(out).write_bytes(_program_bytes(model, images, **json.loads(options)))
+    out.write_bytes(_program_bytes(model, images, **options))
 
 
 @contextlib.contextmanager

@@ -38,6 +38,9 @@ class Exporter:
         int8_requires: those `int8=True` adds.
         extra: the `pip install "mobilenetv3[extra]"` that brings them.
         anchors: writes a detector's default boxes beside its output.
+        qat: writes a quantization-aware twin (`QATModel`) as the int8
+            file that computes what it computes (its own ranges, no
+            calibration images).
 
     A `MobileNetV3ObjectDetector` exports as its raw network (images in,
     `bbox_regression` and `cls_logits` out) with its default boxes written
@@ -59,6 +62,7 @@ class Exporter:
     int8_requires: tuple[str, ...] = ()
     extra: str = ""
     anchors: bool = True
+    qat: bool = False
 
 
 def _write_web(model: Any, path: str, *, input_size: int | None, web_runtime: str | None = None, **_: Any) -> None:
@@ -131,7 +135,7 @@ EXPORTERS: dict[str, Exporter] = {
         Exporter("onnx", _write_onnx, ".onnx", int8=True, channels_first=True, postprocess=True, requires=("onnx",),
                  int8_requires=("onnxruntime",), extra="onnx"),
         Exporter("tflite", _write_tflite, ".tflite", int8=True, full_integer=True, needs_tensorflow=True,
-                 postprocess=True, detector_int8=True, requires=("tensorflow",), extra="tflite"),
+                 postprocess=True, detector_int8=True, requires=("tensorflow",), extra="tflite", qat=True),
         Exporter("saved_model", _write_saved_model, "", needs_tensorflow=True, requires=("tensorflow",),
                  extra="tensorflow"),
         Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True,
@@ -171,7 +175,10 @@ def export_model(
     `TFLite_Detection_PostProcess`, see
     `mobilenetv3.export.tflite_detection`); int8 for a detector: TFLite.
     `web_runtime`: the `onnxruntime-web` package folder the "web" format
-    copies (see `mobilenetv3.export.web_export.find_web_runtime`).
+    copies (see `mobilenetv3.export.web_export.find_web_runtime`). A
+    quantization-aware twin (`QATModel`) is written as its int8 file by the
+    formats marked `qat` (TFLite), with its own ranges: no `int8` and no
+    calibration images.
 
     Example:
 
@@ -190,6 +197,7 @@ def export_model(
     from mobilenetv3.export.detector_export import is_detector, write_anchors
 
     _check_detector_options(model, format, int8, postprocess)
+    _check_qat_options(model, format, int8, calibration, full_integer)
     for module in exporter.requires + (exporter.int8_requires if int8 else ()):
         import_optional(module, exporter.extra, f"Exporting to {format}{' int8' if int8 else ''}")
     if web_runtime is not None and format != "web":
@@ -199,6 +207,19 @@ def export_model(
     if is_detector(model) and exporter.anchors:
         write_anchors(model, path)
     return Path(path)
+
+
+def _check_qat_options(model: Any, format: str, int8: bool, calibration: Any, full_integer: bool) -> None:
+    from mobilenetv3.quantization import QATModel
+
+    if not isinstance(model, QATModel):
+        return
+    if not EXPORTERS[format].qat:
+        raise ValueError(f"A QATModel (quantization-aware twin) exports to formats {formats_with('qat')}, "
+                         f"not {format!r}.")
+    if int8 or calibration is not None or full_integer:
+        raise ValueError("A QATModel exports as int8 with its own ranges: `int8`, `calibration` and "
+                         "`full_integer` do not apply (the twin's `float_ops` say which ops stay float).")
 
 
 def _check_detector_options(model: Any, format: str, int8: bool, postprocess: bool) -> None:

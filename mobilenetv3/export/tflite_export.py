@@ -75,11 +75,22 @@ def convert_tflite(
     int8: bool = False,
     calibration: Any = None,
     float_ops: Any = DEFAULT_FLOAT_OPS,
+    io_dtype: str = "float32",
 ) -> bytes:
     """The TFLite flatbuffer of `model` (see `export_tflite`)."""
     import tensorflow as tf
 
+    from mobilenetv3.export.tflite_qat import convert_tflite_qat
+    from mobilenetv3.quantization import QATModel
+
+    if isinstance(model, QATModel):  # on any backend (a child process on TensorFlow off it)
+        if calibration is not None:
+            raise ValueError("`calibration` is not used for a QATModel: its int8 export takes the twin's own ranges.")
+        return convert_tflite_qat(model, _input_size(model, input_size, False), io_dtype)
     require_tensorflow_backend("export_tflite")
+    if io_dtype != "float32":
+        raise ValueError(f"`io_dtype` {io_dtype!r} applies to a QATModel (quantize_aware); a float model's "
+                         "file takes and returns float32.")
     size = _input_size(model, input_size, int8)
     images = check_calibration(calibration, size) if int8 else None
     float_ops = _check_float_ops(float_ops) if int8 else ()
@@ -100,6 +111,7 @@ def export_tflite(
     int8: bool = False,
     calibration: Any = None,
     float_ops: Any = DEFAULT_FLOAT_OPS,
+    io_dtype: str = "float32",
 ) -> Path:
     """Write a Keras model as a TensorFlow Lite file, atomically.
 
@@ -115,6 +127,16 @@ def export_tflite(
     runs only in float: kept float it is 3-4x faster than the int8 kernel);
     input and output stay float32. Needs the TensorFlow backend.
 
+    A quantization-aware twin (`QATModel`, from
+    `mobilenetv3.quantization.quantize_aware`) is written as its int8 file
+    whatever `int8` says, with the twin's own activation ranges and folded
+    int8 weights and no calibration images (`calibration` must be None;
+    `float_ops` comes from the twin: hard-swish in float by default); see
+    `mobilenetv3.export.tflite_qat` (on any backend: off TensorFlow, in a
+    child process on TensorFlow). Its `io_dtype` may be "int8" or
+    "uint8": the file then takes and returns the quantized tensors (their
+    scale and zero point are in the interpreter's input and output details).
+
     Args:
         model: the Keras model.
         path: the `.tflite` file to write.
@@ -127,6 +149,8 @@ def export_tflite(
         float_ops: TFLite op names to leave in float in an int8 model;
             `()` gives a full-integer model (for integer-only accelerators
             such as microcontrollers and the Edge TPU).
+        io_dtype: a QATModel's input and output type: "float32", "int8"
+            or "uint8".
 
     Returns:
         The path written.
@@ -141,7 +165,7 @@ def export_tflite(
     interpreter.allocate_tensors()
     ```
     """
-    flatbuffer = convert_tflite(model, input_size, int8, calibration, float_ops)
+    flatbuffer = convert_tflite(model, input_size, int8, calibration, float_ops, io_dtype)
     with atomic_path(path) as staging:
         staging.write_bytes(flatbuffer)
     return Path(path)

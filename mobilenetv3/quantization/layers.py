@@ -11,6 +11,9 @@ half away from zero, which differs only on exact ties.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
@@ -23,6 +26,53 @@ WEIGHT_QMAX = 127
 # Activations fused into the conv (or dense) before them by the int8
 # runtimes: the conv's output tensor is the activation's output.
 FUSED_ACTIVATIONS = ("relu", "relu6", "linear")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportQuantizers:
+    """What an exporter puts in place of the twin's fake quantization at
+    inference while it traces a twin (see `export_quantizers`).
+
+    Attributes:
+        activations: `activations(layer, inputs)`, the output of `FakeQuant`
+            `layer` (its range in `layer.range_min` / `range_max`, set when
+            `layer.initialized` is 1) for `inputs`.
+        convolution: `convolution(layer, inputs, kernel, axes)`, the output
+            of `QuantConv` `layer` before its bias: `inputs` through the
+            layer's folded `kernel` quantized per output channel (the
+            maximum over `axes`).
+    """
+
+    activations: Callable[[Any, Any], Any]
+    convolution: Callable[[Any, Any, Any, tuple[int, ...]], Any]
+
+
+_EXPORT_QUANTIZERS: list[ExportQuantizers] = []
+
+
+@contextlib.contextmanager
+def export_quantizers(quantizers: ExportQuantizers) -> Iterator[None]:
+    """Within the block, a twin's inference calls quantize with `quantizers`
+    instead of `keras.ops` (training and calibration calls are unchanged): the
+    hook through which an exporter traces the twin into its runtime's own
+    quantization ops (the LiteRT export: TensorFlow's fake-quant ops, which
+    the TFLite converter turns into int8 tensors with the same grid).
+
+    Example:
+
+    ```python
+    # not run: needs a twin and a TensorFlow trace
+    with export_quantizers(ExportQuantizers(activations=fq_activations, convolution=fq_convolution)):
+        graph = tf.function(twin).get_concrete_function(spec)
+    ```
+    """
+    if not isinstance(quantizers, ExportQuantizers):
+        raise TypeError(f"`quantizers` must be an ExportQuantizers; got {type(quantizers).__name__}.")
+    _EXPORT_QUANTIZERS.append(quantizers)
+    try:
+        yield
+    finally:
+        _EXPORT_QUANTIZERS.remove(quantizers)
 
 
 def activation_name(activation: Any) -> str:
@@ -130,6 +180,8 @@ class FakeQuant(keras.layers.Layer):
         self.initialized = scalar("initialized")
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if _EXPORT_QUANTIZERS and not (training or self.observing):
+            return _EXPORT_QUANTIZERS[-1].activations(self, inputs)
         low, high, seen = (ops.convert_to_tensor(v) for v in (self.range_min, self.range_max, self.initialized))
         if training or self.observing:
             batch_min = ops.stop_gradient(ops.cast(ops.min(inputs), "float32"))
@@ -278,7 +330,10 @@ class QuantConv(keras.layers.Layer):
         conv, bn = self.conv, self.batch_norm
         activation = conv.activation
         kernel, bias = self.folded_kernel_and_bias()
-        outputs = self._apply(inputs, fake_quantize_weights(kernel, self._kernel_axes()))
+        if _EXPORT_QUANTIZERS and not training:
+            outputs = _EXPORT_QUANTIZERS[-1].convolution(self, inputs, kernel, self._kernel_axes())
+        else:
+            outputs = self._apply(inputs, fake_quantize_weights(kernel, self._kernel_axes()))
         folded = outputs + bias
         train_bn = bool(training) and bn is not None and bn.trainable and self.trainable
         if not train_bn or self.freeze_batchnorm_after == 0:

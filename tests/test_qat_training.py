@@ -46,7 +46,8 @@ def _logit_error(model: keras.Model, reference: np.ndarray, images: np.ndarray) 
 def test_train_qat_distills_the_float_classifier_on_unlabelled_images(float_preset):
     root = float_preset
     result = run_script("train", "--qat", root / "photos", "--preset", root / "float", "--out", root / "qat",
-                        "--epochs", "3", "--batch-size", "8", "--validation-split", "0", "--quiet", cwd=root)
+                        "--epochs", "3", "--qat-crops", "8", "--batch-size", "8", "--learning-rate", "1e-5",
+                        "--validation-split", "0", "--quiet", cwd=root)
     assert "quantization-aware training by distillation" in result.stdout
     assert "wrote quantization-aware preset" in result.stdout
 

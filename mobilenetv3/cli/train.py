@@ -25,8 +25,8 @@ PRETRAINED_UNFREEZE = 3
 DEFAULTS = {"preset": "mobilenet_v3_small_imagenet", "image_size": 224, "batch_size": 32, "learning_rate": 1e-3,
             "epochs": 10, "validation_split": 0.2}
 # `--qat`: a trained classifier, fine-tuned for a few epochs at a low rate.
-QAT_DEFAULTS = {"preset": "mobilenet_v3_small_imagenet_classifier", "batch_size": 16, "learning_rate": 1e-5,
-                "epochs": 3, "validation_split": 0.1}
+QAT_DEFAULTS = {"preset": "mobilenet_v3_small_imagenet_classifier", "batch_size": 16, "learning_rate": 3e-5,
+                "epochs": 8, "validation_split": 0.1}
 SYNTHETIC_DEFAULTS = {
     "detect": {"preset": "mobilenet_v3_small", "image_size": 96, "batch_size": 16, "learning_rate": 2e-3, "epochs": 10},
     "segment": {"preset": "mobilenet_v3_small", "image_size": 96, "batch_size": 16, "learning_rate": 5e-3, "epochs": 8},
@@ -100,8 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "else by distillation from the float classifier (DATA_DIR: any folder of images, e.g. your own "
         "unlabelled photos); uses --epochs, --batch-size, --learning-rate, --validation-split, --seed",
     )
-    qat.add_argument("--qat-crops", type=int, default=8, metavar="N",
-                     help="--qat: random crops of each image per epoch (default 8)")
+    qat.add_argument("--qat-crops", type=int, default=16, metavar="N",
+                     help="--qat: random crops of each image per epoch (default 16)")
     qat.add_argument("--distill", action=argparse.BooleanOptionalAction, default=None,
                      help="--qat: distillation from the float classifier even where DATA_DIR has labels "
                      "(--no-distill: labels, an error without them)")

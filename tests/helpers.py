@@ -65,3 +65,20 @@ def pixel_images(shape: tuple, seed: int = 1) -> np.ndarray:
 def keras_outputs(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """The model's inference outputs as numpy."""
     return keras.ops.convert_to_numpy(model(images, training=False))
+
+
+def lively(model: keras.Model, images: np.ndarray, seed: int) -> keras.Model:
+    """Random weights (`randomize`), then BatchNorm statistics measured on `images` (one
+    training-mode call with momentum 0) with the variances scaled by U(0.5, 1.5)."""
+    randomize(model, seed=seed)
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(images, training=True)
+    rng = np.random.default_rng(seed)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+        variance = keras.ops.convert_to_numpy(layer.moving_variance)
+        layer.moving_variance.assign(variance * rng.uniform(0.5, 1.5, variance.shape).astype("float32"))
+    return model

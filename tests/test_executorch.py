@@ -4,7 +4,7 @@ ExecuTorch's own runtime, against Keras' `predict` on the same model.
 The models are a short MobileNetV3 (five blocks of the Small kind: squeeze-
 excite, hard-swish, a residual, 5x5 depthwise, TF-"SAME" strides) with
 random weights and BatchNorm statistics measured on images then perturbed
-(`_lively`), so that outputs depend on the input and a wrong layout or
+(`helpers.lively`), so that outputs depend on the input and a wrong layout or
 weight mapping shows (with random statistics alone, as `helpers.randomize`
 gives, the logits of this model vary by 1e-4 between images). ExecuTorch's
 lowering time grows with the number of layers: the full Small takes 20-40 s
@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import pytest
 from console_script import SCRIPT, run_script
-from helpers import randomize
+from helpers import lively
 from PIL import Image
 
 import mobilenetv3
@@ -49,23 +49,6 @@ MINI = dict(
 pytestmark = [
     pytest.mark.skipif(not SCRIPT.is_file(), reason=f"the console script is not installed beside {sys.executable}"),
 ]
-
-
-def _lively(model: keras.Model, images: np.ndarray, seed: int) -> keras.Model:
-    """Random weights (`helpers.randomize`), then BatchNorm statistics measured on `images` (one
-    training-mode call with momentum 0) with the variances scaled by U(0.5, 1.5)."""
-    randomize(model, seed=seed)
-    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
-    momenta = [layer.momentum for layer in norms]
-    for layer in norms:
-        layer.momentum = 0.0
-    model(images, training=True)
-    rng = np.random.default_rng(seed)
-    for layer, momentum in zip(norms, momenta):
-        layer.momentum = momentum
-        variance = keras.ops.convert_to_numpy(layer.moving_variance)
-        layer.moving_variance.assign(variance * rng.uniform(0.5, 1.5, variance.shape).astype("float32"))
-    return model
 
 
 def _smooth_images(folder: Path, count: int, seed: int) -> list[Path]:
@@ -93,7 +76,7 @@ def work(tmp_path_factory) -> dict:
     model = mobilenetv3.MobileNetV3ImageClassifier(backbone, num_classes=NUM_CLASSES)
     policy = preprocessing_for_model(model)
     calibration = load_images(_smooth_images(root / "calibration", 24, seed=3), policy)
-    _lively(model, calibration, seed=1)
+    lively(model, calibration, seed=1)
     logits = model.get_layer("Logits")  # centre the classes on the calibration images: every class wins some
     logits.bias.assign(keras.ops.convert_to_numpy(logits.bias) - model.predict(calibration, verbose=0).mean(0))
     model.save_to_preset(root / "preset")
@@ -175,7 +158,7 @@ images = keras.ops.convert_to_numpy(keras.ops.image.resize(images, (96, 96), int
 report = {}
 for name, model in [("segmenter", MobileNetV3ImageSegmenter(backbone, num_classes=3)),
                     ("detector", MobileNetV3ObjectDetector(backbone, num_classes=3, image_size=96))]:
-    _lively(model, images, seed=5)
+    lively(model, images, seed=5)
     path = f"{sys.argv[1]}/{name}.pte"
     export_executorch(model, path, input_size=96)
     outputs = open_executorch(path).outputs(images)

@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("preset", metavar="PRESET_OR_DIR",
                         help="a registered preset name (backbone or task), a preset folder, a kaggle:// or hf:// "
                         "handle, a weights file, or a .keras file holding a quantization-aware model (exported "
-                        "as int8 with its own ranges: tflite, without --int8)")
+                        "as int8 with its own ranges: tflite, onnx or openvino, without --int8)")
     parser.add_argument("out", metavar="OUT", help="the file (onnx, tflite, openvino .xml, executorch .pte) or folder (saved_model, web) to write")
     parser.add_argument("--format", required=True, choices=list(EXPORTERS), help="output format")
     parser.add_argument("--int8", action="store_true",
@@ -111,6 +111,8 @@ def _load(args: argparse.Namespace, loader: Any) -> Any:
 
         from mobilenetv3.quantization import QATModel
 
+        for kind in loader.MODEL_CLASSES:  # the classes a twin's float config names (a classifier's, ...)
+            loader.model_class(kind)
         model = keras.saving.load_model(args.preset, compile=False)
         if not isinstance(model, QATModel):
             raise ValueError(f"{args.preset} holds a {type(model).__name__}; a .keras file exports when it holds a "

@@ -133,13 +133,13 @@ EXPORTERS: dict[str, Exporter] = {
     e.name: e
     for e in (
         Exporter("onnx", _write_onnx, ".onnx", int8=True, channels_first=True, postprocess=True, requires=("onnx",),
-                 int8_requires=("onnxruntime",), extra="onnx"),
+                 int8_requires=("onnxruntime",), extra="onnx", qat=True),
         Exporter("tflite", _write_tflite, ".tflite", int8=True, full_integer=True, needs_tensorflow=True,
                  postprocess=True, detector_int8=True, requires=("tensorflow",), extra="tflite", qat=True),
         Exporter("saved_model", _write_saved_model, "", needs_tensorflow=True, requires=("tensorflow",),
                  extra="tensorflow"),
         Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True,
-                 requires=("openvino",), int8_requires=("nncf",), extra="openvino"),
+                 requires=("openvino",), int8_requires=("nncf",), extra="openvino", qat=True),
         Exporter("executorch", _write_executorch, ".pte", int8=True, channels_first=True,
                  requires=("torch", "executorch"), extra="executorch"),
         Exporter("web", _write_web, "", requires=("onnx",), extra="onnx", anchors=False),
@@ -177,8 +177,9 @@ def export_model(
     `web_runtime`: the `onnxruntime-web` package folder the "web" format
     copies (see `mobilenetv3.export.web_export.find_web_runtime`). A
     quantization-aware twin (`QATModel`) is written as its int8 file by the
-    formats marked `qat` (TFLite), with its own ranges: no `int8` and no
-    calibration images.
+    formats marked `qat` (TFLite; ONNX as QDQ and OpenVINO converted from
+    it, see `mobilenetv3.export.onnx_qat`), with its own ranges: no `int8`
+    and no calibration images.
 
     Example:
 

@@ -21,10 +21,9 @@ import keras
 import numpy as np
 
 from mobilenetv3.core import keras_internals as internals
-from mobilenetv3.core.architectures import same_padding
 from mobilenetv3.core.utils import atomic_path
 from mobilenetv3.export import onnx_passes
-from mobilenetv3.export.onnx_graph import Graph, Value
+from mobilenetv3.export.onnx_graph import Graph, Value, apply_activation, conv_pads
 from mobilenetv3.nets.layers import (
     BatchNormalization,
     Conv2D,
@@ -43,57 +42,7 @@ _TO_NCHW, _TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 _AXIS_4D = {-1: 1, 3: 1, 1: 2, 2: 3, -3: 2, -2: 3, 0: 0}
 
 
-# -- activations -------------------------------------------------------------
-
-def _activation_name(activation: Any) -> str:
-    if activation is None:
-        return "linear"
-    name = getattr(activation, "__name__", None) or str(activation)
-    return {"hard_silu": "hard_swish", "silu": "swish"}.get(name, name)
-
-
-def _apply_activation(graph: Graph, activation: Any, x: Value, name: str) -> Value:
-    kind = _activation_name(activation)
-    if kind == "linear":
-        return x
-    simple = {"relu": "Relu", "hard_swish": "HardSwish", "sigmoid": "Sigmoid", "tanh": "Tanh"}
-    if kind in simple:
-        return Value(graph.add(simple[kind], [x.name], name), x.rank)
-    if kind == "hard_sigmoid":  # Keras 3: relu6(x + 3) / 6
-        return Value(graph.add("HardSigmoid", [x.name], name, alpha=1 / 6, beta=0.5), x.rank)
-    if kind == "relu6":
-        low, high = graph.const(f"{name}/min", 0.0), graph.const(f"{name}/max", 6.0)
-        return Value(graph.add("Clip", [x.name, low, high], name), x.rank)
-    if kind == "softmax":
-        return Value(graph.add("Softmax", [x.name], name, axis=1 if x.rank == 4 else -1), x.rank)
-    if kind == "swish":
-        gate = graph.add("Sigmoid", [x.name], name)
-        return Value(graph.add("Mul", [x.name, gate], name), x.rank)
-    raise NotImplementedError(
-        f"export_onnx: activation {kind!r} of layer {name!r} is not supported; supported: "
-        "linear, relu, relu6, hard_swish, hard_sigmoid, sigmoid, swish, tanh, softmax."
-    )
-
-
 # -- convolutions --------------------------------------------------------------
-
-def _conv_pads(layer: Any, in_shape: tuple, kernel: tuple) -> dict:
-    """ONNX `pads`/`auto_pad` reproducing Keras "valid"/"same" (TF SAME)."""
-    if layer.padding == "valid":
-        return {"pads": [0, 0, 0, 0]}
-    if layer.padding != "same":
-        raise NotImplementedError(f"export_onnx: padding {layer.padding!r} of layer {layer.name!r} is not supported.")
-    before, after = [], []
-    for size, k, s, d in zip(in_shape[1:3], kernel, layer.strides, layer.dilation_rate, strict=False):
-        if size is None:
-            if s > 1:
-                return {"auto_pad": "SAME_UPPER"}
-            size = d * (k - 1) + 1  # stride 1: the padding does not depend on the size
-        top, bottom, _ = same_padding(size, k, s, d)
-        before.append(top)
-        after.append(bottom)
-    return {"pads": before + after}
-
 
 def _emit_conv(graph: Graph, layer: Any, x: Value, in_shape: tuple, weight: np.ndarray, group: int) -> Value:
     if getattr(layer, "data_format", "channels_last") != "channels_last":
@@ -110,9 +59,9 @@ def _emit_conv(graph: Graph, layer: Any, x: Value, in_shape: tuple, weight: np.n
         strides=list(layer.strides),
         dilations=list(layer.dilation_rate),
         group=group,
-        **_conv_pads(layer, in_shape, kernel),
+        **conv_pads(layer, in_shape, kernel),
     )
-    return _apply_activation(graph, layer.activation, Value(out, 4), f"{layer.name}/activation")
+    return apply_activation(graph, layer.activation, Value(out, 4), f"{layer.name}/activation")
 
 
 def _conv2d(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
@@ -141,7 +90,7 @@ def _dense(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
         out = Value(graph.add("Gemm", inputs, layer.name), 2)
     else:
         raise NotImplementedError(f"export_onnx: Dense layer {layer.name!r} on a rank-{x.rank} input.")
-    return [_apply_activation(graph, layer.activation, out, f"{layer.name}/activation")]
+    return [apply_activation(graph, layer.activation, out, f"{layer.name}/activation")]
 
 
 # -- normalization, scaling, padding ---------------------------------------------
@@ -185,7 +134,7 @@ def _zero_padding(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[
 # -- everything else ---------------------------------------------------------------
 
 def _activation_layer(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
-    return [_apply_activation(graph, layer.activation, xs[0], layer.name)]
+    return [apply_activation(graph, layer.activation, xs[0], layer.name)]
 
 
 def _relu_layer(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
@@ -194,7 +143,7 @@ def _relu_layer(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Va
     kind = "relu" if layer.max_value is None else "relu6" if float(layer.max_value) == 6 else None
     if kind is None:
         raise NotImplementedError(f"export_onnx: ReLU {layer.name!r} with max_value={layer.max_value}.")
-    return [_apply_activation(graph, kind, xs[0], layer.name)]
+    return [apply_activation(graph, kind, xs[0], layer.name)]
 
 
 def _softmax_layer(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
@@ -330,14 +279,21 @@ Exact types only: a subclass may change `call`, so it must be registered
 itself (add an entry here to support a new layer)."""
 
 
+def _qat_converters() -> dict[type, Callable]:
+    """The quantization-aware twin's layers (`onnx_qat`, imported on first use: it builds on this module)."""
+    from mobilenetv3.export.onnx_qat import QAT_CONVERTERS
+
+    return QAT_CONVERTERS
+
+
 # -- graph walking -------------------------------------------------------------------
 
 def _convert_layer(graph: Graph, layer: Any, node: Any, xs: list[Value]) -> list[Value]:
     if internals.is_functional(layer):
         return _convert_functional(graph, layer, xs)
-    converter = CONVERTERS.get(type(layer))
+    converter = CONVERTERS.get(type(layer)) or _qat_converters().get(type(layer))
     if converter is None:
-        supported = sorted(t.__name__ for t in CONVERTERS)
+        supported = sorted(t.__name__ for t in (*CONVERTERS, *_qat_converters()))
         raise NotImplementedError(
             f"export_onnx: layer {layer.name!r} of type {type(layer).__name__} is not supported. "
             f"Supported layer types: {', '.join(supported)} and nested functional models; "
@@ -400,6 +356,10 @@ def build_onnx_model(model: keras.Model, channels_first: bool = False, input_siz
     onnx_passes.fold_pads(graph, protected)
     onnx_passes.fold_batch_norms(graph, protected)
     onnx_passes.pooled_heads_to_gemm(graph, protected)
+    if any(node.op_type == "QuantizeLinear" for node in graph.nodes):  # a quantization-aware twin
+        from mobilenetv3.export import onnx_qat
+
+        onnx_qat.finish(graph, protected)
     proto_graph = helper.make_graph(
         graph.nodes,
         model.name,
@@ -462,6 +422,14 @@ def export_onnx(
     explicit pads, which runtimes optimize best). The input is named
     `"images"`; outputs are named after the Keras output layers (or the
     output dict's keys). The file is written atomically.
+
+    A quantization-aware twin (`QATModel` from `quantize_aware`, calibrated
+    or trained) exports as its int8 graph, QDQ (`QuantizeLinear` /
+    `DequantizeLinear`), with its own learned ranges and folded int8
+    weights, and takes no calibration images (see
+    `mobilenetv3.export.onnx_qat`): onnxruntime runs its convolutions,
+    adds, multiplies and pooling as int8 kernels (`QLinearConv`, ...) and
+    hard-swish in float, as the twin computes it.
 
     Args:
         model: a functional Keras model with one image input.

@@ -24,6 +24,7 @@ import numpy as np
 
 from mobilenetv3.core.utils import atomic_path, check_choice
 from mobilenetv3.export.calibration import check_calibration
+from mobilenetv3.quantization import QATModel
 
 PRECISIONS = ("fp32", "bf16", "int8")
 # The CPU plugin's names for the inference precision of each export precision
@@ -55,6 +56,15 @@ def _quantize(ov_model: Any, images: np.ndarray, options: dict | None) -> Any:
     return nncf.quantize(ov_model, dataset, **{"subset_size": len(images), **(options or {})})
 
 
+def _twin_precision(precision: str, calibration: Any, nncf_options: dict | None) -> str:
+    """A quantization-aware twin converts from its QDQ ONNX graph (OpenVINO
+    reads it as FakeQuantize and runs int8): "int8", with no calibration."""
+    if precision not in ("fp32", "int8") or calibration is not None or nncf_options:
+        raise ValueError("`model` is a quantization-aware twin (QATModel): it exports as int8 from its own ranges; "
+                         "pass no `calibration` nor `nncf_options`, and precision 'int8' (or the default).")
+    return "int8"
+
+
 def convert_openvino(
     model: keras.Model,
     *,
@@ -67,7 +77,10 @@ def convert_openvino(
     """The `openvino.Model` of a Keras model (see `export_openvino`)."""
     ov = _require("openvino")
     check_choice("precision", precision, PRECISIONS)
-    images = _calibration_images(calibration, channels_first) if precision == "int8" else None
+    if isinstance(model, QATModel):
+        precision = _twin_precision(precision, calibration, nncf_options)
+    images = (_calibration_images(calibration, channels_first)
+              if precision == "int8" and not isinstance(model, QATModel) else None)
     from mobilenetv3.export.onnx_export import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="mobilenetv3_openvino_") as folder:
@@ -107,6 +120,11 @@ def export_openvino(
         - "int8": NNCF post-training quantization calibrated on
           `calibration` (int8 weights per channel, int8 activations, bias
           correction); about 1e-1 logit error.
+
+    A quantization-aware twin (`QATModel` from `quantize_aware`) exports as
+    int8 whatever the precision's default, from its QDQ ONNX graph
+    (`export_onnx` of the twin: its own ranges and folded int8 weights,
+    read by OpenVINO as FakeQuantize), and takes no `calibration`.
 
     The OpenVINO CPU plugin does not apply the recorded precision by itself
     and defaults to bf16 on CPUs that support it: compile through

@@ -13,8 +13,8 @@ as `int8_agreement.py`) and the QAT export of the twin (its own ranges, no
 calibration) run the 96 evaluation crops of `int8_agreement.py`: top-1
 agreement with the float model, logit error against it (in float-logit
 standard deviations), the QAT file's distance from the twin in output
-quantization steps, and batch-1 speed (median, one thread, exports timed in
-turn). Writes `benchmarks/results/qat.md`.
+quantization steps, and speed at batch 1 and 32 (medians, one thread,
+exports timed in turn). Writes `benchmarks/results/qat.md`.
 
     python benchmarks/qat_agreement.py [--epochs 8] [--learning-rate 5e-5] [--crops 32] [--runs 100]
 """
@@ -22,7 +22,6 @@ turn). Writes `benchmarks/results/qat.md`.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import tempfile
@@ -37,7 +36,7 @@ from int8_agreement import MODEL, SIZE, crops, logit_error
 from mobilenetv3.export import compile_openvino, export_onnx, export_openvino, export_tflite, quantize_onnx
 from mobilenetv3.export.runtimes import open_litert, open_onnxruntime
 from mobilenetv3.presets import loader
-from mobilenetv3.quantization import calibrate_ranges, fake_quant_layers, quantize_aware, quantization_grid
+from mobilenetv3.quantization import calibrate_ranges, fake_quant_layers, quantization_grid, quantize_aware
 from mobilenetv3.training.qat import quantize_classifier
 from mobilenetv3.weights import tflite
 
@@ -128,7 +127,7 @@ def main() -> None:
                      "twin after QAT (Keras simulation)": twin.predict(evaluation, batch_size=16, verbose=0)}
         step = _output_step(twin)
         rows = [f"| Keras {name} | - | {int(np.sum(out.argmax(1) == reference.argmax(1)))}/96 | "
-                f"{logit_error(out, reference)} | - | - |" for name, out in simulated.items()]
+                f"{logit_error(out, reference)} | - | - | - |" for name, out in simulated.items()]
         twin_out = simulated["twin after QAT (Keras simulation)"]
         for runtime, pair in _sessions(model, twin, folder, calibration).items():
             for kind, predict in pair.items():
@@ -137,17 +136,17 @@ def main() -> None:
                 steps = np.abs(out - twin_out) / step
                 versus_twin = f"{steps.mean():.2f} / {steps.max():.0f}" if kind == "QAT" else "-"
                 ms = _median_ms(predict, evaluation[:1], args.runs)
+                per_second = 32_000 / _median_ms(predict, evaluation[:32], max(5, args.runs // 10))
                 rows.append(f"| {runtime} | {kind} | {agree}/96 | {logit_error(out, reference)} | {versus_twin} | "
-                            f"{ms:.2f} |")
+                            f"{ms:.2f} | {per_second:.0f} |")
                 print(rows[-1], flush=True)
     note = (f"QAT: {args.epochs} epochs of {args.crops} crops of 17 photos, Adam {args.learning_rate:g} with cosine "
             f"decay, distillation ({training_minutes:.1f} min on this machine); final training loss "
-            f"{result.history['loss'][-1]:.4f}. {harness.machine_note()}; load average at the end "
-            f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}.")
+            f"{result.history['loss'][-1]:.4f}. {harness.machine_note(system_malloc=True)}")
     table = "\n".join([
         "| runtime | int8 by | top-1 = float, 96 crops | logit error vs float, mean / max | "
-        "vs the twin, output steps mean / max | batch 1 ms, 1 thread |",
-        "|---|---|---|---|---|---|", *rows])
+        "vs the twin, output steps mean / max | batch 1 ms, 1 thread | batch 32 images/s, 1 thread |",
+        "|---|---|---|---|---|---|---|", *rows])
     text = f"# int8 after QAT vs after PTQ (TF-slim MobileNetV3-Small)\n\n{__doc__.split(chr(10) * 2)[1]}\n\n{note}\n\n{table}\n"
     out = Path(__file__).parent / "results" / "qat.md"
     out.write_text(text)

@@ -32,5 +32,5 @@ test-tf: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider -m "not heavy" --durations=40
 
 test-backends: $(STAMP)
-	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider -m core
-	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -m core
+	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider -m "core and not heavy"
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -m "core and not heavy"

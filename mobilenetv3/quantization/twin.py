@@ -312,6 +312,8 @@ class QATModel(keras.Model):
     ```
     """
 
+    kind = "qat"  # its row in `presets.loader.MODEL_CLASSES`
+
     def __init__(self, inputs: Any, outputs: Any, float_config: dict, options: dict, **kwargs: Any) -> None:
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.float_config = float_config

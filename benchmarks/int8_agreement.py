@@ -50,7 +50,7 @@ def crops(count: int, seed: int) -> np.ndarray:
     return np.stack(out)
 
 
-def _median_time(predict, images: np.ndarray, runs: int) -> float:
+def median_time(predict, images: np.ndarray, runs: int) -> float:
     predict(images)
     times = []
     for _ in range(runs):
@@ -68,7 +68,7 @@ def _logits(predict, images: np.ndarray, layout: str) -> np.ndarray:
 
 def _speeds(predict, images: np.ndarray, layout: str) -> tuple[float, float]:
     batch = images.transpose(0, 3, 1, 2) if layout == "nchw" else images
-    return 1 / _median_time(predict, batch[:1], 30), 32 / _median_time(predict, batch[:32], 5)
+    return 1 / median_time(predict, batch[:1], 30), 32 / median_time(predict, batch[:32], 5)
 
 
 def logit_error(logits: np.ndarray, reference: np.ndarray) -> str:

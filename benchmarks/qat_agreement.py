@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import harness  # benchmarks/harness.py, beside this script
 import keras
 import numpy as np
-from int8_agreement import MODEL, SIZE, crops, logit_error
+from int8_agreement import MODEL, SIZE, crops, logit_error, median_time
 
 from mobilenetv3.export import compile_openvino, export_onnx, export_openvino, export_tflite, quantize_onnx
 from mobilenetv3.export.runtimes import open_litert, open_onnxruntime
@@ -85,14 +84,8 @@ def _outputs(predict, images: np.ndarray) -> np.ndarray:
     return np.concatenate([np.asarray(predict(images[i:i + 1])).reshape(1, -1) for i in range(len(images))])
 
 
-def _median_ms(predict, image: np.ndarray, runs: int) -> float:
-    predict(image)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        predict(image)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+def _median_ms(predict, images: np.ndarray, runs: int) -> float:
+    return 1000 * median_time(predict, images, runs)
 
 
 def _output_step(twin) -> float:

@@ -5,6 +5,7 @@ and pooled 1x1 convolution heads turned into Gemm."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -105,8 +106,11 @@ def _is_pointwise_conv(graph: Graph, node: Any) -> bool:
             and not any(_attr(node, "pads") or []) and set(_attr(node, "strides") or [1]) == {1})
 
 
-def _pooled_head_chain(graph: Graph, pool: Any, protected: set[str]) -> list[Any] | None:
-    """The 1x1 convs and activations between a global pool and a Flatten, or None."""
+def pooled_chain(graph: Graph, pool: Any, protected: set[str], accepts: Callable[[Any, str], bool]) -> list[Any] | None:
+    """The single-reader chain of nodes from a global pool's output to a
+    `Flatten` (axis 1), the `Flatten` last, each node before it one that
+    `accepts(node, its input tensor)`; None where the chain branches, meets
+    a `protected` tensor or a node it does not accept."""
     users: dict[str, list[Any]] = {}
     for node in graph.nodes:
         for name in node.input:
@@ -118,11 +122,18 @@ def _pooled_head_chain(graph: Graph, pool: Any, protected: set[str]) -> list[Any
             return None
         node = following[0]
         if node.op_type == "Flatten" and (_attr(node, "axis") or 1) == 1:
-            return chain + [node] if any(n.op_type == "Conv" for n in chain) else None
-        if node.op_type not in _UNARY and not _is_pointwise_conv(graph, node):
+            return [*chain, node]
+        if not accepts(node, tensor):
             return None
         chain.append(node)
         tensor = node.output[0]
+
+
+def _pooled_head_chain(graph: Graph, pool: Any, protected: set[str]) -> list[Any] | None:
+    """The 1x1 convs and activations between a global pool and a Flatten, or None."""
+    chain = pooled_chain(graph, pool, protected,
+                         lambda node, _: node.op_type in _UNARY or _is_pointwise_conv(graph, node))
+    return chain if chain and any(n.op_type == "Conv" for n in chain) else None
 
 
 def pooled_heads_to_gemm(graph: Graph, protected: set[str]) -> None:

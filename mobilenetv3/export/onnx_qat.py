@@ -28,6 +28,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from mobilenetv3.export import onnx_passes
 from mobilenetv3.export.onnx_graph import Graph, Value, apply_activation, conv_pads
 from mobilenetv3.quantization.layers import (
     QMIN,
@@ -233,24 +234,15 @@ _HEAD_FLOAT_OPS = ("HardSwish", "Relu", "Clip", "HardSigmoid", "Sigmoid")
 def _pooled_head(graph: Graph, pool: Any, protected: set[str]) -> list[Any] | None:
     """The nodes from a global pool's quantize to a Flatten: quantize /
     dequantize pairs, pointwise convs and float activations, or None."""
-    users: dict[str, list[Any]] = {}
-    for node in graph.nodes:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
-    chain, tensor = [], pool.output[0]
-    while True:
-        following = users.get(tensor, [])
-        if len(following) != 1 or tensor in protected:
-            return None
-        node = following[0]
-        if node.op_type == "Flatten":
-            return chain + [node] if chain and chain[0].op_type == "QuantizeLinear" and any(
-                n.op_type == "Conv" for n in chain) else None
-        pointwise = node.op_type == "Conv" and node.input[0] == tensor and _pointwise(graph, node)
-        if not pointwise and node.op_type not in ("QuantizeLinear", "DequantizeLinear", *_HEAD_FLOAT_OPS):
-            return None
-        chain.append(node)
-        tensor = node.output[0]
+    def accepts(node: Any, tensor: str) -> bool:
+        if node.op_type == "Conv":
+            return node.input[0] == tensor and _pointwise(graph, node)
+        return node.op_type in ("QuantizeLinear", "DequantizeLinear", *_HEAD_FLOAT_OPS)
+
+    chain = onnx_passes.pooled_chain(graph, pool, protected, accepts)
+    if chain and chain[0].op_type == "QuantizeLinear" and any(n.op_type == "Conv" for n in chain):
+        return chain
+    return None
 
 
 def _pointwise(graph: Graph, conv: Any) -> bool:

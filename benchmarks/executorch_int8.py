@@ -21,7 +21,7 @@ from pathlib import Path
 import harness  # benchmarks/harness.py, beside this script
 import keras
 import numpy as np
-from int8_agreement import FIXTURES, MODEL, SIZE, _median_time, _official_top1, crops, logit_error
+from int8_agreement import FIXTURES, MODEL, SIZE, median_time, _official_top1, crops, logit_error
 
 from mobilenetv3.export.executorch_export import delegates, export_executorch, open_executorch
 
@@ -61,7 +61,7 @@ def main() -> None:
                          f"{path.stat().st_size / 1e6:.2f} MB, delegates {delegates(path)}")
         runs = {precision: open_executorch(path) for precision, path in files.items()}
         outputs = {p: {k: run(v) for k, v in sets.items()} for p, run in runs.items()}
-        speed = {p: 1 / _median_time(run, evaluation[:1], 30) for p, run in runs.items()}
+        speed = {p: 1 / median_time(run, evaluation[:1], 30) for p, run in runs.items()}
     fp32_diff = max(float(np.abs(outputs["fp32"][k] - logits[k]).max()) for k in sets)
     notes.append(f"fp32 vs Keras: max abs logit difference {fp32_diff:.2e} "
                  f"(logits up to {max(float(np.abs(v).max()) for v in logits.values()):.1f})")

@@ -21,7 +21,7 @@ from pathlib import Path
 import harness  # benchmarks/harness.py, beside this script
 import keras
 import numpy as np
-from int8_agreement import FIXTURES, MODEL, SIZE, median_time, _official_top1, crops, logit_error
+from int8_agreement import FIXTURES, MODEL, SIZE, _official_top1, crops, logit_error, median_time
 
 from mobilenetv3.export.executorch_export import delegates, export_executorch, open_executorch
 

@@ -28,8 +28,10 @@ DEFAULTS = {"preset": "mobilenet_v3_small_imagenet", "image_size": 224, "batch_s
 QAT_DEFAULTS = {"preset": "mobilenet_v3_small_imagenet_classifier", "batch_size": 16, "learning_rate": 3e-5,
                 "epochs": 8, "validation_split": 0.1}
 SYNTHETIC_DEFAULTS = {
-    "detect": {"preset": "mobilenet_v3_small", "image_size": 96, "batch_size": 16, "learning_rate": 2e-3, "epochs": 10},
-    "segment": {"preset": "mobilenet_v3_small", "image_size": 96, "batch_size": 16, "learning_rate": 5e-3, "epochs": 8},
+    "detect": {"preset": "mobilenet_v3_small", "image_size": 96, "batch_size": 16, "learning_rate": 2e-3, "epochs": 10,
+               "validation_split": 0.2},
+    "segment": {"preset": "mobilenet_v3_small", "image_size": 96, "batch_size": 16, "learning_rate": 5e-3, "epochs": 8,
+                "validation_split": 0.2},
 }
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from mobilenetv3.export import export_onnx, export_tflite, quantize_onnx, speed
+from mobilenetv3.training.qat import random_crop
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 MODEL = FIXTURES / "tflite" / "v3-small_224_1.0_uint8.tflite"
@@ -35,19 +36,11 @@ SIZE = 224
 
 
 def crops(count: int, seed: int) -> np.ndarray:
-    """`count` random crops (30-100% of the side) and flips of the fixture images, 224x224."""
+    """`count` random crops (30-100% of the side) and flips of the fixture images, 224x224
+    (`mobilenetv3.training.qat.random_crop`, the crops QAT trains on)."""
     rng = np.random.default_rng(seed)
     photos = [Image.open(p).convert("RGB") for p in sorted((FIXTURES / "images").glob("*.bmp"))]
-    out = []
-    for index in range(count):
-        photo = photos[index % len(photos)]
-        width, height = photo.size
-        side = int(min(width, height) * rng.uniform(0.3, 1.0))
-        left, top = rng.integers(0, width - side + 1), rng.integers(0, height - side + 1)
-        image = photo.crop((left, top, left + side, top + side)).resize((SIZE, SIZE), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.float32)
-        out.append(array[:, ::-1] if rng.random() < 0.5 else array)
-    return np.stack(out)
+    return np.stack([random_crop(photos[index % len(photos)], SIZE, rng) for index in range(count)])
 
 
 def median_time(predict, images: np.ndarray, runs: int) -> float:

@@ -118,70 +118,50 @@ def test_jax_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     assert diff <= JAX_JOB_TOLERANCE, (diff, bn_diff)
 
 
-def _cli_job(common: list[str], per_process: tuple[list[str], list[str]] = ([], [])) -> list[tuple[int, str, str]]:
-    """`python -m mobilenetv3 *common` as processes 0 and 1 of a JAX job over
-    127.0.0.1 (plus each process's own arguments); (exit code, stdout,
-    stderr) of each."""
-    addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(1))
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "mobilenetv3", *common, "--job-addresses", addresses, "--num-processes", "2",
-             "--process-id", str(i), *extra],
-            env={**os.environ, **JAX_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for i, extra in enumerate(per_process)
-    ]
-    results = []
-    for process in processes:
-        try:
-            stdout, stderr = process.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            for p in processes:
-                p.kill()
-            pytest.fail(f"a process of the job did not finish within {TIMEOUT} s")
-        results.append((process.returncode, stdout, stderr))
-    return results
-
-
-# `mobilenetv3 train` as a real 2-process JAX job (random Small at 32x32, 8
-# training images, one head epoch of 2 global batches of 4, a checkpoint
-# after every batch), then a resume where process 1 sees another checkpoint
-# folder. Measured 2026-11-26 on the shared 2-core box (load 4-5): 86 s
-# wall in all, 72 s of CPU; the first job alone 64 s wall (each process:
-# imports, JAX's per-shape compiles while the model is built, the train
-# and test steps; JAX_ENV), the refused resume ~22 s.
-# Before the fix, process 0 hung in `save_weights` (a cross-process check
-# that Keras runs when it creates a variable under DataParallel, run by the
-# chief alone).
+# `mobilenetv3 train` as a real 2-process JAX job (random Small at 32x32, 48
+# images of 3 classes: 39 training images, 4 global batches of 8 and 7 left
+# over, and 9 validation images, a batch of 8 and 1 left over; a head epoch
+# and a fine-tuning epoch, a checkpoint after every batch), then a resume
+# where process 1 sees another checkpoint folder. Two bugs it caught: process
+# 0 hung in `save_weights` (a cross-process check that Keras runs when it
+# creates a variable under DataParallel, run by the chief alone); Keras split
+# the leftovers unevenly (4 + 3, then 1 + nothing) and the job hung in the
+# first validation (both processes at step 5 of epoch 0, SIGTERM ignored).
+# One job covers both (each job costs about a minute of JAX start-up and
+# compiles on the shared 2-core box).
 @pytest.mark.slow
-def test_train_cli_as_two_jax_processes_writes_the_preset_once(tmp_path):
+def test_train_cli_as_two_jax_processes_with_partial_batches_writes_the_preset_once(tmp_path):
     import mobilenetv3
     from mobilenetv3.training import checkpointing
 
-    data = make_classification_folder(tmp_path / "data", classes=("circle", "square"), per_class=6, size=32)
+    data = make_classification_folder(tmp_path / "data", classes=("circle", "square", "triangle"), per_class=16,
+                                      size=32)
     out, checkpoint = tmp_path / "model", tmp_path / "checkpoint"
     common = ["train", str(data), "--out", str(out), "--preset", "mobilenet_v3_small", "--no-weights",
-              "--image-size", "32", "--batch-size", "4", "--head-epochs", "1", "--fine-tune-epochs", "0",
-              "--validation-split", "0.34", "--checkpoint-every-steps", "1", "--quiet"]
-    results = _cli_job([*common, "--checkpoint-dir", str(checkpoint)])
+              "--image-size", "32", "--batch-size", "8", "--head-epochs", "1", "--fine-tune-epochs", "1",
+              "--unfreeze-blocks", "1", "--checkpoint-every-steps", "1", "--quiet", "--job-timeout", "120"]
+    results = _wait_all(_start_cli_job([*common, "--checkpoint-dir", str(checkpoint)]), timeout=TIMEOUT)
     for code, _, stderr in results:
         assert code == 0, stderr[-3000:]
+    accuracies = [line for _, stdout, _ in results for line in stdout.splitlines() if "validation accuracy" in line]
+    assert len(accuracies) == 2 and accuracies[0] == accuracies[1]
     assert f"wrote classifier preset to {out}" in results[0][1]
     assert "process 1: the classifier preset is written by process 0" in results[1][1]
     # the preset and the checkpoint, whole; no staging folder left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "data", "model"]
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "labels.txt", "metadata.json", "model.weights.h5", "preprocessor.json"]
     state = checkpointing.read_state(checkpoint)
-    assert (state.phase, state.epoch, state.step) == ("head", 1, 0)
+    assert (state.phase, state.epoch, state.step) == ("fine_tune", 2, 0), state  # 2 epochs done in all
     model = mobilenetv3.MobileNetV3ImageClassifier.from_preset(str(out))
-    assert model.num_classes == 2
-    assert model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).shape == (1, 2)
+    assert model.num_classes == 3
+    assert model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).shape == (1, 3)
 
     # Resuming from checkpoints that differ between the processes would run
     # different programs (and hang on each other): both refuse instead.
     written = (out / "model.weights.h5").stat().st_mtime_ns
     other = tmp_path / "other_checkpoint"
-    results = _cli_job([*common, "--resume"], (["--checkpoint-dir", str(checkpoint)], ["--checkpoint-dir", str(other)]))
+    results = _wait_all(_start_cli_job([*common, "--resume"], per_process=(
+        ["--checkpoint-dir", str(checkpoint)], ["--checkpoint-dir", str(other)])), timeout=TIMEOUT)
     for code, _, stderr in results:
         assert code == 2 and "`checkpoint_dir` differs between the processes of the job" in stderr, stderr[-3000:]
     assert (out / "model.weights.h5").stat().st_mtime_ns == written
@@ -259,18 +239,20 @@ def test_synchronize_batchnorm_sets_every_batchnorm_on_tensorflow():
     assert flags == ({True} if keras.backend.backend() == "tensorflow" else {False})
 
 
-def _start_cli_job(common: list[str], ports: int = 1) -> list[subprocess.Popen]:
-    """Processes 0 and 1 of a `python -m mobilenetv3` JAX job, each in its
-    own process group (so that a test can stop or kill all of it)."""
+def _start_cli_job(common: list[str], ports: int = 1,
+                   per_process: tuple[list[str], list[str]] = ([], [])) -> list[subprocess.Popen]:
+    """Processes 0 and 1 of a `python -m mobilenetv3 *common` JAX job over
+    127.0.0.1 (plus each process's own arguments), each in its own process
+    group (so that a test can stop or kill all of it)."""
     addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(ports))
     return [
         subprocess.Popen(
             [sys.executable, "-m", "mobilenetv3", *common, "--job-addresses", addresses, "--num-processes", "2",
-             "--process-id", str(i)],
+             "--process-id", str(i), *extra],
             env={**os.environ, **JAX_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             start_new_session=True,
         )
-        for i in range(2)
+        for i, extra in enumerate(per_process)
     ]
 
 
@@ -288,27 +270,6 @@ def _wait_all(processes: list[subprocess.Popen], timeout: float) -> list[tuple[i
             pytest.fail(f"a process of the job did not finish within {timeout} s (hang)")
         results.append((process.returncode, stdout, stderr))
     return results
-
-
-# 48 images: 39 training images (4 global batches of 8 and 7 left over) and
-# 9 validation images (a batch of 8 and 1 left over). Before the fix Keras
-# split the leftovers unevenly (4 + 3, then 1 + nothing) and the job hung in
-# the first validation (both processes at step 5 of epoch 0, SIGTERM
-# ignored). Measured on the shared 2-core box: 80 s.
-@pytest.mark.slow
-def test_jax_job_with_a_partial_last_batch_finishes(tmp_path):
-    data = make_classification_folder(tmp_path / "data", classes=("circle", "square", "triangle"), per_class=16,
-                                      size=32)
-    out = tmp_path / "model"
-    common = ["train", str(data), "--out", str(out), "--preset", "mobilenet_v3_small", "--no-weights",
-              "--image-size", "32", "--batch-size", "8", "--head-epochs", "1", "--fine-tune-epochs", "1",
-              "--unfreeze-blocks", "1", "--quiet", "--job-timeout", "120"]
-    results = _wait_all(_start_cli_job(common), timeout=400)
-    for code, _, stderr in results:
-        assert code == 0, stderr[-3000:]
-    accuracies = [line for _, stdout, _ in results for line in stdout.splitlines() if "validation accuracy" in line]
-    assert len(accuracies) == 2 and accuracies[0] == accuracies[1]
-    assert (out / "model.weights.h5").is_file()
 
 
 def _wait_for(path: Path, processes: list[subprocess.Popen], timeout: float) -> None:

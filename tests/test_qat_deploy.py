@@ -128,7 +128,7 @@ def test_io_dtype_is_refused_where_it_does_not_apply(unscaled, tmp_path, capsys)
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.slow  # a console-script export, one in-process export, MediaPipe's start: ~30 s
+@pytest.mark.slow  # a console-script export, one in-process export, MediaPipe's start: ~33 s
 def test_mediapipe_classifies_a_uint8_qat_export_as_litert_and_the_twin(tmp_path):
     import mediapipe as mp
     from ai_edge_litert.interpreter import Interpreter

@@ -64,16 +64,15 @@ def load_task(args: argparse.Namespace, kind: str, head_args: dict | None = None
     """The `kind` model ("classifier", "segmenter", "detector") that
     `--preset` holds, through the one loader (registered name, preset
     folder, weights file or handle; `--weights-file` honoured), with the
-    preset's preprocessing and class names attached; a ValueError naming
-    what `--preset` holds instead, followed by `hint`."""
+    preset's preprocessing and class names attached (or the quantization-
+    aware twin of a `kind` model); a ValueError naming what `--preset`
+    holds instead, followed by `hint`."""
     from mobilenetv3.presets import loader
 
     cls = loader.model_class(kind)
     model = loader.load_model(args.preset, cls, head_args=head_args, **weights_kwargs(args))
-    if not isinstance(model, cls):
-        raise ValueError(
-            f"--preset {args.preset!r} holds a {getattr(model, 'kind', 'backbone')}, not a {kind}. {hint}".strip()
-        )
+    if loader.task_kind(model) != kind:
+        raise ValueError(f"--preset {args.preset!r} holds a {loader.task_kind(model)}, not a {kind}. {hint}".strip())
     return model
 
 

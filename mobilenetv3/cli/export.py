@@ -32,6 +32,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--int8", action="store_true",
                         help="int8 post-training quantization (onnx, tflite, openvino, executorch)")
     parser.add_argument("--bf16", action="store_true", help="openvino: record bf16 inference in the IR")
+    parser.add_argument("--io-dtype", choices=["float32", "int8", "uint8"], default=None,
+                        help="tflite, a quantization-aware model: the file's input and output type (default float32; "
+                        "uint8 for MediaPipe's quantized input, which takes the raw pixels; int8 files get no "
+                        "MediaPipe metadata)")
     parser.add_argument("--full-integer", action="store_true",
                         help="tflite --int8: every op in int8, hard-swish too (for integer-only accelerators)")
     parser.add_argument("--calibration", metavar="DIR", help="folder of images to calibrate int8 on")
@@ -75,6 +79,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--postprocess applies to --format {' or '.join(formats_with('postprocess'))} only.")
     if args.web_runtime is not None and args.format != "web":
         raise ValueError("--web-runtime applies to --format web only.")
+    if args.io_dtype is not None and not EXPORTERS[args.format].io_dtype:
+        raise ValueError(f"--io-dtype applies to --format {' or '.join(formats_with('io_dtype'))} only "
+                         "(of a quantization-aware model).")
     if args.web_runtime is not None and not os.path.isdir(args.web_runtime):
         raise ValueError(f"--web-runtime {args.web_runtime!r} is not a folder (an installed onnxruntime-web).")
     if args.input_size is not None and args.input_size < 32:
@@ -111,8 +118,7 @@ def _load(args: argparse.Namespace, loader: Any) -> Any:
 
         from mobilenetv3.quantization import QATModel
 
-        for kind in loader.MODEL_CLASSES:  # the classes a twin's float config names (a classifier's, ...)
-            loader.model_class(kind)
+        loader.import_model_classes()  # the classes a twin's float config names (a classifier's, ...)
         model = keras.saving.load_model(args.preset, compile=False)
         if not isinstance(model, QATModel):
             raise ValueError(f"{args.preset} holds a {type(model).__name__}; a .keras file exports when it holds a "
@@ -138,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
           flush=True)
     export.export_model(model, args.out, args.format, input_size=size, int8=args.int8, calibration=calibration,
                         channels_first=args.channels_first, full_integer=args.full_integer, bf16=args.bf16,
-                        postprocess=args.postprocess, web_runtime=args.web_runtime)
+                        postprocess=args.postprocess, web_runtime=args.web_runtime,
+                        io_dtype=args.io_dtype or "float32")
     qat = type(model).__name__ == "QATModel"
     kind = f"{args.format} int8" if args.int8 or qat else f"{args.format} bf16" if args.bf16 else args.format
     print(f"wrote {kind} model to {args.out}")

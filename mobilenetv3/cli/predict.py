@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return batch_predict.run_batch(args, model, batch)
     policy = preprocessing.preprocessing_for_model(model)
     images = preprocessing.load_images(files, policy)
-    if not model.backbone.include_rescaling:
+    if not getattr(model, "backbone", model).include_rescaling:  # a quantization-aware twin: its float model's
         images = preprocessing.rescale(images, policy.mode)
     scores = np.asarray(model.predict(images, verbose=0), dtype="float64")
     probabilities = scores if model.activation == "softmax" else _softmax(scores)

@@ -41,6 +41,8 @@ class Exporter:
         qat: writes a quantization-aware twin (`QATModel`) as the int8
             file that computes what it computes (its own ranges, no
             calibration images).
+        io_dtype: can give a twin's file int8 or uint8 input and output
+            (`io_dtype`), not only float32.
 
     A `MobileNetV3ObjectDetector` exports as its raw network (images in,
     `bbox_regression` and `cls_logits` out) with its default boxes written
@@ -63,6 +65,7 @@ class Exporter:
     extra: str = ""
     anchors: bool = True
     qat: bool = False
+    io_dtype: bool = False
 
 
 def _write_web(model: Any, path: str, *, input_size: int | None, web_runtime: str | None = None, **_: Any) -> None:
@@ -91,7 +94,7 @@ def _write_onnx(model: Any, path: str, *, input_size: int | None, int8: bool, ca
 
 
 def _write_tflite(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
-                  full_integer: bool, postprocess: bool, **_: Any) -> None:
+                  full_integer: bool, postprocess: bool, io_dtype: str = "float32", **_: Any) -> None:
     from mobilenetv3.export.litert_metadata import write_tflite  # export_tflite + MediaPipe metadata
     from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS
 
@@ -102,7 +105,8 @@ def _write_tflite(model: Any, path: str, *, input_size: int | None, int8: bool, 
         export_tflite_detector(model, path, input_size=input_size, int8=int8, calibration=calibration,
                                float_ops=float_ops)
         return
-    write_tflite(model, path, input_size=input_size, int8=int8, calibration=calibration, float_ops=float_ops)
+    write_tflite(model, path, input_size=input_size, int8=int8, calibration=calibration, float_ops=float_ops,
+                 io_dtype=io_dtype)
 
 
 def _write_saved_model(model: Any, path: str, *, input_size: int | None, int8: bool, calibration: Any,
@@ -135,7 +139,8 @@ EXPORTERS: dict[str, Exporter] = {
         Exporter("onnx", _write_onnx, ".onnx", int8=True, channels_first=True, postprocess=True, requires=("onnx",),
                  int8_requires=("onnxruntime",), extra="onnx", qat=True),
         Exporter("tflite", _write_tflite, ".tflite", int8=True, full_integer=True, needs_tensorflow=True,
-                 postprocess=True, detector_int8=True, requires=("tensorflow",), extra="tflite", qat=True),
+                 postprocess=True, detector_int8=True, requires=("tensorflow",), extra="tflite", qat=True,
+                 io_dtype=True),
         Exporter("saved_model", _write_saved_model, "", needs_tensorflow=True, requires=("tensorflow",),
                  extra="tensorflow"),
         Exporter("openvino", _write_openvino, ".xml", int8=True, channels_first=True, bf16=True,
@@ -165,6 +170,7 @@ def export_model(
     bf16: bool = False,
     postprocess: bool = False,
     web_runtime: str | os.PathLike | None = None,
+    io_dtype: str = "float32",
 ) -> Path:
     """Export `model` to `path` in `format` (a key of `EXPORTERS`).
 
@@ -179,7 +185,9 @@ def export_model(
     quantization-aware twin (`QATModel`) is written as its int8 file by the
     formats marked `qat` (TFLite; ONNX as QDQ and OpenVINO converted from
     it, see `mobilenetv3.export.onnx_qat`), with its own ranges: no `int8`
-    and no calibration images.
+    and no calibration images. `io_dtype` ("float32", "int8", "uint8"): a
+    twin's input and output type in the formats marked `io_dtype` (TFLite;
+    MediaPipe feeds uint8 or float32, so its metadata goes to those).
 
     Example:
 
@@ -199,12 +207,13 @@ def export_model(
 
     _check_detector_options(model, format, int8, postprocess)
     _check_qat_options(model, format, int8, calibration, full_integer)
+    _check_io_dtype(model, format, io_dtype)
     for module in exporter.requires + (exporter.int8_requires if int8 else ()):
         import_optional(module, exporter.extra, f"Exporting to {format}{' int8' if int8 else ''}")
     if web_runtime is not None and format != "web":
         raise ValueError(f"`web_runtime` applies to format 'web', not {format!r}.")
     exporter.write(model, str(path), input_size=input_size, calibration=calibration, web_runtime=web_runtime,
-                   **options)
+                   io_dtype=io_dtype, **options)
     if is_detector(model) and exporter.anchors:
         write_anchors(model, path)
     return Path(path)
@@ -221,6 +230,21 @@ def _check_qat_options(model: Any, format: str, int8: bool, calibration: Any, fu
     if int8 or calibration is not None or full_integer:
         raise ValueError("A QATModel exports as int8 with its own ranges: `int8`, `calibration` and "
                          "`full_integer` do not apply (the twin's `float_ops` say which ops stay float).")
+
+
+def _check_io_dtype(model: Any, format: str, io_dtype: Any) -> None:
+    from mobilenetv3.export.tflite_qat import IO_DTYPES
+    from mobilenetv3.quantization import QATModel
+
+    if io_dtype not in IO_DTYPES:
+        raise ValueError(f"`io_dtype` must be one of {list(IO_DTYPES)}; got {io_dtype!r}.")
+    if io_dtype == "float32":
+        return
+    if not EXPORTERS[format].io_dtype:
+        raise ValueError(f"`io_dtype` {io_dtype!r} applies to formats {formats_with('io_dtype')}, not {format!r}.")
+    if not isinstance(model, QATModel):
+        raise ValueError(f"`io_dtype` {io_dtype!r} applies to a QATModel (quantization-aware twin); a "
+                         f"{type(model).__name__} exports with float32 input and output.")
 
 
 def _check_detector_options(model: Any, format: str, int8: bool, postprocess: bool) -> None:

@@ -53,8 +53,8 @@ def add_metadata(
     *,
     task: str,
     labels: Sequence[str] | None = None,
-    mean: Sequence[float] = (0.0,),
-    std: Sequence[float] = (1.0,),
+    mean: Sequence[float] | None = (0.0,),
+    std: Sequence[float] | None = (1.0,),
     activation: str = "none",
 ) -> bytes:
     """The LiteRT flatbuffer `tflite_bytes` with MediaPipe Tasks metadata:
@@ -68,7 +68,10 @@ def add_metadata(
     value is used for every channel: MediaPipe applies channel 0's mean and
     std to all channels, so per-channel values must be equal. An int8 file
     with float input and output (what `export_tflite(int8=True)` writes)
-    takes the same metadata.
+    takes the same metadata. A uint8 input (a quantization-aware twin's
+    export with `io_dtype="uint8"`) is fed the raw pixels, unnormalized:
+    pass `mean=None, std=None` (no NormalizationOptions); MediaPipe takes
+    no int8 input.
 
     What each `task` needs:
 
@@ -99,7 +102,7 @@ def add_metadata(
             indices only; required for "detector"). A name must be a
             non-empty line (no line break).
         mean: the normalization mean, one value or three equal ones, on the
-            0..255 pixel scale.
+            0..255 pixel scale; None (with `std=None`) for a uint8 input.
         std: the normalization std, likewise (positive).
         activation: "segmenter" only, see above.
 
@@ -121,7 +124,7 @@ def add_metadata(
     activation = _check_choice("activation", activation, SEGMENTER_ACTIVATIONS)
     if activation != "none" and task != "segmenter":
         raise ValueError(f"`activation` applies to task='segmenter' only; got {activation!r} for {task!r}.")
-    mean, std = _check_normalization(mean, std)
+    mean, std = ([], []) if mean is None and std is None else _check_normalization(mean, std)
     labels = _check_labels(labels, required=task == "detector")
     if not isinstance(tflite_bytes, (bytes, bytearray)) or bytes(tflite_bytes[4:8]) != b"TFL3":
         raise ValueError("`tflite_bytes` must be a LiteRT flatbuffer (file identifier 'TFL3').")
@@ -154,7 +157,8 @@ def model_metadata(model: Any) -> dict[str, Any] | None:
     """The `add_metadata` keywords for a task model's exported file, or None
     for a model MediaPipe Tasks has no task for (a bare backbone).
 
-    - `task`: the model's `kind`.
+    - `task`: the model's `kind` (a quantization-aware twin's: its float
+      model's, e.g. "classifier").
     - `labels`: the model's `class_names` (a preset folder's `labels.txt`)
       when it has one per class; else, for a 1000-class classifier, the
       ImageNet names (1001: "background" first, TF-slim's layout), as
@@ -176,11 +180,12 @@ def model_metadata(model: Any) -> dict[str, Any] | None:
     """
     from mobilenetv3.core import decode
     from mobilenetv3.core.normalization import PREPROCESSING_MEAN, PREPROCESSING_STD
+    from mobilenetv3.presets.loader import task_kind
 
-    task = getattr(model, "kind", None)
+    task = task_kind(model)
     if task not in TASKS:
         return None
-    backbone = model.backbone
+    backbone = getattr(model, "backbone", model)  # a twin records its float backbone's scaling
     if backbone.include_rescaling:
         mean, std = [0.0], [1.0]
     else:
@@ -206,10 +211,16 @@ def with_model_metadata(tflite_bytes: bytes, model: Any) -> bytes:
     """`tflite_bytes` (the export of `model`) with the MediaPipe metadata
     `model_metadata(model)` gives; unchanged for a bare backbone.
 
+    A uint8 input (a twin's `io_dtype="uint8"` export) gets no
+    normalization: MediaPipe feeds it the raw pixels, so the input's scale
+    and zero point must map a pixel to what the model takes (scale 1, zero
+    point 0 for raw 0..255 pixels: a twin whose input range is 0..255).
+
     Raises ValueError when MediaPipe cannot run the file as it is: an input
-    of no fixed size (export it with `input_size`), or per-channel
+    of no fixed size (export it with `input_size`), per-channel
     normalization MediaPipe does not apply (a backbone with
-    `include_rescaling=False` and `preprocessing="imagenet"`).
+    `include_rescaling=False` and `preprocessing="imagenet"`), an int8
+    input, or a uint8 input on another grid.
 
     Example:
 
@@ -228,7 +239,23 @@ def with_model_metadata(tflite_bytes: bytes, model: Any) -> bytes:
             f"MediaPipe metadata needs a fixed input size; this {type(model).__name__} was exported with a "
             "resizable input. Pass `input_size` (e.g. the preset's image size)."
         )
+    if _input_type(tflite_bytes)[0] != "FLOAT32":
+        _check_quantized_input(tflite_bytes, values["mean"], values["std"])
+        values = {**values, "mean": None, "std": None}
     return add_metadata(tflite_bytes, **values)
+
+
+def _check_quantized_input(tflite_bytes: bytes, mean: list[float], std: list[float]) -> None:
+    """A quantized input MediaPipe can feed: uint8, on the grid whose
+    integer values are the pixels the model takes (`(pixel - mean) / std`)."""
+    dtype, scale, zero_point = _input_type(tflite_bytes)
+    if dtype != "UINT8":
+        raise ValueError(f"MediaPipe feeds uint8 or float32 images; this file's input is {dtype.lower()}. Export it "
+                         "with `io_dtype='uint8'` or 'float32' for MediaPipe.")
+    if len(set(mean)) > 1 or len(set(std)) > 1 or abs(scale * std[0] - 1) > 1e-3 or abs(zero_point - mean[0]) > 0.5:
+        raise ValueError(f"MediaPipe feeds a uint8 input the raw pixels; this file's input has scale {scale:g} and "
+                         f"zero point {zero_point}, where the model's pixels need scale {1 / std[0]:g} and zero point "
+                         f"{mean[0]:g} (a twin whose input range is not 0..255). Export with `io_dtype='float32'`.")
 
 
 def write_tflite(
@@ -239,6 +266,7 @@ def write_tflite(
     int8: bool = False,
     calibration: Any = None,
     float_ops: Any = None,
+    io_dtype: str = "float32",
 ) -> Path:
     """`export_tflite` with MediaPipe Tasks metadata: what
     `mobilenetv3 export --format tflite` and `export_model(..., "tflite")`
@@ -250,7 +278,10 @@ def write_tflite(
     none (the detector's end-to-end file carries its own). A segmenter
     exported with a resizable input gets none either (MediaPipe needs a
     fixed size: pass `input_size`), nor does any file when `mediapipe` is
-    not installed (`pip install "mobilenetv3[mediapipe]"`); both warn.
+    not installed (`pip install "mobilenetv3[mediapipe]"`); both warn. A
+    quantization-aware twin of a classifier or segmenter gets its float
+    model's metadata; with `io_dtype="int8"` none (MediaPipe takes no int8
+    input; warns), with "uint8" no normalization (see `with_model_metadata`).
 
     Example:
 
@@ -263,10 +294,11 @@ def write_tflite(
 
     from mobilenetv3.core.utils import atomic_path
     from mobilenetv3.export.tflite_export import DEFAULT_FLOAT_OPS, convert_tflite
+    from mobilenetv3.presets.loader import task_kind
 
     flatbuffer = convert_tflite(model, input_size, int8, calibration,
-                                DEFAULT_FLOAT_OPS if float_ops is None else float_ops)
-    if getattr(model, "kind", None) in ("classifier", "segmenter"):
+                                DEFAULT_FLOAT_OPS if float_ops is None else float_ops, io_dtype)
+    if task_kind(model) in ("classifier", "segmenter"):
         if not has_fixed_input_size(flatbuffer):
             warnings.warn(f"{path}: written without MediaPipe metadata: its input is resizable, and MediaPipe "
                           "needs a fixed size; pass `input_size` (`--input-size N`) for a MediaPipe-ready file.", stacklevel=2)
@@ -279,6 +311,10 @@ def write_tflite(
             except ImportError as error:  # a mediapipe whose writers do not import
                 warnings.warn(f"{path}: written without MediaPipe metadata: the installed mediapipe's metadata "
                               f"writers do not import ({error}).", stacklevel=2)
+            except ValueError as error:
+                if io_dtype == "float32":
+                    raise
+                warnings.warn(f"{path}: written without MediaPipe metadata: {error}", stacklevel=2)
     with atomic_path(path) as staging:
         staging.write_bytes(flatbuffer)
     return Path(path)
@@ -348,12 +384,27 @@ def has_fixed_input_size(tflite_bytes: bytes) -> bool:
     return None not in _input_size(tflite_bytes)
 
 
-def _input_size(tflite_bytes: bytes) -> tuple[int | None, int | None]:
+def _input_tensor(tflite_bytes: bytes) -> Any:
     from tensorflow.lite.python import schema_py_generated as schema
 
-    model = schema.Model.GetRootAsModel(bytearray(tflite_bytes), 0)
-    subgraph = model.Subgraphs(0)
-    tensor = subgraph.Tensors(subgraph.Inputs(0))
+    subgraph = schema.Model.GetRootAsModel(bytearray(tflite_bytes), 0).Subgraphs(0)
+    return subgraph.Tensors(subgraph.Inputs(0))
+
+
+def _input_type(tflite_bytes: bytes) -> tuple[str, float, int]:
+    """The first input's type ("FLOAT32", "UINT8", "INT8", ...), scale and zero point (1 and 0 when float)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    tensor = _input_tensor(tflite_bytes)
+    names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
+    quantization = tensor.Quantization()
+    if quantization is None or not quantization.ScaleLength():
+        return names[tensor.Type()], 1.0, 0
+    return names[tensor.Type()], float(quantization.Scale(0)), int(quantization.ZeroPoint(0))
+
+
+def _input_size(tflite_bytes: bytes) -> tuple[int | None, int | None]:
+    tensor = _input_tensor(tflite_bytes)
     shape = [int(v) for v in tensor.ShapeAsNumpy()]
     signature = [int(v) for v in tensor.ShapeSignatureAsNumpy()] if tensor.ShapeSignatureLength() else shape
     return tuple(None if s < 0 else v for v, s in zip(shape[1:3], signature[1:3]))  # type: ignore[return-value]

@@ -72,6 +72,21 @@ def model_class(kind: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def import_model_classes() -> None:
+    """Import every class of `MODEL_CLASSES`, so that Keras can deserialize
+    a config naming any of them (a quantization-aware twin's float model).
+
+    Example:
+
+    ```python
+    import_model_classes()
+    twin = keras.saving.load_model("twin.keras")
+    ```
+    """
+    for kind in MODEL_CLASSES:
+        model_class(kind)
+
+
 def kind_of_class_name(class_name: str) -> str | None:
     """The kind whose class serializes as `class_name`, or None."""
     for kind, entry in MODEL_CLASSES.items():
@@ -244,6 +259,7 @@ def _load_preset_folder(
     cls = model_class(kind)
     config = {k: v for k, v in spec.config.items() if k not in _FOREIGN_KEYS}
     if kind == QAT:
+        import_model_classes()  # the float model its config holds
         if overrides or head_args:
             raise PresetError(f"{path} holds a quantization-aware model, whose architecture is fixed; it takes no "
                               f"backbone or head arguments (got {sorted({**overrides, **(head_args or {})})}).")
@@ -368,6 +384,21 @@ def _family(expected: type | None) -> str | None:
 
 def _kind(model: keras.Model) -> str:
     return getattr(model, "kind", BACKBONE)
+
+
+def task_kind(model: Any) -> str:
+    """The task `model` performs: its `kind` ("backbone", "classifier",
+    ...); for a quantization-aware twin (kind "qat"), its float model's
+    (a twin of a plain functional model: "qat").
+
+    Example:
+
+    ```python
+    task_kind(quantize_aware(classifier))  # 'classifier'
+    ```
+    """
+    kind = _kind(model)
+    return (getattr(model, "task_kind", None) or kind) if kind == QAT else kind
 
 
 def _check_kind(kind: str, expected: type | None, source: str) -> None:

@@ -320,16 +320,30 @@ class QATModel(keras.Model):
         self.options = dict(options)
         self.task_activation: str | None = None
         self.is_sparse_task = False
+        self.task_kind: str | None = None
+        self.include_rescaling: bool | None = None
+        self.preprocessing: str | None = None
 
     def task_attributes(self, model: keras.Model) -> None:
         """Record what `compile()` needs of the float task, and what a preset
-        carries: its classes and how it expects images."""
+        carries: its classes and how it expects images (its backbone's
+        `include_rescaling` and `preprocessing`: the twin's input is the
+        float model's)."""
         self.is_sparse_task = hasattr(model, "activation") and hasattr(model, "num_classes")
         self.task_activation = getattr(model, "activation", None) if self.is_sparse_task else None
+        self.task_kind = getattr(model, "kind", None)
+        backbone = getattr(model, "backbone", model)
+        self.include_rescaling = getattr(backbone, "include_rescaling", None)
+        self.preprocessing = getattr(backbone, "preprocessing", None)
         self.num_classes = getattr(model, "num_classes", None)
         class_names = getattr(model, "class_names", None)
         self.class_names = list(class_names) if class_names else None
         self.image_policy = ImagePolicy.of_model(model)
+
+    @property
+    def activation(self) -> str | None:
+        """The float task's output activation (a classifier's `activation`), or None."""
+        return self.task_activation
 
     def outputs_logits(self) -> bool:
         """Whether the output is logits (as the float task's)."""

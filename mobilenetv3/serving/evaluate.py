@@ -208,7 +208,7 @@ def _load(model_or_preset: Any, task: str, load_kwargs: dict, log: Callable[[str
         what = f"{str(model_or_preset)!r}"
     else:
         model, what = model_or_preset, "the model"
-    kind = getattr(model, "kind", "backbone")
+    kind = loader.task_kind(model)  # a quantization-aware twin's: its float model's
     if kind != task:
         raise ValueError(f"The dataset is a {task} dataset, but {what} holds a {kind}.")
     if task == "detector" and model.score_threshold > DETECTOR_HEAD_ARGS["score_threshold"]:

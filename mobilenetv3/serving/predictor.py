@@ -13,6 +13,11 @@ size, so images of any size batch together:
   come back at each image's own size (class scores resized bilinearly,
   then the argmax), boxes in each image's own pixels.
 
+A quantization-aware twin (`QATModel`, e.g. a preset `train --qat` wrote)
+serves as the task of its float model: its class names, its image policy,
+its input scaling; other runtimes run its int8 export (the QAT exporters,
+the twin's own ranges).
+
 Example:
 
 ```python
@@ -46,6 +51,7 @@ from mobilenetv3.core.normalization import ImagePolicy
 from mobilenetv3.core.utils import scratch_dir
 from mobilenetv3.export.runtimes import KERAS, RUNTIMES, check_runtimes, open_export
 from mobilenetv3.presets import preprocessing
+from mobilenetv3.presets.loader import task_kind
 
 KINDS = ("classifier", "segmenter", "detector")
 
@@ -65,11 +71,11 @@ class Predictor:
     def __init__(self, model: Any, runtime: str, predict: Callable[[np.ndarray], Any], policy: ImagePolicy,
                  closer: contextlib.ExitStack | None = None) -> None:
         self.model, self.runtime, self._predict, self.policy = model, runtime, predict, policy
-        self.kind = model.kind
+        self.kind = task_kind(model)
         self.image_size = policy.image_size
         self.class_names = getattr(model, "class_names", None)
         self.num_classes = int(model.num_classes)
-        self._rescale = not model.backbone.include_rescaling
+        self._rescale = not getattr(model, "backbone", model).include_rescaling
         self._closer = closer or contextlib.ExitStack()
 
     def prepare(self, path: str | os.PathLike) -> tuple[np.ndarray, tuple[int, int]]:
@@ -117,7 +123,8 @@ def open_predictor(
     """A `Predictor` of `model` (a classifier, segmenter or detector) on
     `runtime`: "keras", or a runtime of `RUNTIMES` that runs the model's
     export, written into `work_dir` (default a scratch folder removed by
-    `Predictor.close()`).
+    `Predictor.close()`). A quantization-aware twin of one of these runs as
+    its task (see the module docstring).
 
     Example:
 
@@ -126,9 +133,10 @@ def open_predictor(
         results = predictor.run(*prepared)
     ```
     """
-    kind = getattr(model, "kind", "backbone")
+    kind = task_kind(model)
     if kind not in KINDS:
-        raise ValueError(f"`model` must be a classifier, segmenter or detector; got a {kind}.")
+        raise ValueError(f"`model` must be a classifier, segmenter or detector (or the quantization-aware twin of "
+                         f"one); got a {kind}.")
     if runtime not in RUNTIMES:
         raise ValueError(f"`runtime` must be one of {list(RUNTIMES)}; got {runtime!r}.")
     check_runtimes([runtime])
@@ -150,13 +158,14 @@ def input_policy(model: Any) -> ImagePolicy:
     """How `model`'s images are prepared: its preset's policy at the
     model's input size; squashed (no crop) for segmenters and detectors."""
     policy = ImagePolicy.of_model(model)
-    if model.kind == "detector":
+    kind = task_kind(model)
+    if kind == "detector":
         size = int(model.image_size[0])
     else:
         height, width = tuple(model.input_shape[1:3])
         size = int(height) if height is not None and height == width else policy.image_size
     policy = policy.resized_to(size)
-    if model.kind != "classifier":
+    if kind != "classifier":
         policy = dataclasses.replace(policy, resize="squash", resize_size=None)
     return policy
 
@@ -164,7 +173,7 @@ def input_policy(model: Any) -> ImagePolicy:
 def _keras_predict(model: Any) -> Callable[[np.ndarray], Any]:
     import keras
 
-    if model.kind == "detector":  # the raw outputs, decoded as an export's are
+    if task_kind(model) == "detector":  # the raw outputs, decoded as an export's are
         return lambda images: {k: keras.ops.convert_to_numpy(v) for k, v in model(images, training=False).items()}
     return lambda images: np.asarray(model.predict_on_batch(images))
 
@@ -175,10 +184,12 @@ def _export_and_open(model: Any, runtime: str, folder: Path, size: int, threads:
 
     exporter = EXPORTERS[RUNTIMES[runtime].format]
     path = folder / f"model{exporter.suffix}"
-    log(f"exporting the {model.kind} to {exporter.name} ({size}x{size}) to run on {runtime} ...")
+    kind = task_kind(model)
+    what = f"quantization-aware {kind} (int8, its own ranges)" if model.kind != kind else kind
+    log(f"exporting the {what} to {exporter.name} ({size}x{size}) to run on {runtime} ...")
     export_model(model, path, exporter.name, input_size=size)
     opened = open_export(runtime, path, threads)
-    if model.kind == "detector":
+    if kind == "detector":
         return lambda images: _detector_outputs(opened(images))
     return lambda images: _only_output(opened(images))
 

@@ -36,12 +36,12 @@ import numpy as np
 from mobilenetv3.export import onnx_passes
 from mobilenetv3.export.onnx_graph import Graph, Value, apply_activation, conv_pads
 from mobilenetv3.quantization.layers import (
+    HARD_SIGMOID_GRID,
+    QMAX,
     QMIN,
     WEIGHT_QMAX,
     FakeQuant,
     QuantConv,
-    HARD_SIGMOID_GRID,
-    QMAX,
     QuantHardSigmoid,
     QuantHardSwish,
     QuantSqueezeExcite,

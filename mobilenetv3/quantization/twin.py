@@ -111,7 +111,8 @@ def _options(float_ops: Any, freeze_batchnorm_after: Any, range_momentum: Any, h
     if not isinstance(quantize_after_rescaling, bool):
         raise ValueError(f"`quantize_after_rescaling` must be True or False; got {quantize_after_rescaling!r}.")
     return {"float_ops": list(float_ops), "freeze_batchnorm_after": freeze_batchnorm_after,
-            "range_momentum": float(range_momentum), "hard_swish": check_choice("hard_swish", hard_swish, HARD_SWISH_FORMS),
+            "range_momentum": float(range_momentum),
+            "hard_swish": check_choice("hard_swish", hard_swish, HARD_SWISH_FORMS),
             "quantize_after_rescaling": quantize_after_rescaling}
 
 
@@ -158,8 +159,8 @@ def quantize_aware(
             else int8 in and out. "add_mul": `x * q(relu6(x + 3)) / 6` with
             the inner hard-sigmoid on the fixed [0, 6] grid (`QuantHardSwish`),
             which onnxruntime runs as QLinearAdd and QLinearMul, as in its
-            post-training int8 file (about 45% faster than float hard-swish
-            there); the ONNX and OpenVINO exports only.
+            post-training int8 file (`float_ops` does not apply to it); the
+            ONNX and OpenVINO exports only.
         quantize_after_rescaling: quantize the output of a `Rescaling` that
             reads the model input (a backbone's `include_rescaling`) instead
             of the raw input, so the first conv reads int8 in the ONNX

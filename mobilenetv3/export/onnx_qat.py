@@ -268,10 +268,27 @@ def _pooled_head(graph: Graph, pool: Any, protected: set[str]) -> list[Any] | No
             return node.input[0] == tensor and _pointwise(graph, node)
         return node.op_type in ("QuantizeLinear", "DequantizeLinear", *_HEAD_FLOAT_OPS)
 
-    chain = onnx_passes.pooled_chain(graph, pool, protected, accepts)
+    chain = onnx_passes.pooled_chain(graph, pool, protected, accepts, _add_mul_hard_swish)
     if chain and chain[0].op_type == "QuantizeLinear" and any(n.op_type == "Conv" for n in chain):
         return chain
     return None
+
+
+def _add_mul_hard_swish(users: dict[str, list[Any]], tensor: str) -> list[Any] | None:
+    """The Add, QuantizeLinear, DequantizeLinear and Mul of an add-and-multiply
+    hard-swish (`_quant_hard_swish`) of `tensor`, or None."""
+    readers = users.get(tensor, [])
+    add = next((n for n in readers if n.op_type == "Add"), None)
+    mul = next((n for n in readers if n.op_type == "Mul"), None)
+    if len(readers) != 2 or add is None or mul is None:
+        return None
+    quantize = users.get(add.output[0], [None])[0]
+    dequantize = users.get(quantize.output[0], [None])[0] if quantize is not None else None
+    gate_readers = users.get(dequantize.output[0], []) if dequantize is not None else []
+    if (quantize.op_type, dequantize.op_type) != ("QuantizeLinear", "DequantizeLinear") \
+            or len(gate_readers) != 1 or gate_readers[0] is not mul:
+        return None
+    return [add, quantize, dequantize, mul]
 
 
 def _pointwise(graph: Graph, conv: Any) -> bool:

@@ -225,7 +225,7 @@ def test_onnxruntime_runs_an_add_mul_twin_all_int8_and_matches_it(int8_twin, tmp
     ops = collections.Counter(n.op_type for n in nodes)
     convs = sum(1 for layer in internals.all_layers(int8_twin) if type(layer).__name__ == "QuantConv")
     hard_swishes = sum(1 for layer in internals.all_layers(int8_twin) if type(layer).__name__ == "QuantHardSwish")
-    assert hard_swishes >= 10 and ops["QLinearConv"] + ops["QGemm"] == convs, ops
+    assert hard_swishes >= 10 and ops["QLinearConv"] + ops["QGemm"] == convs and ops["QGemm"] == 2, ops
     assert not {"Conv", "HardSigmoid", "HardSwish"} & set(ops), ops
     assert ops["QLinearAdd"] >= hard_swishes and ops["QLinearMul"] >= hard_swishes, ops
     assert next(n.op_type for n in nodes if n.op_type.endswith("Conv")) == "QLinearConv"

@@ -300,8 +300,8 @@ def _pointwise(graph: Graph, conv: Any) -> bool:
 
 
 def pooled_heads_to_gemm(graph: Graph, protected: set[str]) -> None:
-    """Global pool -> Q -> DQ -> 1x1 convs (and their Q/DQ, activations)
-    -> Flatten becomes the same with the Flatten on the pool's uint8 codes
+    """Global pool -> Q -> DQ -> 1x1 convs (and their Q/DQ, activations,
+    add-and-multiply hard-swishes) -> Flatten becomes the same with the Flatten on the pool's uint8 codes
     and each conv a Gemm (int8 weights, axis 0 with `transB`), which
     onnxruntime runs as one batched QGemm and OpenVINO as FullyConnected
     (the QDQ form of `onnx_passes.pooled_heads_to_gemm`)."""

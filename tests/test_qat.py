@@ -299,6 +299,36 @@ def test_twin_is_close_to_float_after_calibration(classifier):
     assert error < 0.5  # measured 0.17 (TensorFlow), 0.23 (JAX), 0.46 (PyTorch): a tiny 32-px Small
 
 
+def test_add_mul_hard_swish_and_rescaled_input_train_and_round_trip(tmp_path):
+    """`hard_swish="add_mul"`: `x * q(relu6(x + 3)) / 6` on the fixed [0, 6] grid, from the quantized conv
+    output (numpy); `quantize_after_rescaling`: a [-1, 1] `Rescaling` runs on the float input and its output
+    is quantized (the raw input is not). One compiled training step, then a `.keras` round trip."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(1 / 127.5, -1.0, name="rescaling")(inputs)
+    x = BatchNormalization(name="c1_bn")(Conv2D(4, 3, padding="same", use_bias=False, name="c1")(x))
+    x = keras.layers.Activation("hard_swish", name="c1_hs")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(keras.layers.GlobalAveragePooling2D(name="pool")(x)))
+    trained_looking(model, seed=2)
+    twin = quantize_aware(model, hard_swish="add_mul", quantize_after_rescaling=True)
+    names = [layer.name for layer in fake_quant_layers(twin)]
+    assert names == ["rescaling_quant", "c1_quant", "c1_hs_quant", "pool_quant", "logits_quant"]
+    images = np.random.default_rng(4).uniform(0, 255, (4, 8, 8, 3)).astype("float32")
+    calibrate_ranges(twin, images)
+    probe = keras.Model(twin.inputs, [twin.get_layer("c1_quant").output, twin.get_layer("c1_hs").output])
+    x, y = (_numpy(t) for t in probe(images))
+    gate = np.round(np.clip(x + 3, 0, 6) * 255 / 6) / 255  # QLinearAdd's codes read with scale 1/255
+    np.testing.assert_allclose(y, x * gate, atol=1e-5)
+    assert 0 < np.abs(y - _hard_swish(x)).max() <= np.abs(x).max() / 255 + 1e-5
+    twin.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    kernel = _numpy(twin.get_layer("c1").conv.kernel).copy()
+    twin.fit(images, np.arange(4) % 3, batch_size=4, epochs=1, verbose=0)
+    assert not np.allclose(_numpy(twin.get_layer("c1").conv.kernel), kernel)  # gradients through the gate
+    twin.save(tmp_path / "twin.keras")
+    loaded = keras.saving.load_model(tmp_path / "twin.keras")
+    assert loaded.options["hard_swish"] == "add_mul" and loaded.options["quantize_after_rescaling"] is True
+    np.testing.assert_allclose(_numpy(loaded(images)), _numpy(twin(images)), rtol=0, atol=1e-5)
+
+
 def test_bad_arguments_are_named():
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
@@ -306,6 +336,10 @@ def test_bad_arguments_are_named():
         quantize_aware(model, float_ops="hard_swish")
     with pytest.raises(ValueError, match="freeze_batchnorm_after"):
         quantize_aware(model, freeze_batchnorm_after=-1)
+    with pytest.raises(ValueError, match="hard_swish.*'op', 'add_mul'"):
+        quantize_aware(model, hard_swish="int8")
+    with pytest.raises(ValueError, match="quantize_after_rescaling"):
+        quantize_aware(model, quantize_after_rescaling="yes")
     with pytest.raises(TypeError, match="functional"):
         quantize_aware(keras.Sequential([keras.layers.Dense(2)]))
 

@@ -141,6 +141,12 @@ def test_bad_arguments_are_named(twin, tmp_path):
         export_model(twin, tmp_path / "x.tflite", "tflite", int8=True)
     with pytest.raises(ValueError, match="io_dtype"):
         export_tflite(_model(), tmp_path / "x.tflite", io_dtype="int8")
+    from mobilenetv3.quantization import quantize_aware
+
+    for option, value in (("hard_swish", "add_mul"), ("quantize_after_rescaling", True)):
+        with pytest.raises(ValueError, match=option):  # onnxruntime's forms: refused before converting
+            export_tflite(quantize_aware(_model(), **{option: value}), tmp_path / "x.tflite")
+    assert not list(tmp_path.iterdir())
 
 
 @tensorflow_only

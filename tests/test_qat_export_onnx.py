@@ -35,15 +35,35 @@ ort = pytest.importorskip("onnxruntime")
 SIZE = 32
 
 
-@pytest.fixture(scope="module")
-def twin() -> keras.Model:
+def _session(model, optimized=None):
+    """An onnxruntime CPU session of a file or its bytes, writing its optimized graph to `optimized` if given."""
+    options = ort.SessionOptions()
+    if optimized is not None:
+        options.optimized_model_filepath = str(optimized)
+    return ort.InferenceSession(str(model) if not isinstance(model, bytes) else model, options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _calibrated_twin(preprocessing: str = "unit", **options) -> keras.Model:
     """A tiny Small classifier with input-dependent outputs, its twin calibrated on other images than the tests'."""
-    model = mobilenetv3.MobileNetV3ImageClassifier(
-        mobilenetv3.MobileNetV3SmallBackbone(input_shape=(SIZE, SIZE, 3), alpha=0.35), num_classes=3)
+    model = mobilenetv3.MobileNetV3ImageClassifier(mobilenetv3.MobileNetV3SmallBackbone(
+        input_shape=(SIZE, SIZE, 3), alpha=0.35, preprocessing=preprocessing), num_classes=3)
     lively(model, pixel_images((16, SIZE, SIZE, 3), seed=5), seed=0)
-    twin = quantize_aware(model)
+    twin = quantize_aware(model, **options)
     calibrate_ranges(twin, pixel_images((16, SIZE, SIZE, 3), seed=1))
     return twin
+
+
+@pytest.fixture(scope="module")
+def twin() -> keras.Model:
+    return _calibrated_twin()
+
+
+@pytest.fixture(scope="module")
+def int8_twin() -> keras.Model:
+    """A TF-slim-preprocessed ([-1, 1]) twin made for onnxruntime's int8 ops: hard-swish as add and multiply,
+    the rescaled input quantized."""
+    return _calibrated_twin("symmetric", hard_swish="add_mul", quantize_after_rescaling=True)
 
 
 def _with_quantized_outputs(proto, twin) -> tuple[bytes, dict]:
@@ -101,14 +121,13 @@ def _check(twin, images: np.ndarray, runtime: dict, file_output: np.ndarray, lab
     assert report[worst][0] <= 1.0 + 1e-3, report
     assert differing < 0.005, report  # float32 near-ties: the twin sums in float, the runtime in int32
     if same_kernels:  # the file computes the checked graph
-        assert np.max(np.abs(file_output - _channels_last(runtime[last.name]))) / step <= 1.0 + 1e-3
+        checked = _channels_last(runtime[last.name]).reshape(file_output.shape)  # a pooled head as Conv: (N, 1, 1, C)
+        assert np.max(np.abs(file_output - checked)) / step <= 1.0 + 1e-3
 
 
 def test_onnxruntime_runs_the_twin_in_int8_and_matches_it(twin, tmp_path):
     path = export_onnx(twin, tmp_path / "twin.onnx")
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = _session(path, tmp_path / "optimized.onnx")
     images = pixel_images((8, SIZE, SIZE, 3), seed=2)
     file_output = session.run(None, {"images": images})[0]
     ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
@@ -117,14 +136,16 @@ def test_onnxruntime_runs_the_twin_in_int8_and_matches_it(twin, tmp_path):
     assert ops["QLinearConv"] + ops["QGemm"] == convs - 1 and ops["Conv"] == 1, ops
     assert ops["QLinearMul"] and ops["QLinearAdd"] and ops["QLinearGlobalAveragePool"], ops
     model, names = _with_quantized_outputs(build_onnx_model(twin), twin)
-    extended = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    extended = _session(model)
     outputs = extended.run(list(names.values()), {"images": images})
     runtime = dict(zip(names, outputs, strict=True))
     _check(twin, images, runtime, file_output, "onnxruntime", same_kernels=True)
 
 
-def test_openvino_runs_the_twin_in_int8_and_matches_it(twin, tmp_path):
+@pytest.mark.parametrize("fixture", ["twin", "int8_twin"])
+def test_openvino_runs_the_twin_in_int8_and_matches_it(fixture, request, tmp_path):
     ov = pytest.importorskip("openvino")
+    twin = request.getfixturevalue(fixture)
     from mobilenetv3.export import compile_openvino, export_openvino
 
     compiled = compile_openvino(export_openvino(twin, tmp_path / "twin.xml"))
@@ -166,7 +187,7 @@ def test_cli_exports_a_keras_twin_to_onnx(twin, tmp_path):
     assert "int8" in result.stdout
     images = pixel_images((4, SIZE, SIZE, 3), seed=3)
     export_onnx(twin, tmp_path / "direct.onnx")
-    outputs = [ort.InferenceSession(str(tmp_path / name), providers=["CPUExecutionProvider"])
+    outputs = [_session(tmp_path / name)
                .run(None, {"images": images})[0] for name in ("twin.onnx", "direct.onnx")]
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
@@ -185,9 +206,30 @@ def test_onnxruntime_matches_a_twin_with_dense_relu6_and_hard_sigmoid(tmp_path):
     proto = build_onnx_model(twin)
     assert {"Gemm", "HardSigmoid"} & {n.op_type for n in proto.graph.node} == {"Gemm"}  # hard-sigmoid as relu6 + DQ
     images = pixel_images((8, 16, 16, 3), seed=2)
-    file_output = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+    file_output = _session(proto.SerializeToString()).run(
         None, {"images": images})[0]
     model_bytes, names = _with_quantized_outputs(proto, twin)
-    outputs = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"]).run(list(names.values()),
+    outputs = _session(model_bytes).run(list(names.values()),
                                                                                        {"images": images})
     _check(twin, images, dict(zip(names, outputs, strict=True)), file_output, "dense twin", same_kernels=True)
+
+
+def test_onnxruntime_runs_an_add_mul_twin_all_int8_and_matches_it(int8_twin, tmp_path):
+    """`hard_swish="add_mul"` and `quantize_after_rescaling`: every conv (the first too, after a [-1, 1]
+    rescaling) and every hard-swish (QLinearAdd, QLinearMul) is int8, and each tensor within one step."""
+    path = export_onnx(int8_twin, tmp_path / "twin.onnx")
+    session = _session(path, tmp_path / "optimized.onnx")
+    images = pixel_images((8, SIZE, SIZE, 3), seed=2)
+    file_output = session.run(None, {"images": images})[0]
+    nodes = onnx.load(str(tmp_path / "optimized.onnx")).graph.node
+    ops = collections.Counter(n.op_type for n in nodes)
+    convs = sum(1 for layer in internals.all_layers(int8_twin) if type(layer).__name__ == "QuantConv")
+    hard_swishes = sum(1 for layer in internals.all_layers(int8_twin) if type(layer).__name__ == "QuantHardSwish")
+    assert hard_swishes >= 10 and ops["QLinearConv"] + ops["QGemm"] == convs and ops["QGemm"] == 2, ops
+    assert not {"Conv", "HardSigmoid", "HardSwish"} & set(ops), ops
+    assert ops["QLinearAdd"] >= hard_swishes and ops["QLinearMul"] >= hard_swishes, ops
+    assert next(n.op_type for n in nodes if n.op_type.endswith("Conv")) == "QLinearConv"
+    model, names = _with_quantized_outputs(build_onnx_model(int8_twin), int8_twin)
+    outputs = _session(model).run(list(names.values()),
+                                                                                  {"images": images})
+    _check(int8_twin, images, dict(zip(names, outputs, strict=True)), file_output, "add-mul twin", same_kernels=True)

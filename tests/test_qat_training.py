@@ -47,16 +47,18 @@ def test_train_qat_distills_the_float_classifier_on_unlabelled_images(float_pres
     root = float_preset
     result = run_script("train", "--qat", root / "photos", "--preset", root / "float", "--out", root / "qat",
                         "--epochs", "3", "--qat-crops", "8", "--batch-size", "8", "--learning-rate", "1e-5",
-                        "--validation-split", "0", "--quiet", cwd=root)
+                        "--validation-split", "0", "--qat-target", "onnxruntime", "--quiet", cwd=root)
     assert "quantization-aware training by distillation" in result.stdout
     assert "wrote quantization-aware preset" in result.stdout
 
     twin = loader.load_model(root / "qat")
     assert isinstance(twin, QATModel) and twin.class_names == CLASSES
+    options = {"hard_swish": "add_mul", "quantize_after_rescaling": True}  # --qat-target onnxruntime
+    assert {name: twin.options[name] for name in options} == options
     assert all(float(keras.ops.convert_to_numpy(q.initialized)) == 1 for q in fake_quant_layers(twin))
     float_model = loader.load_model(root / "float")
     # The twin calibrated on the same photos, untrained: what distillation must improve on.
-    calibrated = quantize_aware(float_model)
+    calibrated = quantize_aware(float_model, **options)
     calibrate_ranges(calibrated, load_images(sorted((root / "photos").glob("*.jpg")), twin.image_policy))
     # New random crops of the photos (the training crops' distribution, other draws).
     rng = np.random.default_rng(123)

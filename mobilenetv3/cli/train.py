@@ -27,6 +27,8 @@ DEFAULTS = {"preset": "mobilenet_v3_small_imagenet", "image_size": 224, "batch_s
 # `--qat`: a trained classifier, fine-tuned for a few epochs at a low rate.
 QAT_DEFAULTS = {"preset": "mobilenet_v3_small_imagenet_classifier", "batch_size": 16, "learning_rate": 3e-5,
                 "epochs": 8, "validation_split": 0.1}
+# `--qat-target`: the twin's options (`quantize_aware`) for the runtime its int8 file is for.
+QAT_TARGETS = {"litert": {}, "onnxruntime": {"hard_swish": "add_mul", "quantize_after_rescaling": True}}
 SYNTHETIC_DEFAULTS = {
     "detect": {"preset": "mobilenet_v3_small", "image_size": 96, "batch_size": 16, "learning_rate": 2e-3, "epochs": 10,
                "validation_split": 0.2},
@@ -104,6 +106,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     qat.add_argument("--qat-crops", type=int, default=16, metavar="N",
                      help="--qat: random crops of each image per epoch (default 16)")
+    qat.add_argument("--qat-target", choices=list(QAT_TARGETS), default="litert",
+                     help="--qat: the runtime the twin is for: litert (default; also ONNX and OpenVINO, hard-swish "
+                     "float) or onnxruntime (hard-swish as int8 add and multiply, the rescaled input quantized: "
+                     "onnxruntime runs every op int8; not exportable to LiteRT)")
     qat.add_argument("--distill", action=argparse.BooleanOptionalAction, default=None,
                      help="--qat: distillation from the float classifier even where DATA_DIR has labels "
                      "(--no-distill: labels, an error without them)")
@@ -353,6 +359,7 @@ def _train_qat(args: argparse.Namespace) -> int:
         args.preset, args.data_dir, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, crops_per_image=args.qat_crops, distill=args.distill,
         validation_split=args.validation_split, out=args.out, seed=args.seed, verbose=0 if args.quiet else 2,
+        **QAT_TARGETS[args.qat_target],
     )
     print(f"quantization-aware training by {result.loss}: {result.model.count_params():,} parameters")
     if result.held_out:

@@ -106,11 +106,14 @@ def _is_pointwise_conv(graph: Graph, node: Any) -> bool:
             and not any(_attr(node, "pads") or []) and set(_attr(node, "strides") or [1]) == {1})
 
 
-def pooled_chain(graph: Graph, pool: Any, protected: set[str], accepts: Callable[[Any, str], bool]) -> list[Any] | None:
+def pooled_chain(graph: Graph, pool: Any, protected: set[str], accepts: Callable[[Any, str], bool],
+                 branch: Callable[[dict, str], list[Any] | None] | None = None) -> list[Any] | None:
     """The single-reader chain of nodes from a global pool's output to a
     `Flatten` (axis 1), the `Flatten` last, each node before it one that
     `accepts(node, its input tensor)`; None where the chain branches, meets
-    a `protected` tensor or a node it does not accept."""
+    a `protected` tensor or a node it does not accept. Where a tensor has
+    several readers, `branch(readers by tensor, tensor)` may give the nodes
+    (in graph order) of a branching that joins again in its last node."""
     users: dict[str, list[Any]] = {}
     for node in graph.nodes:
         for name in node.input:
@@ -118,6 +121,11 @@ def pooled_chain(graph: Graph, pool: Any, protected: set[str], accepts: Callable
     chain, tensor = [], pool.output[0]
     while True:
         following = users.get(tensor, [])
+        joined = branch(users, tensor) if branch is not None and len(following) > 1 else None
+        if joined and tensor not in protected:
+            chain += joined
+            tensor = joined[-1].output[0]
+            continue
         if len(following) != 1 or tensor in protected:
             return None
         node = following[0]

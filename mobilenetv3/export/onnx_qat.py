@@ -13,10 +13,15 @@ and its fused activation (`Relu` / `Clip`, which onnxruntime folds into the
 quantization after it). Hard-sigmoid is `relu6(x + 3)` with the `+ 3`
 folded into the conv bias before it, quantized, and read back with the
 scale / 6; hard-swish is float between a dequantize and a quantize (no
-onnxruntime int8 kernel), as the twin computes it. The model input is
-quantized first; a `Rescaling` after it runs in float on the dequantized
-input, so the first convolution reads float (the rescaled grid has no
-integer zero point: 0..255 to [-1, 1] puts zero at code 127.5).
+onnxruntime int8 kernel), as the twin computes it, or, in a twin made with
+`hard_swish="add_mul"` (`QuantHardSwish`), `x + 3` quantized on the fixed
+[0, 6] grid, read back with scale 1/255 and multiplied by `x`: onnxruntime's
+QLinearAdd and QLinearMul. The model input is quantized first; a `Rescaling`
+after it runs in float on the dequantized input, so the first convolution
+reads float (the rescaled grid has no integer zero point: 0..255 to [-1, 1]
+puts zero at code 127.5), unless the twin quantizes the rescaled input
+(`quantize_after_rescaling`): then the file rescales its float input and
+the first convolution is a QLinearConv.
 """
 
 from __future__ import annotations
@@ -31,11 +36,14 @@ import numpy as np
 from mobilenetv3.export import onnx_passes
 from mobilenetv3.export.onnx_graph import Graph, Value, apply_activation, conv_pads
 from mobilenetv3.quantization.layers import (
+    HARD_SIGMOID_GRID,
+    QMAX,
     QMIN,
     WEIGHT_QMAX,
     FakeQuant,
     QuantConv,
     QuantHardSigmoid,
+    QuantHardSwish,
     QuantSqueezeExcite,
     quantization_grid,
 )
@@ -57,11 +65,15 @@ def fake_quant_grid(layer: FakeQuant) -> tuple[np.float32, int]:
     return np.float32(scale), int(np.round(QMIN - low / scale))
 
 
+def _activation_codes(graph: Graph, name: str, int8_codes: Any) -> str:
+    """A constant of activation codes given as int8, in the graph's activation type."""
+    uint8 = graph.activation_type == "uint8"
+    return graph.const(name, np.asarray(int8_codes) + (UINT8_OFFSET if uint8 else 0), np.uint8 if uint8 else np.int8)
+
+
 def _quantize(graph: Graph, x: Value, scale: Any, zero_point: int, name: str, read_scale: Any = None) -> Value:
     """x -> QuantizeLinear(scale, zero point) -> DequantizeLinear(read_scale or scale)."""
-    uint8 = graph.activation_type == "uint8"
-    dtype = np.uint8 if uint8 else np.int8
-    zero = graph.const(f"{name}/zero_point", zero_point + (UINT8_OFFSET if uint8 else 0), dtype)
+    zero = _activation_codes(graph, f"{name}/zero_point", zero_point)
     codes = graph.add("QuantizeLinear", [x.name, graph.const(f"{name}/scale", scale), zero], name)
     read = graph.const(f"{name}/read_scale", scale if read_scale is None else read_scale)
     return Value(graph.add("DequantizeLinear", [codes, read, zero], name), x.rank)
@@ -131,6 +143,22 @@ def _quant_hard_sigmoid(graph: Graph, layer: QuantHardSigmoid, node: Any, xs: li
     return [_hard_sigmoid(graph, layer.inner_quant, xs[0], layer.name)]
 
 
+def _quant_hard_swish(graph: Graph, layer: QuantHardSwish, node: Any, xs: list[Value]) -> list[Value]:
+    """`x * q(x + 3) / 6`: `q` saturates to the fixed [0, 6] grid (zero point
+    at code 0 of uint8) and is read back with scale 1/255 (the `/ 6`);
+    onnxruntime fuses the add and the multiply of dequantized tensors, each
+    quantized after, into QLinearAdd and QLinearMul."""
+    x, name = xs[0], layer.name
+    low, high = HARD_SIGMOID_GRID
+    step = np.float32((high - low) / (QMAX - QMIN))
+    three = graph.add("DequantizeLinear", [  # 3 exactly: the top code on [0, 3]
+        _activation_codes(graph, f"{name}/three_codes", QMAX), graph.const(f"{name}/three_scale", np.float32(3 / 255)),
+        _activation_codes(graph, f"{name}/three_zero_point", QMIN)], f"{name}/three")
+    plus_three = Value(graph.add("Add", [x.name, three], name), x.rank)
+    gate = _quantize(graph, plus_three, step, QMIN, f"{name}/hard_sigmoid", read_scale=step / np.float32(high))
+    return [Value(graph.add("Mul", [x.name, gate.name], name), x.rank)]
+
+
 def _activate(graph: Graph, layer: QuantSqueezeExcite, x: Value, activation: str, pre_quant: Any,
               name: str) -> Value:
     if pre_quant is not None:
@@ -165,6 +193,7 @@ QAT_CONVERTERS: dict[type, Callable] = {
     FakeQuant: _fake_quant,
     QuantConv: _quant_conv,
     QuantHardSigmoid: _quant_hard_sigmoid,
+    QuantHardSwish: _quant_hard_swish,
     QuantSqueezeExcite: _quant_squeeze_excite,
 }
 """The twin's layer types -> converters (`onnx_export.CONVERTERS` asks here next)."""
@@ -239,10 +268,27 @@ def _pooled_head(graph: Graph, pool: Any, protected: set[str]) -> list[Any] | No
             return node.input[0] == tensor and _pointwise(graph, node)
         return node.op_type in ("QuantizeLinear", "DequantizeLinear", *_HEAD_FLOAT_OPS)
 
-    chain = onnx_passes.pooled_chain(graph, pool, protected, accepts)
+    chain = onnx_passes.pooled_chain(graph, pool, protected, accepts, _add_mul_hard_swish)
     if chain and chain[0].op_type == "QuantizeLinear" and any(n.op_type == "Conv" for n in chain):
         return chain
     return None
+
+
+def _add_mul_hard_swish(users: dict[str, list[Any]], tensor: str) -> list[Any] | None:
+    """The Add, QuantizeLinear, DequantizeLinear and Mul of an add-and-multiply
+    hard-swish (`_quant_hard_swish`) of `tensor`, or None."""
+    readers = users.get(tensor, [])
+    add = next((n for n in readers if n.op_type == "Add"), None)
+    mul = next((n for n in readers if n.op_type == "Mul"), None)
+    if len(readers) != 2 or add is None or mul is None:
+        return None
+    quantize = users.get(add.output[0], [None])[0]
+    dequantize = users.get(quantize.output[0], [None])[0] if quantize is not None else None
+    gate_readers = users.get(dequantize.output[0], []) if dequantize is not None else []
+    if (quantize.op_type, dequantize.op_type) != ("QuantizeLinear", "DequantizeLinear") \
+            or len(gate_readers) != 1 or gate_readers[0] is not mul:
+        return None
+    return [add, quantize, dequantize, mul]
 
 
 def _pointwise(graph: Graph, conv: Any) -> bool:
@@ -254,8 +300,8 @@ def _pointwise(graph: Graph, conv: Any) -> bool:
 
 
 def pooled_heads_to_gemm(graph: Graph, protected: set[str]) -> None:
-    """Global pool -> Q -> DQ -> 1x1 convs (and their Q/DQ, activations)
-    -> Flatten becomes the same with the Flatten on the pool's uint8 codes
+    """Global pool -> Q -> DQ -> 1x1 convs (and their Q/DQ, activations,
+    add-and-multiply hard-swishes) -> Flatten becomes the same with the Flatten on the pool's uint8 codes
     and each conv a Gemm (int8 weights, axis 0 with `transB`), which
     onnxruntime runs as one batched QGemm and OpenVINO as FullyConnected
     (the QDQ form of `onnx_passes.pooled_heads_to_gemm`)."""

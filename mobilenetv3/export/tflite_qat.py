@@ -37,7 +37,10 @@ HARD_SWISH), each int8 `HARD_SWISH` of the converted file is replaced by
 post-training export's `QuantizationDebugger` denylist does not apply to a
 fake-quant graph). A bias that is one constant for every channel is
 requantized per channel (`_requantize_splat_biases`: a converter error).
-A dense layer on vectors runs as a 1x1 CONV_2D (`_convolution`).
+A dense layer on vectors runs as a 1x1 CONV_2D (`_convolution`). A twin made
+for onnxruntime's int8 ops (`hard_swish="add_mul"` or
+`quantize_after_rescaling`) is refused: the converter would give its fixed
+hard-sigmoid grid and its `/ 6` tensors of their own, not the twin's.
 
 Checked on TensorFlow 2.21 and ai-edge-litert 2.3.0.
 """
@@ -206,6 +209,18 @@ def _float_ops(twin: keras.Model) -> tuple[str, ...]:
     return tuple(_FLOAT_OPS[op] for op in names)
 
 
+def _check_litert_options(twin: keras.Model) -> None:
+    """Refuse a twin made for onnxruntime's int8 ops (its hard-swish or input
+    quantization has no LiteRT form this export makes)."""
+    options = twin.options
+    if options.get("hard_swish", "op") != "op":
+        raise ValueError(f"The twin computes hard-swish as {options['hard_swish']!r} (`hard_swish`), an "
+                         "onnxruntime form; the LiteRT export needs a twin made with `hard_swish='op'`.")
+    if options.get("quantize_after_rescaling"):
+        raise ValueError("The twin quantizes its rescaled input (`quantize_after_rescaling=True`), an onnxruntime "
+                         "form; the LiteRT export needs a twin made with `quantize_after_rescaling=False`.")
+
+
 def convert_tflite_qat(twin: keras.Model, input_size: tuple[int, int] | None = None,
                        io_dtype: str = "float32") -> bytes:
     """The LiteRT int8 flatbuffer of a quantization-aware twin (see
@@ -234,6 +249,7 @@ def convert_tflite_qat(twin: keras.Model, input_size: tuple[int, int] | None = N
     ```
     """
     io_dtype = _check_io_dtype(io_dtype)
+    _check_litert_options(twin)
     float_ops = _float_ops(twin)
     if keras.config.backend() != "tensorflow":
         return _convert_in_tensorflow_process(twin, input_size, io_dtype)

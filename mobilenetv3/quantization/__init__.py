@@ -9,6 +9,7 @@ from mobilenetv3.quantization.layers import (
     FakeQuant,
     QuantConv,
     QuantHardSigmoid,
+    QuantHardSwish,
     QuantSqueezeExcite,
     fake_quantize,
     fake_quantize_weights,
@@ -16,6 +17,7 @@ from mobilenetv3.quantization.layers import (
 )
 from mobilenetv3.quantization.twin import (
     DEFAULT_FLOAT_OPS,
+    HARD_SWISH_FORMS,
     QATModel,
     calibrate_ranges,
     fake_quant_layers,
@@ -25,9 +27,11 @@ from mobilenetv3.quantization.twin import (
 __all__ = [
     "DEFAULT_FLOAT_OPS",
     "FakeQuant",
+    "HARD_SWISH_FORMS",
     "QATModel",
     "QuantConv",
     "QuantHardSigmoid",
+    "QuantHardSwish",
     "QuantSqueezeExcite",
     "calibrate_ranges",
     "fake_quant_layers",

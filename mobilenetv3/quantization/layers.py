@@ -2,7 +2,8 @@
 quantization of activations (`FakeQuant`), convolutions and dense layers with
 their BatchNorm folded in and int8 weights (`QuantConv`), the squeeze-excite
 gate with the int8 runtimes' quantization points (`QuantSqueezeExcite`) and
-the hard-sigmoid as the runtimes fuse it (`QuantHardSigmoid`).
+the hard-sigmoid as the runtimes fuse it (`QuantHardSigmoid`) and hard-swish
+as integer add and multiply (`QuantHardSwish`).
 
 Everything is `keras.ops`: the twin trains and runs on TensorFlow, JAX and
 PyTorch alike. Rounding is `keras.ops.round` (half to even); TFLite rounds
@@ -407,6 +408,37 @@ class QuantHardSigmoid(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "momentum": self.momentum}
+
+
+# The fixed grid of hard-swish's inner `relu6(x + 3)` in the int8 runtimes' add-and-multiply
+# form (onnxruntime's QLinearAdd: scale 6/255, the uint8 zero point 0; read back with 1/255).
+HARD_SIGMOID_GRID = (0.0, 6.0)
+
+
+@keras.saving.register_keras_serializable(package="mobilenetv3")
+class QuantHardSwish(keras.layers.Layer):
+    """Hard-swish as int8 runtimes run it with integer ops only:
+    `x * q(relu6(x + 3)) / 6`, where `q` rounds to the fixed 8-bit grid of
+    [0, 6] (onnxruntime's QLinearAdd of `x + 3`, saturating to [0, 6], whose
+    codes read with scale 1/255 are the hard-sigmoid; then QLinearMul by
+    `x`). `x` is the quantized input; the product is quantized by the
+    tensor's next `FakeQuant`. Straight-through gradient (see
+    `fake_quantize`). The post-training ONNX export makes the same ops
+    (`mobilenetv3.export.onnx_int8.hard_sigmoid_as_add`).
+
+    Example:
+
+    ```python
+    layer = QuantHardSwish()
+    layer(np.array([[-4.0, 1.0, 4.0]], "float32"))  # [0.0, 0.6667, 4.0]
+    ```
+    """
+
+    def call(self, inputs: Any) -> Any:
+        return inputs * fake_quantize(ops.relu6(inputs + 3.0), *HARD_SIGMOID_GRID) / 6.0
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
 
 
 def activation_needs_input_quant(name: str) -> bool:

@@ -7,10 +7,17 @@ float): every tensor that graph holds in int8 is fake-quantized here, at the
 same place, and no other:
 
 - the model input (the converter's QUANTIZE; a `Rescaling` after it is folded
-  into the first conv, so its output is not quantized again);
+  into the first conv, so its output is not quantized again); with
+  `quantize_after_rescaling`, a `Rescaling` reading the input is computed on
+  the float input and its output is quantized instead (onnxruntime's first
+  conv then reads int8: an offset rescaling such as [0, 255] -> [-1, 1] has
+  no int8 grid with an integer zero point for the pixels' grid carried through it);
 - each conv / depthwise conv / dense with its BatchNorm folded (`QuantConv`),
   after its activation where the runtimes fuse it (relu, relu6), else before
-  the activation and after it (hard-swish: DEQUANTIZE, HARD_SWISH, QUANTIZE);
+  the activation and after it (hard-swish: DEQUANTIZE, HARD_SWISH, QUANTIZE;
+  with `hard_swish="add_mul"`, hard-swish is `QuantHardSwish`, the int8 add
+  and multiply onnxruntime's post-training export runs, with its fixed inner
+  grid);
 - the squeeze-excite pool, squeeze, excite (`relu6(x + 3)`), gate (`/ 6`) and
   product (`QuantSqueezeExcite`);
 - residual adds, global pooling and any other op's output;
@@ -30,17 +37,22 @@ import numpy as np
 
 from mobilenetv3.core import keras_internals as internals
 from mobilenetv3.core.normalization import ImagePolicy
+from mobilenetv3.core.validation import check_choice
 from mobilenetv3.nets.layers import SqueezeAndExcite2D
 from mobilenetv3.quantization.layers import (
     FUSED_ACTIVATIONS,
     FakeQuant,
     QuantConv,
     QuantHardSigmoid,
+    QuantHardSwish,
     QuantSqueezeExcite,
 )
 from mobilenetv3.runtime.batch_norm_folding import _foldable_pairs
 
 DEFAULT_FLOAT_OPS = ("hard_swish",)
+# "op": one hard-swish op (float between a dequantize and a quantize when in `float_ops`);
+# "add_mul": int8 add and multiply (`QuantHardSwish`).
+HARD_SWISH_FORMS = ("op", "add_mul")
 # Layers whose output has their input's quantization (no new int8 tensor).
 _PASS_THROUGH = (
     keras.layers.ZeroPadding2D,
@@ -81,7 +93,8 @@ def _canonical(name: str) -> str:
     return keras.activations.serialize(keras.activations.get(name))
 
 
-def _options(float_ops: Any, freeze_batchnorm_after: Any, range_momentum: Any) -> dict:
+def _options(float_ops: Any, freeze_batchnorm_after: Any, range_momentum: Any, hard_swish: Any = "op",
+             quantize_after_rescaling: Any = False) -> dict:
     if isinstance(float_ops, str) or not all(isinstance(op, str) for op in float_ops):
         raise ValueError(f"`float_ops` must be a list of activation names such as ['hard_swish']; got {float_ops!r}.")
     for op in float_ops:
@@ -95,8 +108,12 @@ def _options(float_ops: Any, freeze_batchnorm_after: Any, range_momentum: Any) -
         raise ValueError(f"`freeze_batchnorm_after` must be None or an integer >= 0; got {freeze_batchnorm_after!r}.")
     if isinstance(range_momentum, bool) or not isinstance(range_momentum, (int, float)) or not 0 <= range_momentum <= 1:
         raise ValueError(f"`range_momentum` must be a number in [0, 1]; got {range_momentum!r}.")
+    if not isinstance(quantize_after_rescaling, bool):
+        raise ValueError(f"`quantize_after_rescaling` must be True or False; got {quantize_after_rescaling!r}.")
     return {"float_ops": list(float_ops), "freeze_batchnorm_after": freeze_batchnorm_after,
-            "range_momentum": float(range_momentum)}
+            "range_momentum": float(range_momentum),
+            "hard_swish": check_choice("hard_swish", hard_swish, HARD_SWISH_FORMS),
+            "quantize_after_rescaling": quantize_after_rescaling}
 
 
 def quantize_aware(
@@ -105,6 +122,8 @@ def quantize_aware(
     float_ops: Sequence[str] = DEFAULT_FLOAT_OPS,
     freeze_batchnorm_after: int | None = None,
     range_momentum: float = 0.99,
+    hard_swish: str = "op",
+    quantize_after_rescaling: bool = False,
     name: str | None = None,
 ) -> QATModel:
     """The quantization-aware twin of a functional float model.
@@ -135,6 +154,18 @@ def quantize_aware(
         range_momentum: momentum of the activation ranges' moving averages
             in training; 1 keeps the calibrated ranges (fine-tuning a
             trained model on few images: the weights adapt to the ranges).
+        hard_swish: "op" (default): hard-swish is one op, float between a
+            dequantize and a quantize if in `float_ops` (LiteRT, OpenVINO),
+            else int8 in and out. "add_mul": `x * q(relu6(x + 3)) / 6` with
+            the inner hard-sigmoid on the fixed [0, 6] grid (`QuantHardSwish`),
+            which onnxruntime runs as QLinearAdd and QLinearMul, as in its
+            post-training int8 file (`float_ops` does not apply to it); the
+            ONNX and OpenVINO exports only.
+        quantize_after_rescaling: quantize the output of a `Rescaling` that
+            reads the model input (a backbone's `include_rescaling`) instead
+            of the raw input, so the first conv reads int8 in the ONNX
+            export (onnxruntime: QLinearConv); the ONNX and OpenVINO exports
+            only (LiteRT folds the rescaling into the first conv instead).
         name: the twin's name (default: the model's, plus "_qat").
 
     Returns:
@@ -152,7 +183,7 @@ def quantize_aware(
     ```
     """
     internals.check_single_input_functional(model)
-    options = _options(float_ops, freeze_batchnorm_after, range_momentum)
+    options = _options(float_ops, freeze_batchnorm_after, range_momentum, hard_swish, quantize_after_rescaling)
     float_config = keras.saving.serialize_keras_object(model)
     return _build(model, float_config, options, name or f"{model.name}_qat")
 
@@ -171,8 +202,8 @@ class _Value:
     """A twin tensor, and whether the int8 runtime quantizes it afterwards."""
 
     def __init__(self, tensor: Any, pending: bool, producer: Any = None, fusable: bool = False,
-                 float_op: bool = False) -> None:
-        self.tensor, self.pending, self.producer = tensor, pending, producer
+                 float_op: bool = False, is_input: bool = False) -> None:
+        self.tensor, self.pending, self.producer, self.is_input = tensor, pending, producer, is_input
         self.fusable = fusable  # a QuantConv output: a following relu / relu6 / hard-sigmoid fuses into it
         self.float_op = float_op
         self.quantized: Any = None
@@ -205,7 +236,7 @@ class _Rewriter:
         return value.quantized
 
     def run(self, model: keras.Model, inputs: Any) -> Any:
-        values = {id(model.inputs[0]): _Value(inputs, pending=True, producer="input")}
+        values = {id(model.inputs[0]): _Value(inputs, pending=True, producer="input", is_input=True)}
         outputs = self.inline(model, values)
         return keras.tree.map_structure(self.output, outputs)
 
@@ -256,6 +287,9 @@ class _Rewriter:
             source = arguments[0]
             if activation == "linear":
                 return source
+            if activation == "hard_silu" and self.options["hard_swish"] == "add_mul":
+                tensor = QuantHardSwish(name=self.unique(name))(self.quantized(source))
+                return _Value(tensor, pending=True, producer=name)
             fuse = source.fusable and activation in (*FUSED_ACTIVATIONS, "hard_sigmoid")
             x = source.tensor if fuse else self.quantized(source)
             if activation == "hard_sigmoid":
@@ -263,6 +297,10 @@ class _Rewriter:
             else:
                 tensor = _copy_call(layer, self.unique(name), (x,), {})
             return _Value(tensor, pending=True, producer=name, float_op=activation in self.float_ops)
+        if (isinstance(layer, keras.layers.Rescaling) and arguments[0].is_input
+                and self.options["quantize_after_rescaling"]):  # float on the input, quantized after
+            return _Value(_copy_call(layer, self.unique(name), (arguments[0].tensor,), {}), pending=True,
+                          producer=name)
         if _is_pass_through(layer):
             args, kwargs = node.arguments.fill_in({id(t): self.quantized(v) for t, v in
                                                    zip(node.input_tensors, arguments, strict=True)})

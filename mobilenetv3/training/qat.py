@@ -179,6 +179,8 @@ def quantize_classifier(
     crops_per_image: int = 16,
     distill: bool | None = None,
     freeze_batchnorm_after: int | None = 0,
+    hard_swish: str = "op",
+    quantize_after_rescaling: bool = False,
     validation_split: float = 0.1,
     calibration_images: int = 64,
     out: str | os.PathLike | None = None,
@@ -216,6 +218,10 @@ def quantize_classifier(
         freeze_batchnorm_after: training steps after which BatchNorm uses its
             moving statistics only (0: from the start, right for small
             batches; None: never).
+        hard_swish: the twin's hard-swish (`quantize_aware`): "op" (LiteRT,
+            OpenVINO) or "add_mul" (onnxruntime's QLinearAdd + QLinearMul).
+        quantize_after_rescaling: quantize the rescaled input, not the raw
+            pixels (`quantize_aware`; onnxruntime's first conv in int8).
         validation_split: fraction of the images held out.
         calibration_images: training images the ranges are first set on.
         out: a folder to write the twin to as a preset (atomically), which
@@ -262,7 +268,8 @@ def quantize_classifier(
     # Ranges stay where calibration sets them (momentum 1): with moving
     # averages of small batches' extremes, fine-tuning drifts away from the
     # float model (measured: 5-50x the logit error of the calibrated twin).
-    twin = quantize_aware(model, freeze_batchnorm_after=freeze_batchnorm_after, range_momentum=1.0)
+    twin = quantize_aware(model, freeze_batchnorm_after=freeze_batchnorm_after, range_momentum=1.0,
+                          hard_swish=hard_swish, quantize_after_rescaling=quantize_after_rescaling)
     teacher = None if labels is not None else model
     if teacher is not None:
         _without_dropout(twin)  # the student matches the teacher's inference outputs

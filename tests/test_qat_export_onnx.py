@@ -25,7 +25,7 @@ from helpers import lively, pixel_images
 
 import mobilenetv3
 from mobilenetv3.core import keras_internals as internals
-from mobilenetv3.export import export_model, export_onnx
+from mobilenetv3.export import export_model, export_onnx, speed
 from mobilenetv3.export.onnx_export import build_onnx_model
 from mobilenetv3.export.onnx_qat import fake_quant_grid
 from mobilenetv3.quantization import FakeQuant, calibrate_ranges, fake_quant_layers, quantize_aware
@@ -168,7 +168,13 @@ def test_openvino_runs_the_twin_in_int8_and_matches_it(fixture, request, tmp_pat
     runtime = {layer: results[extended.output(name)] for layer, name in names.items()}
     # OpenVINO compiles the graph with extra outputs differently (fewer fusions), so the file's own
     # output is compared with the twin's whole-model only (printed).
-    _check(twin, images, runtime, file_output, "OpenVINO", same_kernels=False)
+    try:
+        _check(twin, images, runtime, file_output, "OpenVINO", same_kernels=False)
+    except AssertionError:
+        if speed.int8_sums_saturate():  # measured on an AVX2-only AMD EPYC: 122 steps at one tensor
+            pytest.xfail(f"OpenVINO's u8 x i8 convolutions saturate int16 sums on this x86 CPU without VNNI "
+                         f"({speed.cpu_name()})")
+        raise
 
 
 def test_twin_export_refuses_calibration_and_uncalibrated_ranges(twin, tmp_path):
@@ -177,6 +183,8 @@ def test_twin_export_refuses_calibration_and_uncalibrated_ranges(twin, tmp_path)
     fresh = quantize_aware(mobilenetv3.MobileNetV3SmallBackbone(input_shape=(SIZE, SIZE, 3), alpha=0.35))
     with pytest.raises(ValueError, match="calibrate_ranges"):
         export_onnx(fresh, tmp_path / "b.onnx")
+    with pytest.raises(ValueError, match=r"`qat_weight_type` must be one of \['uint8', 'int8'\]"):
+        export_onnx(twin, tmp_path / "c.onnx", qat_weight_type="int4")
     assert not list(tmp_path.iterdir())
 
 

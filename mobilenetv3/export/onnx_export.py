@@ -320,7 +320,16 @@ def _dim(size: Any, symbol: str) -> Any:
     return symbol if size is None else int(size)
 
 
-def build_onnx_model(model: keras.Model, channels_first: bool = False, input_size: tuple | None = None) -> Any:
+def _check_weight_type(value: str) -> str:
+    from mobilenetv3.export.onnx_qat import WEIGHT_TYPES
+
+    if value not in WEIGHT_TYPES:
+        raise ValueError(f"`qat_weight_type` must be one of {list(WEIGHT_TYPES)}; got {value!r}.")
+    return value
+
+
+def build_onnx_model(model: keras.Model, channels_first: bool = False, input_size: tuple | None = None,
+                     qat_weight_type: str = "uint8") -> Any:
     """The `onnx.ModelProto` of a functional Keras model (see `export_onnx`)."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -332,6 +341,7 @@ def build_onnx_model(model: keras.Model, channels_first: bool = False, input_siz
         raise ValueError(f"`model` must take rank-4 images (batch, height, width, channels); got shape {shape}.")
     height, width = _check_input_size(input_size, shape)
     graph = Graph()
+    graph.weight_type = _check_weight_type(qat_weight_type)
     dims = ["batch", _dim(height, "height"), _dim(width, "width"), int(shape[3])]
     if channels_first:
         dims = [dims[0], dims[3], dims[1], dims[2]]
@@ -412,6 +422,7 @@ def export_onnx(
     *,
     channels_first: bool = False,
     input_size: int | tuple[int, int] | None = None,
+    qat_weight_type: str = "uint8",
 ) -> Path:
     """Write a functional Keras model (backbone, classifier, ...) as ONNX.
 
@@ -439,6 +450,10 @@ def export_onnx(
             Default: channels-last, like the Keras model.
         input_size: None, or an int / `(height, width)` to fix the spatial
             size in the graph.
+        qat_weight_type: a twin's weight codes: "uint8" (zero point 128,
+            the default: onnxruntime's u8u8 kernels, exact on every CPU;
+            its u8s8 kernels saturate on x86 CPUs without VNNI) or "int8"
+            (what OpenVINO's int8 convolutions take).
 
     Returns:
         The path written.
@@ -456,7 +471,8 @@ def export_onnx(
     """
     import onnx
 
-    proto = build_onnx_model(model, channels_first=channels_first, input_size=input_size)
+    proto = build_onnx_model(model, channels_first=channels_first, input_size=input_size,
+                             qat_weight_type=qat_weight_type)
     onnx.checker.check_model(proto)
     with atomic_path(path) as staging:
         onnx.save(proto, str(staging))

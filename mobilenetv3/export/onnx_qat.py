@@ -4,10 +4,12 @@ graph for onnxruntime's int8 kernels.
 
 Each `FakeQuant` becomes `QuantizeLinear` -> `DequantizeLinear` with the
 twin's nudged scale and zero point (uint8 codes: the twin's int8 zero point
-+ 128, the same grid; uint8 activations with int8 weights are the fast
-combination on x86). Each `QuantConv` is a `Conv` (or `Gemm`) reading its
-folded weights as int8 per output channel through `DequantizeLinear`
-(axis 0), its bias as int32 on the accumulator's scale (input scale x weight
++ 128, the same grid). Each `QuantConv` is a `Conv` (or `Gemm`) reading its
+folded weights per output channel through `DequantizeLinear` (axis 0): the
+twin's symmetric int8 codes, written as uint8 with zero point 128 for
+onnxruntime (its u8 x u8 kernels are exact on every CPU; its u8 x i8 kernels
+add pairs of products in saturating int16 on x86 CPUs without VNNI) or as
+int8 for OpenVINO (`WEIGHT_TYPES`); its bias as int32 on the accumulator's scale (input scale x weight
 scale, so that onnxruntime fuses DQ -> Conv -> Q into one `QLinearConv`),
 and its fused activation (`Relu` / `Clip`, which onnxruntime folds into the
 quantization after it). Hard-sigmoid is `relu6(x + 3)` with the `+ 3`
@@ -50,6 +52,12 @@ from mobilenetv3.quantization.layers import (
 
 UINT8_OFFSET = 128  # uint8 code = int8 code + 128 (same grid)
 ACTIVATION_TYPES = ("uint8", "int8")
+# Weight codes: the twin's symmetric int8 codes as uint8 with zero point 128
+# (the same grid; onnxruntime then runs u8u8 kernels, exact on every CPU:
+# its u8s8 kernels sum pairs of products in int16 on x86 CPUs without VNNI,
+# measured up to 122 output steps off on AVX2), or as int8 (OpenVINO, whose
+# int8 convolutions need int8 weights).
+WEIGHT_TYPES = ("uint8", "int8")
 
 
 # -- activations: FakeQuant -> QuantizeLinear + DequantizeLinear --------------------
@@ -97,9 +105,11 @@ def quantized_kernel(layer: QuantConv) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _weights(graph: Graph, name: str, codes: np.ndarray, scale: np.ndarray, axis: int) -> str:
-    zero = graph.const(f"{name}/kernel_zero_point", np.zeros(scale.shape, np.int8), np.int8)
-    return graph.add("DequantizeLinear", [graph.const(f"{name}/kernel_int8", codes, np.int8),
-                                          graph.const(f"{name}/kernel_scale", scale), zero],
+    dtype = np.uint8 if graph.weight_type == "uint8" else np.int8
+    offset = UINT8_OFFSET if graph.weight_type == "uint8" else 0
+    zero = graph.const(f"{name}/kernel_zero_point", np.full(scale.shape, offset, dtype), dtype)
+    kernel = graph.const(f"{name}/kernel_{graph.weight_type}", (codes.astype(np.int16) + offset).astype(dtype), dtype)
+    return graph.add("DequantizeLinear", [kernel, graph.const(f"{name}/kernel_scale", scale), zero],
                      f"{name}/kernel", axis=axis)
 
 

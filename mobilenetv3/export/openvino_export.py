@@ -85,7 +85,7 @@ def convert_openvino(
 
     with tempfile.TemporaryDirectory(prefix="mobilenetv3_openvino_") as folder:
         onnx_path = export_onnx(model, Path(folder) / "model.onnx", channels_first=channels_first,
-                                input_size=input_size)
+                                input_size=input_size, qat_weight_type="int8")
         ov_model = ov.convert_model(str(onnx_path))
     if images is not None:
         ov_model = _quantize(ov_model, images, nncf_options)

@@ -263,6 +263,31 @@ def cpu_name() -> str:
     return "unknown CPU"
 
 
+def int8_sums_saturate() -> bool:
+    """Whether this is an x86 CPU without VNNI (no `avx512_vnni`,
+    `avx_vnni` or `amx_int8` flag), where onnxruntime's and OpenVINO's
+    uint8 x int8 kernels add pairs of products in saturating int16
+    (`vpmaddubsw`): int8 files can be off by many steps there.
+
+    Example:
+
+    ```python
+    int8_sums_saturate()  # False on Intel Xeon with AMX, True on an AVX2-only EPYC
+    ```
+    """
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return False
+
+
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages, as "0.52, 0.61, 0.70".
 

@@ -38,8 +38,9 @@ def quantize_onnx(
 ) -> Path:
     """Quantize an ONNX file to int8 with onnxruntime static quantization.
 
-    Weights are int8 per output channel, activations uint8 (the fast
-    combination on x86), calibrated with min/max on `calibration`. Every
+    Weights are symmetric int8 per output channel, written as uint8 with
+    zero point 128 in the QDQ format (`int8_weights_as_uint8`), activations
+    uint8, calibrated with min/max on `calibration`. Every
     convolution, add, multiply and pooling runs in int8, and so do
     hard-sigmoid and hard-swish (as QLinearAdd and QLinearMul, see
     `hard_sigmoid_as_add`); ops onnxruntime cannot run in int8 stay float
@@ -94,13 +95,51 @@ def quantize_onnx(
             nodes_to_exclude=list(keep_float),
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
-        if hard_sigmoid_add:
+        if hard_sigmoid_add or quant_format == "qdq":
             import onnx
 
             proto = onnx.load(str(staging))
-            hard_sigmoid_as_add(proto)
+            if hard_sigmoid_add:
+                hard_sigmoid_as_add(proto)
+            if quant_format == "qdq":
+                int8_weights_as_uint8(proto)
             onnx.save(proto, str(staging))
     return Path(path)
+
+
+# -- int8 weights as uint8 ------------------------------------------------------------
+
+
+def int8_weights_as_uint8(proto: Any) -> int:
+    """Write each symmetric int8 weight of a QDQ graph (an int8 initializer
+    dequantized with zero point 0) as uint8 with zero point 128: the same
+    grid, so the same numbers, but onnxruntime then runs u8 x u8 kernels.
+    Its u8 x i8 kernels add pairs of products in saturating int16 on x86
+    CPUs without VNNI (measured on an AVX2-only AMD EPYC: the post-training
+    Small agreed with the float top-1 on 43 of 96 crops, 66 on a VNNI
+    machine). Edits `proto` in place; returns the count.
+    """
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in proto.graph.initializer}
+    shifted_zeros: set[str] = set()  # zero points may be shared
+    count = 0
+    for node in proto.graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 3:
+            continue
+        codes, zero = initializers.get(node.input[0]), initializers.get(node.input[2])
+        if codes is None or zero is None or codes.data_type != 3:  # 3: INT8
+            continue
+        if zero.name not in shifted_zeros:
+            zero_points = numpy_helper.to_array(zero)
+            if zero.data_type != 3 or np.any(zero_points != 0):
+                continue
+            zero.CopyFrom(numpy_helper.from_array(np.full(zero_points.shape, 128, np.uint8), zero.name))
+            shifted_zeros.add(zero.name)
+        shifted = (numpy_helper.to_array(codes).astype(np.int16) + 128).astype(np.uint8)
+        codes.CopyFrom(numpy_helper.from_array(shifted, codes.name))
+        count += 1
+    return count
 
 
 # -- hard-sigmoid / hard-swish as saturating int8 adds ---------------------------------

@@ -341,7 +341,7 @@ def build_onnx_model(model: keras.Model, channels_first: bool = False, input_siz
         raise ValueError(f"`model` must take rank-4 images (batch, height, width, channels); got shape {shape}.")
     height, width = _check_input_size(input_size, shape)
     graph = Graph()
-    graph.weight_type = _check_weight_type(qat_weight_type)
+    _check_weight_type(qat_weight_type)
     dims = ["batch", _dim(height, "height"), _dim(width, "width"), int(shape[3])]
     if channels_first:
         dims = [dims[0], dims[3], dims[1], dims[2]]
@@ -380,6 +380,10 @@ def build_onnx_model(model: keras.Model, channels_first: bool = False, input_siz
     proto = helper.make_model(proto_graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="mobilenetv3")
     proto.ir_version = IR_VERSION
+    if qat_weight_type == "uint8":  # a twin's int8 weights as onnxruntime's exact u8 x u8 (no-op for float models)
+        from mobilenetv3.export.onnx_int8 import int8_weights_as_uint8
+
+        int8_weights_as_uint8(proto)
     return proto
 
 

@@ -35,7 +35,6 @@ class Graph:
         self.batch_norm_ranks: dict[str, int] = {}
         self.input_sizes: dict[str, tuple] = {}  # the graph input's fixed (height, width), by value name
         self.activation_type = "uint8"  # the codes of a quantization-aware twin's activations (`onnx_qat`)
-        self.weight_type = "uint8"  # and of its weights (`onnx_qat.WEIGHT_TYPES`)
 
     def unique(self, base: str) -> str:
         self._names[base] += 1

@@ -9,7 +9,7 @@ folded weights per output channel through `DequantizeLinear` (axis 0): the
 twin's symmetric int8 codes, written as uint8 with zero point 128 for
 onnxruntime (its u8 x u8 kernels are exact on every CPU; its u8 x i8 kernels
 add pairs of products in saturating int16 on x86 CPUs without VNNI) or as
-int8 for OpenVINO (`WEIGHT_TYPES`); its bias as int32 on the accumulator's scale (input scale x weight
+int8 for OpenVINO (`WEIGHT_TYPES`, `onnx_int8.int8_weights_as_uint8`); its bias as int32 on the accumulator's scale (input scale x weight
 scale, so that onnxruntime fuses DQ -> Conv -> Q into one `QLinearConv`),
 and its fused activation (`Relu` / `Clip`, which onnxruntime folds into the
 quantization after it). Hard-sigmoid is `relu6(x + 3)` with the `+ 3`
@@ -105,11 +105,9 @@ def quantized_kernel(layer: QuantConv) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _weights(graph: Graph, name: str, codes: np.ndarray, scale: np.ndarray, axis: int) -> str:
-    dtype = np.uint8 if graph.weight_type == "uint8" else np.int8
-    offset = UINT8_OFFSET if graph.weight_type == "uint8" else 0
-    zero = graph.const(f"{name}/kernel_zero_point", np.full(scale.shape, offset, dtype), dtype)
-    kernel = graph.const(f"{name}/kernel_{graph.weight_type}", (codes.astype(np.int16) + offset).astype(dtype), dtype)
-    return graph.add("DequantizeLinear", [kernel, graph.const(f"{name}/kernel_scale", scale), zero],
+    zero = graph.const(f"{name}/kernel_zero_point", np.zeros(scale.shape, np.int8), np.int8)
+    return graph.add("DequantizeLinear", [graph.const(f"{name}/kernel_int8", codes, np.int8),
+                                          graph.const(f"{name}/kernel_scale", scale), zero],
                      f"{name}/kernel", axis=axis)
 
 

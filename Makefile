@@ -28,9 +28,15 @@ lint: $(STAMP) docs
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
 
+# Tests run in $(WORKERS) pytest-xdist processes, a test file per process at a time
+# (module fixtures, exported files, are built once). Each pass then takes about half
+# its serial time on the 2-core CI machine, whose single pytest process kept one core idle.
+WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile
+
 test-tf: $(STAMP)
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider -m "not heavy" --durations=40
+	KERAS_BACKEND=tensorflow $(PYTEST) -m "not heavy" --durations=40
 
 test-backends: $(STAMP)
-	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider -m "core and not heavy"
-	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -m "core and not heavy"
+	KERAS_BACKEND=jax $(PYTEST) -m "core and not heavy"
+	KERAS_BACKEND=torch $(PYTEST) -m "core and not heavy"

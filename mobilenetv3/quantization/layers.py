@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 # int8 activations: [-128, 127] (TFLite's asymmetric int8; the same grid as
@@ -156,6 +157,8 @@ class FakeQuant(keras.layers.Layer):
     Args:
         momentum: the moving average's momentum, in [0, 1]; 1 keeps the
             range where calibration (or the first training batch) set it.
+        fixed_range: `(low, high)`: the range, known beforehand (the raw
+            pixels' `(0, 255)`); neither training nor calibration moves it.
 
     Example:
 
@@ -165,25 +168,31 @@ class FakeQuant(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, momentum: float = 0.99, **kwargs: Any) -> None:
+    def __init__(self, momentum: float = 0.99, fixed_range: Sequence[float] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
             raise ValueError(f"`momentum` must be a number in [0, 1]; got {momentum!r}.")
         self.momentum = float(momentum)
+        self.fixed_range = check_range("fixed_range", fixed_range)
         self.observing = False  # set by `calibrate_ranges`: inference calls track min/max
 
     def build(self, input_shape: tuple) -> None:
-        def scalar(name: str) -> Any:
-            return self.add_weight(shape=(), initializer="zeros", trainable=False, name=name, dtype="float32")
+        low, high = self.fixed_range or (0.0, 0.0)
 
-        self.range_min = scalar("range_min")
-        self.range_max = scalar("range_max")
-        self.initialized = scalar("initialized")
+        def scalar(name: str, value: float) -> Any:
+            return self.add_weight(shape=(), initializer=keras.initializers.Constant(value), trainable=False,
+                                   name=name, dtype="float32")
+
+        self.range_min = scalar("range_min", low)
+        self.range_max = scalar("range_max", high)
+        self.initialized = scalar("initialized", float(self.fixed_range is not None))
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         if _EXPORT_QUANTIZERS and not (training or self.observing):
             return _EXPORT_QUANTIZERS[-1].activations(self, inputs)
         low, high, seen = (ops.convert_to_tensor(v) for v in (self.range_min, self.range_max, self.initialized))
+        if self.fixed_range is not None:
+            return inputs if self.observing and not training else fake_quantize(inputs, low, high)
         if training or self.observing:
             batch_min = ops.stop_gradient(ops.cast(ops.min(inputs), "float32"))
             batch_max = ops.stop_gradient(ops.cast(ops.max(inputs), "float32"))
@@ -203,15 +212,34 @@ class FakeQuant(keras.layers.Layer):
         return ops.where(seen > 0, fake_quantize(inputs, low, high), inputs)
 
     def reset(self) -> None:
-        """Forget the range (the next batch sets it)."""
-        for variable in (self.range_min, self.range_max, self.initialized):
-            variable.assign(ops.zeros((), "float32"))
+        """Forget the range (the next batch sets it); a fixed range stays."""
+        if self.fixed_range is None:
+            for variable in (self.range_min, self.range_max, self.initialized):
+                variable.assign(ops.zeros((), "float32"))
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "momentum": self.momentum}
+        fixed = None if self.fixed_range is None else list(self.fixed_range)
+        return {**super().get_config(), "momentum": self.momentum, "fixed_range": fixed}
+
+
+def check_range(name: str, value: Any) -> tuple[float, float] | None:
+    """`value` as a `(low, high)` pair of finite floats with low < high and
+    low <= 0 <= high (an 8-bit grid holds 0 exactly), or None; a ValueError
+    naming `name` otherwise."""
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value)
+        valid = all(np.isfinite((low, high))) and low < high and low <= 0 <= high
+    except (TypeError, ValueError):
+        valid = False
+    if not valid or any(isinstance(v, (bool, str)) for v in value):
+        raise ValueError(f"`{name}` must be None or a pair (low, high) of finite numbers with low <= 0 <= high "
+                         f"and low < high, such as (0, 255); got {value!r}.")
+    return low, high
 
 
 def _depthwise(layer: Any) -> bool:

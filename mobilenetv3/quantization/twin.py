@@ -46,6 +46,7 @@ from mobilenetv3.quantization.layers import (
     QuantHardSigmoid,
     QuantHardSwish,
     QuantSqueezeExcite,
+    check_range,
 )
 from mobilenetv3.runtime.batch_norm_folding import _foldable_pairs
 
@@ -94,7 +95,7 @@ def _canonical(name: str) -> str:
 
 
 def _options(float_ops: Any, freeze_batchnorm_after: Any, range_momentum: Any, hard_swish: Any = "op",
-             quantize_after_rescaling: Any = False) -> dict:
+             quantize_after_rescaling: Any = False, input_range: Any = None) -> dict:
     if isinstance(float_ops, str) or not all(isinstance(op, str) for op in float_ops):
         raise ValueError(f"`float_ops` must be a list of activation names such as ['hard_swish']; got {float_ops!r}.")
     for op in float_ops:
@@ -113,7 +114,8 @@ def _options(float_ops: Any, freeze_batchnorm_after: Any, range_momentum: Any, h
     return {"float_ops": list(float_ops), "freeze_batchnorm_after": freeze_batchnorm_after,
             "range_momentum": float(range_momentum),
             "hard_swish": check_choice("hard_swish", hard_swish, HARD_SWISH_FORMS),
-            "quantize_after_rescaling": quantize_after_rescaling}
+            "quantize_after_rescaling": quantize_after_rescaling,
+            "input_range": None if input_range is None else list(check_range("input_range", input_range))}
 
 
 def quantize_aware(
@@ -124,6 +126,7 @@ def quantize_aware(
     range_momentum: float = 0.99,
     hard_swish: str = "op",
     quantize_after_rescaling: bool = False,
+    input_range: tuple[float, float] | None = None,
     name: str | None = None,
 ) -> QATModel:
     """The quantization-aware twin of a functional float model.
@@ -166,6 +169,13 @@ def quantize_aware(
             of the raw input, so the first conv reads int8 in the ONNX
             export (onnxruntime: QLinearConv); the ONNX and OpenVINO exports
             only (LiteRT folds the rescaling into the first conv instead).
+        input_range: `(low, high)`, the range of the model's input values
+            when it is known, such as `(0, 255)` for raw pixels: the input's
+            8-bit grid is then fixed to it (a uint8 export's input codes are
+            the pixels themselves, as MediaPipe feeds them), whatever the
+            calibration or training images hold; None (default): tracked
+            like every other range. With `quantize_after_rescaling` it is
+            carried through the `Rescaling`.
         name: the twin's name (default: the model's, plus "_qat").
 
     Returns:
@@ -183,7 +193,8 @@ def quantize_aware(
     ```
     """
     internals.check_single_input_functional(model)
-    options = _options(float_ops, freeze_batchnorm_after, range_momentum, hard_swish, quantize_after_rescaling)
+    options = _options(float_ops, freeze_batchnorm_after, range_momentum, hard_swish, quantize_after_rescaling,
+                       input_range)
     float_config = keras.saving.serialize_keras_object(model)
     return _build(model, float_config, options, name or f"{model.name}_qat")
 
@@ -202,8 +213,9 @@ class _Value:
     """A twin tensor, and whether the int8 runtime quantizes it afterwards."""
 
     def __init__(self, tensor: Any, pending: bool, producer: Any = None, fusable: bool = False,
-                 float_op: bool = False, is_input: bool = False) -> None:
+                 float_op: bool = False, is_input: bool = False, fixed_range: Any = None) -> None:
         self.tensor, self.pending, self.producer, self.is_input = tensor, pending, producer, is_input
+        self.fixed_range = fixed_range  # the range its quantizer is fixed to (`input_range`), or None
         self.fusable = fusable  # a QuantConv output: a following relu / relu6 / hard-sigmoid fuses into it
         self.float_op = float_op
         self.quantized: Any = None
@@ -224,19 +236,20 @@ class _Rewriter:
         self.names.add(candidate)
         return candidate
 
-    def fake_quant(self, name: str) -> FakeQuant:
-        return FakeQuant(self.options["range_momentum"], name=self.unique(f"{name}_quant"))
+    def fake_quant(self, name: str, fixed_range: Any = None) -> FakeQuant:
+        return FakeQuant(self.options["range_momentum"], fixed_range, name=self.unique(f"{name}_quant"))
 
     def quantized(self, value: _Value) -> Any:
         """The tensor as the next int8 op reads it."""
         if not value.pending:
             return value.tensor
         if value.quantized is None:
-            value.quantized = self.fake_quant(value.producer)(value.tensor)
+            value.quantized = self.fake_quant(value.producer, value.fixed_range)(value.tensor)
         return value.quantized
 
     def run(self, model: keras.Model, inputs: Any) -> Any:
-        values = {id(model.inputs[0]): _Value(inputs, pending=True, producer="input", is_input=True)}
+        values = {id(model.inputs[0]): _Value(inputs, pending=True, producer="input", is_input=True,
+                                              fixed_range=self.options.get("input_range"))}
         outputs = self.inline(model, values)
         return keras.tree.map_structure(self.output, outputs)
 
@@ -300,7 +313,7 @@ class _Rewriter:
         if (isinstance(layer, keras.layers.Rescaling) and arguments[0].is_input
                 and self.options["quantize_after_rescaling"]):  # float on the input, quantized after
             return _Value(_copy_call(layer, self.unique(name), (arguments[0].tensor,), {}), pending=True,
-                          producer=name)
+                          producer=name, fixed_range=_rescaled(arguments[0].fixed_range, layer))
         if _is_pass_through(layer):
             args, kwargs = node.arguments.fill_in({id(t): self.quantized(v) for t, v in
                                                    zip(node.input_tensors, arguments, strict=True)})
@@ -311,6 +324,15 @@ class _Rewriter:
                                                zip(node.input_tensors, arguments, strict=True)})
         return keras.tree.map_structure(lambda t: _Value(t, pending=True, producer=name),
                                         _copy_call(layer, self.unique(name), args, kwargs))
+
+
+def _rescaled(value_range: Any, rescaling: keras.layers.Rescaling) -> tuple[float, float] | None:
+    """The range of `Rescaling` outputs over inputs in `value_range` (over
+    all channels, widened to hold 0), or None for None."""
+    if value_range is None:
+        return None
+    ends = np.asarray(value_range, "float64")[:, None] * np.ravel(rescaling.scale) + np.ravel(rescaling.offset)
+    return min(float(ends.min()), 0.0), max(float(ends.max()), 0.0)
 
 
 def _copy(layer: Any) -> Any:

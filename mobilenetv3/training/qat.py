@@ -181,6 +181,7 @@ def quantize_classifier(
     freeze_batchnorm_after: int | None = 0,
     hard_swish: str = "op",
     quantize_after_rescaling: bool = False,
+    input_range: tuple[float, float] | None | str = "auto",
     validation_split: float = 0.1,
     calibration_images: int = 64,
     out: str | os.PathLike | None = None,
@@ -222,6 +223,10 @@ def quantize_classifier(
             OpenVINO) or "add_mul" (onnxruntime's QLinearAdd + QLinearMul).
         quantize_after_rescaling: quantize the rescaled input, not the raw
             pixels (`quantize_aware`; onnxruntime's first conv in int8).
+        input_range: the input's fixed range (`quantize_aware`); "auto"
+            (default): `(0, 255)` where the classifier reads raw pixels (its
+            backbone's `include_rescaling`), so a uint8 export's input codes
+            are the pixels, else None (calibrated).
         validation_split: fraction of the images held out.
         calibration_images: training images the ranges are first set on.
         out: a folder to write the twin to as a preset (atomically), which
@@ -268,8 +273,11 @@ def quantize_classifier(
     # Ranges stay where calibration sets them (momentum 1): with moving
     # averages of small batches' extremes, fine-tuning drifts away from the
     # float model (measured: 5-50x the logit error of the calibrated twin).
+    if isinstance(input_range, str) and input_range == "auto":
+        input_range = (0.0, 255.0) if getattr(getattr(model, "backbone", model), "include_rescaling", False) else None
     twin = quantize_aware(model, freeze_batchnorm_after=freeze_batchnorm_after, range_momentum=1.0,
-                          hard_swish=hard_swish, quantize_after_rescaling=quantize_after_rescaling)
+                          hard_swish=hard_swish, quantize_after_rescaling=quantize_after_rescaling,
+                          input_range=input_range)
     teacher = None if labels is not None else model
     if teacher is not None:
         _without_dropout(twin)  # the student matches the teacher's inference outputs

@@ -1,4 +1,6 @@
-"""One SGD step on 1 device and on 2 data-parallel replicas; prints JSON.
+"""One SGD step on 1 device and on 2 data-parallel replicas, with BatchNorm
+frozen and with BatchNorm in training mode; prints JSON
+`{"frozen_bn": {...}, "training_bn": {...}}`.
 
 Run in a fresh process (the device setup must come before the engine starts):
 
@@ -7,9 +9,10 @@ Run in a fresh process (the device setup must come before the engine starts):
 
 Both use two virtual CPU devices. The model is a 4-block MobileNetV3-Small classifier
 without dropout whose BatchNorm statistics are first calibrated on the data
-(so activations are not vanishingly small) and then, with `--frozen-bn`,
+(so activations are not vanishingly small) and then, in the `frozen_bn` run,
 frozen (inference mode): each example's gradient then depends on that
 example only, so the mean over two replicas of 4 equals the mean over 8.
+Both runs share one process (one engine start-up instead of two).
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import os
 import sys
 
 ENGINE = sys.argv[1]
-FROZEN_BN = "--frozen-bn" in sys.argv
 GLOBAL_BATCH = 8
 
 if ENGINE == "jax":
     os.environ["KERAS_BACKEND"] = "jax"
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    # Without LLVM's optimizations XLA compiles the op-by-op programs much
+    # faster (see tests/test_multiprocess.py); both sides of the comparison
+    # run in this process with the same flags.
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
 elif ENGINE == "tf":
     os.environ["KERAS_BACKEND"] = "tensorflow"
     import tensorflow as tf
@@ -33,6 +38,9 @@ elif ENGINE == "tf":
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
     )
+    # One strategy for both runs: a second MirroredStrategy in the process
+    # reuses the first one's collective instance keys (a shape mismatch).
+    STRATEGY = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 else:
     raise SystemExit(f"engine must be 'jax' or 'tf'; got {ENGINE!r}")
 
@@ -43,7 +51,7 @@ import mobilenetv3  # noqa: E402
 from mobilenetv3.training import calibrate_batchnorm  # noqa: E402
 
 
-def build() -> keras.Model:
+def build(frozen_bn: bool) -> keras.Model:
     keras.utils.set_random_seed(0)
     # The first four blocks of MobileNetV3-Small: the same layers, quick to compile.
     backbone = mobilenetv3.MobileNetV3Backbone(
@@ -57,7 +65,7 @@ def build() -> keras.Model:
         input_shape=(32, 32, 3),
     )
     model = mobilenetv3.MobileNetV3ImageClassifier(backbone, 4, dropout=0.0)
-    if FROZEN_BN:
+    if frozen_bn:
         for layer in backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
@@ -74,26 +82,21 @@ def compile_and_step(model: keras.Model, weights: list, images: np.ndarray, labe
     return [np.asarray(w) for w in model.get_weights()]
 
 
-def main() -> None:
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=(GLOBAL_BATCH, 32, 32, 3)).astype("float32")
-    labels = rng.integers(0, 4, size=(GLOBAL_BATCH,))
-
-    single = build()
+def compare(frozen_bn: bool, images: np.ndarray, labels: np.ndarray) -> dict:
+    single = build(frozen_bn)
     calibrate_batchnorm(single.backbone, [(images, labels)])
     initial = [np.asarray(w) for w in single.get_weights()]
     after_single = compile_and_step(single, initial, images, labels)
 
     if ENGINE == "jax":
         devices = keras.distribution.list_devices("cpu")
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         replicas = len(devices)
-        after_parallel = compile_and_step(build(), initial, images, labels)
+        with keras.distribution.DataParallel(devices=devices).scope():
+            after_parallel = compile_and_step(build(frozen_bn), initial, images, labels)
     else:
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        replicas = strategy.num_replicas_in_sync
-        with strategy.scope():
-            model = build()
+        replicas = STRATEGY.num_replicas_in_sync
+        with STRATEGY.scope():
+            model = build(frozen_bn)
             after_parallel = compile_and_step(model, initial, images, labels)
 
     change = max(float(np.abs(a - b).max()) for a, b in zip(after_single, initial, strict=True))
@@ -102,7 +105,14 @@ def main() -> None:
         float(np.abs(a - b).max() / (np.abs(a - i).max() + 1e-12))
         for a, b, i in zip(after_single, after_parallel, initial, strict=True)
     )
-    print(json.dumps({"replicas": replicas, "max_change": change, "max_diff": diff, "max_relative_diff": relative}))
+    return {"replicas": replicas, "max_change": change, "max_diff": diff, "max_relative_diff": relative}
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(GLOBAL_BATCH, 32, 32, 3)).astype("float32")
+    labels = rng.integers(0, 4, size=(GLOBAL_BATCH,))
+    print(json.dumps({"frozen_bn": compare(True, images, labels), "training_bn": compare(False, images, labels)}))
 
 
 if __name__ == "__main__":

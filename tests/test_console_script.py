@@ -154,9 +154,15 @@ def test_train_then_predict_with_the_trained_folder(work: Path) -> None:
     assert printed.count("shapes/red/") == 6 and ("red" in printed or "blue" in printed)
 
 
-def test_info_counts_a_task_presets_whole_model(work: Path) -> None:
-    table = run_script("info", "mobilenet_v3_small_imagenet_classifier", cwd=work).stdout
-    assert "| 2,554,968 |" in table  # the classifier, head included (the backbone alone: 939,120)
+# One `info` process for two claims (each fresh process costs 5-15 s of
+# TensorFlow import): it counts the whole model, and a command prints no
+# native start-up lines (TensorFlow's, absl's) on stderr (issue #16; this
+# was tests/test_newcomer.py::test_commands_print_no_native_startup_lines).
+def test_info_counts_a_task_presets_whole_model_and_prints_no_native_startup_lines(work: Path) -> None:
+    result = run_script("info", "mobilenet_v3_small_imagenet_classifier", cwd=work)
+    assert result.stderr == "", result.stderr
+    assert "| mobilenet_v3_small_imagenet_classifier | classifier |" in result.stdout
+    assert "| 2,554,968 |" in result.stdout  # the classifier, head included (the backbone alone: 939,120)
 
 
 def test_errors_are_one_line_with_no_traceback(work: Path) -> None:

@@ -6,8 +6,9 @@ The JAX test launches `tests/training_worker.py` 3 times (the
 single-process reference and the 2 workers of the job); `fine_tune` of a
 random MobileNetV3-Small at 64x64: BatchNorm statistics calibrated, then one
 epoch of 2 global batches of 8 training the top 2 blocks with their
-BatchNorm in training mode, no dropout. The TensorFlow tests launch
-`tests/tf_job_worker.py` 3 times (`distributed.train_steps`).
+BatchNorm in training mode, no dropout. The TensorFlow test launches
+`tests/tf_job_worker.py` 5 times (`distributed.train_steps`: the lone
+process, then a job with and a job without synchronized BatchNorm).
 """
 
 from __future__ import annotations
@@ -168,15 +169,17 @@ def test_train_cli_as_two_jax_processes_with_partial_batches_writes_the_preset_o
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "data", "model"]
 
 
-def _tf_job(tmp_path: Path, *args: str) -> tuple[dict, dict]:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    worker = [sys.executable, str(TF_WORKER)]
+def _tf_worker(out: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(TF_WORKER), str(out), *args], env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _tf_job(out: Path, *args: str) -> list[subprocess.Popen]:
     addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
-    processes = [subprocess.Popen([*worker, str(tmp_path / "single.npz")], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)]
-    for process_id in (0, 1):
-        command = [*worker, str(tmp_path / "job.npz"), "--job", addresses, "--process-id", str(process_id), *args]
-        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return [_tf_worker(out, "--job", addresses, "--process-id", str(process_id), *args) for process_id in (0, 1)]
+
+
+def _tf_finish(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         try:
             _, stderr = process.communicate(timeout=TIMEOUT)
@@ -184,7 +187,6 @@ def _tf_job(tmp_path: Path, *args: str) -> tuple[dict, dict]:
             process.kill()
             _, stderr = process.communicate()
         assert process.returncode == 0, stderr[-3000:]
-    return dict(np.load(tmp_path / "single.npz")), dict(np.load(tmp_path / "job.npz"))
 
 
 def _diffs(single: dict, job: dict, statistics: bool) -> float:
@@ -192,25 +194,26 @@ def _diffs(single: dict, job: dict, statistics: bool) -> float:
     return max(float(np.abs(single[k] - job[k]).max()) for k in keys)
 
 
+# One lone process and two 2-process jobs, with and without synchronized
+# BatchNorm, in one test: the lone process is the reference of both (one
+# TensorFlow start-up less than a test each).
 @pytest.mark.slow
-def test_tf_multi_worker_with_synchronized_batchnorm_equals_one_process(tmp_path):
+def test_tf_multi_worker_equals_one_process_only_with_synchronized_batchnorm(tmp_path):
     # Keras' fit does not run under MultiWorkerMirroredStrategy
     # (keras-team/keras#20585): TensorFlow jobs train with
     # distributed.train_steps, a strategy.run loop.
-    single, job = _tf_job(tmp_path, "--sync-bn")
+    _tf_finish([_tf_worker(tmp_path / "single.npz"), *_tf_job(tmp_path / "sync.npz", "--sync-bn")])
+    _tf_finish(_tf_job(tmp_path / "unsync.npz"))
+    single, job, unsynchronized = (dict(np.load(tmp_path / f"{name}.npz")) for name in ("single", "sync", "unsync"))
     moved = max(float(np.abs(single[k] - single[f"initial/{k}"]).max()) for k in single if k.startswith("expanded_conv_10") and "moving" in k)
     assert moved > 1e-2  # the trained BatchNorm statistics did move
     statistics, weights = _diffs(single, job, True), _diffs(single, job, False)
     print(f"max |job - single|: weights {weights:.3g}, BatchNorm statistics {statistics:.3g}")
     assert statistics <= WEIGHT_TOLERANCE and weights <= WEIGHT_TOLERANCE
-
-
-@pytest.mark.slow
-def test_tf_multi_worker_without_synchronized_batchnorm_differs(tmp_path):
-    # Each worker normalizes its own 4 examples: the statistics (and so the
-    # weights) differ from the global batch's. The test above is not vacuous.
-    single, job = _tf_job(tmp_path)
-    statistics = _diffs(single, job, True)
+    # Without synchronization each worker normalizes its own 4 examples: the
+    # statistics (and so the weights) differ from the global batch's. The
+    # check above is not vacuous.
+    statistics = _diffs(single, unsynchronized, True)
     print(f"max |job - single| BatchNorm statistics without sync: {statistics:.3g}")
     assert statistics > 100 * WEIGHT_TOLERANCE
 

@@ -148,11 +148,6 @@ def test_pyproject_has_an_extra_per_optional_feature():
 # -- the command line ---------------------------------------------------------
 
 
-def _cli(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mobilenetv3", *argv], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
-
-
 def test_help_imports_no_backend_and_is_fast():
     code = ("import sys, time; sys.argv = ['mobilenetv3']; start = time.perf_counter(); "
             "import mobilenetv3.cli as cli; cli.build_parser().format_help(); "
@@ -165,12 +160,8 @@ def test_help_imports_no_backend_and_is_fast():
     assert float(seconds) < 3.0, seconds  # 0.2-0.7 s measured (loaded 2-core machine); a loose bound
 
 
-@pytest.mark.slow
-def test_commands_print_no_native_startup_lines():
-    result = _cli("info", "mobilenet_v3_small_imagenet_classifier")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == "", result.stderr
-    assert "| mobilenet_v3_small_imagenet_classifier | classifier |" in result.stdout
+# That a command prints no native start-up lines is checked on the `info`
+# process of tests/test_console_script.py::test_info_counts_a_task_presets_whole_model_and_prints_no_native_startup_lines.
 
 
 def test_export_formats_listed_by_the_cli_are_the_exporters():

@@ -171,7 +171,7 @@ def test_fetch_cache_entry_that_is_a_folder(tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,name,kills", [("preset", "preset", 3), ("saved_model", "saved", 2), ("tflite", "m.tflite", 2)])
+@pytest.mark.parametrize("kind,name,kills", [("preset", "preset", 2), ("saved_model", "saved", 2), ("tflite", "m.tflite", 2)])
 def test_killed_real_writers_leave_nothing_after_cleanup(tmp_path, monkeypatch, kind, name, kills):
     """kill -9 during save_to_preset / export (real package, real processes)."""
     scratch = tmp_path / "tmpdir"

@@ -22,6 +22,20 @@ BLOCKS = [(page.relative_to(ROOT).as_posix(), line, code) for page in PAGES for 
 # Markdown links and images: [text](target) / ![alt](target).
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 DOC_TOOLS = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
+# Blocks run only with `-m heavy` (a line of the block -> the CI tests that run its code path):
+HEAVY_BLOCKS = {
+    # heavy: same claim as test_qat_export_litert.py::test_litert_runs_the_twin_within_one_output_step
+    # [float32, int8] and ::test_export_command_writes_a_qat_keras_file_as_its_int8_twin in CI; 100 s
+    'export_tflite(twin, "twin_int8.tflite", io_dtype="int8")': "two QAT LiteRT exports of a Small twin",
+    # heavy: same claim as test_detector_export.py::test_onnx_raw_and_end_to_end_match_keras,
+    # ::test_tflite_raw_matches_keras_and_decodes_like_predict and ::test_openvino_raw_matches_keras in CI; 50 s
+    'export_model(detector, "ssdlite.tflite", "tflite")': "four SSDLite exports",
+}
+
+
+def _block_param(where: str, line: int, code: str):
+    heavy = [key for key in HEAVY_BLOCKS if key in code]
+    return pytest.param(where, line, code, id=f"{where}:{line}", marks=[pytest.mark.heavy] if heavy else [])
 
 
 def test_docs_have_pages_and_every_block_compiles():
@@ -29,10 +43,12 @@ def test_docs_have_pages_and_every_block_compiles():
     assert len(BLOCKS) >= 10
     for where, line, code in BLOCKS:
         compile(code, f"{where}:{line}", "exec")
+    for key in HEAVY_BLOCKS:  # each names exactly one block (a stale key would silently mark nothing)
+        assert sum(key in code for _, _, code in BLOCKS) == 1, key
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("where", "line", "code"), BLOCKS, ids=[f"{w}:{line}" for w, line, _ in BLOCKS])
+@pytest.mark.parametrize(("where", "line", "code"), [_block_param(*block) for block in BLOCKS])
 def test_docs_block_runs(where, line, code, tmp_path, monkeypatch):
     run_block(code, f"{where}:{line}", tmp_path, monkeypatch)
 

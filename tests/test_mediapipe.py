@@ -29,7 +29,6 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the installed mediapipe
     pytest.skip(f"MediaPipe's metadata writers do not import: {error}", allow_module_level=True)
 
-from console_script import run_script  # noqa: E402
 from helpers import randomize  # noqa: E402
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
@@ -81,9 +80,11 @@ def _segmenter() -> keras.Model:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, images):
     """A classifier (random weights, BN statistics perturbed) saved as a
-    preset folder and exported by the console script; the same classifier
+    preset folder and exported by the `export` command (its `main`, in this
+    process: the console script's entry is test_export_cli's); the same classifier
     in int8 and a segmenter, exported by `export_model` (what the command
     calls)."""
+    from mobilenetv3.cli import main
     from mobilenetv3.export import export_model
 
     work = tmp_path_factory.mktemp("mediapipe")
@@ -93,7 +94,7 @@ def exported(tmp_path_factory, images):
     randomize(classifier, seed=1)
     classifier.class_names = list(CLASS_NAMES)
     classifier.save_to_preset(work / "classifier")
-    run_script("export", "classifier", "classifier.tflite", "--format", "tflite", cwd=work)
+    assert main(["export", str(work / "classifier"), str(work / "classifier.tflite"), "--format", "tflite"]) == 0
     segmenter = _segmenter()
     head_bias = [v for v in segmenter.weights if "classifier" in v.path][-1]
     head_bias.assign(-segmenter.predict(images.astype("float32"), verbose=0).mean(axis=(0, 1, 2)))
@@ -116,7 +117,7 @@ def _classify(path: Path, images: np.ndarray) -> list[list]:
                  .classifications[0].categories] for image in images]
 
 
-@pytest.mark.slow  # the `exported` files: one console-script export, two in-process; ~35 s
+@pytest.mark.slow  # the `exported` files: three exports in this process; ~30 s
 def test_mediapipe_image_classifier_matches_keras(exported, images):
     work, model, _ = exported
     expected = model.predict(images.astype("float32"), verbose=0)
@@ -141,7 +142,7 @@ def test_mediapipe_image_classifier_matches_keras(exported, images):
     np.testing.assert_allclose(litert, expected, atol=SCORE_ATOL, rtol=0)
 
 
-@pytest.mark.slow  # the `exported` files: one console-script export, two in-process; ~35 s
+@pytest.mark.slow  # the `exported` files: three exports in this process; ~30 s
 def test_mediapipe_image_segmenter_category_mask_is_keras_argmax(exported, images):
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
@@ -174,7 +175,7 @@ def test_mediapipe_image_segmenter_category_mask_is_keras_argmax(exported, image
     np.testing.assert_allclose(confidence, probabilities, atol=1e-4, rtol=0)
 
 
-@pytest.mark.slow  # the `exported` files: one console-script export, two in-process; ~35 s
+@pytest.mark.slow  # the `exported` files: three exports in this process; ~30 s
 def test_mediapipe_int8_classifier_loads_and_agrees(exported, images):
     work, model, _ = exported
     expected = model.predict(images.astype("float32"), verbose=0).argmax(-1)
@@ -186,7 +187,7 @@ def test_mediapipe_int8_classifier_loads_and_agrees(exported, images):
     assert agreement >= INT8_TOP1_FLOOR
 
 
-@pytest.mark.slow  # the `exported` files: one console-script export, two in-process; ~35 s
+@pytest.mark.slow  # the `exported` files: three exports in this process; ~30 s
 def test_metadata_inside_reads_back(exported):
     work, _, _ = exported
     writers = litert_metadata._import_writers()
@@ -205,7 +206,7 @@ def test_metadata_inside_reads_back(exported):
         assert (custom is not None) == (activation is not None)
 
 
-@pytest.mark.slow  # the `exported` files: one console-script export, two in-process; ~35 s
+@pytest.mark.slow  # the `exported` files: three exports in this process; ~30 s
 def test_add_metadata_refuses_what_mediapipe_cannot_run(exported):
     work, _, _ = exported
     data = (work / "classifier.tflite").read_bytes()

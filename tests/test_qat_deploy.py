@@ -84,15 +84,19 @@ def unscaled(tmp_path_factory):
     return root, files, expected
 
 
-@pytest.mark.slow  # two console-script runs, one converting to LiteRT: ~35 s
-def test_predict_and_evaluate_a_qat_preset_as_its_classifier(unscaled):
+@pytest.mark.slow  # `predict` in-process, `evaluate` by the console script, converting to LiteRT: ~25 s
+def test_predict_and_evaluate_a_qat_preset_as_its_classifier(unscaled, capsys, monkeypatch):
     """`predict` on Keras prints the twin's probabilities under its class
     names; `evaluate --runtime litert` runs its int8 export (the QAT
     exporter) and scores what the twin scores."""
+    from mobilenetv3.cli import main
+
     root, files, expected = unscaled
-    result = run_script("predict", "--preset", root / "qat", *files, "--top", "3", cwd=root)
-    blocks = result.stdout.split(".png:")[1:]
-    assert len(blocks) == len(files), result.stdout
+    monkeypatch.chdir(root)  # `predict` by the command's `main` in this process: one TensorFlow start less
+    assert main(["predict", "--preset", str(root / "qat"), *map(str, files), "--top", "3"]) == 0
+    stdout = capsys.readouterr().out
+    blocks = stdout.split(".png:")[1:]
+    assert len(blocks) == len(files), stdout
     for block, row in zip(blocks, expected):
         printed = re.findall(r"\d\. (\w+)\s+([\d.]+)", block)
         assert [name for name, _ in printed] == [CLASSES[i] for i in np.argsort(-row)], block
@@ -128,18 +132,20 @@ def test_io_dtype_is_refused_where_it_does_not_apply(unscaled, tmp_path, capsys)
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.slow  # a console-script export, one in-process export, MediaPipe's start: ~33 s
+@pytest.mark.slow  # two in-process exports, MediaPipe's start: ~25 s
 def test_mediapipe_classifies_a_uint8_qat_export_as_litert_and_the_twin(tmp_path):
     import mediapipe as mp
     from ai_edge_litert.interpreter import Interpreter
     from mediapipe.tasks.python import vision
 
+    from mobilenetv3.cli import main
     from mobilenetv3.export import export_model
 
     twin = _twin(include_rescaling=True, seed=4)
     folders.save_preset(twin, tmp_path / "qat", class_names=CLASSES)
-    run_script("export", tmp_path / "qat", tmp_path / "qat.tflite", "--format", "tflite", "--io-dtype", "uint8",
-               cwd=tmp_path)
+    # the command's `main` in this process (one TensorFlow start less; `evaluate` above runs the console script)
+    assert main(["export", str(tmp_path / "qat"), str(tmp_path / "qat.tflite"), "--format", "tflite",
+                 "--io-dtype", "uint8"]) == 0
     images = _colored(6, (SIZE, SIZE), seed=5)
     interpreter = Interpreter(str(tmp_path / "qat.tflite"))
     interpreter.allocate_tensors()

@@ -62,6 +62,23 @@ def pixel_images(shape: tuple, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
 
 
+def litert_uint8_outputs(path, images: np.ndarray) -> tuple[np.ndarray, dict, dict]:
+    """A uint8-input LiteRT file run on uint8 `images` one at a time: its
+    dequantized outputs and its input and output details."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(str(path))
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero_point = target["quantization"]
+    outputs = []
+    for image in images:
+        interpreter.set_tensor(source["index"], image[None])
+        interpreter.invoke()
+        outputs.append(scale * (interpreter.get_tensor(target["index"])[0].astype("float32") - zero_point))
+    return np.array(outputs), source, target
+
+
 def keras_outputs(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """The model's inference outputs as numpy."""
     return keras.ops.convert_to_numpy(model(images, training=False))

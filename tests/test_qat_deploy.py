@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 from console_script import run_script
-from helpers import lively
+from helpers import litert_uint8_outputs, lively
 from PIL import Image
 
 import mobilenetv3
@@ -147,17 +147,8 @@ def test_mediapipe_classifies_a_uint8_qat_export_as_litert_and_the_twin(tmp_path
     assert main(["export", str(tmp_path / "qat"), str(tmp_path / "qat.tflite"), "--format", "tflite",
                  "--io-dtype", "uint8"]) == 0
     images = _colored(6, (SIZE, SIZE), seed=5)
-    interpreter = Interpreter(str(tmp_path / "qat.tflite"))
-    interpreter.allocate_tensors()
-    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    litert, source, target = litert_uint8_outputs(tmp_path / "qat.tflite", images)
     assert source["dtype"] == np.uint8 and source["quantization"] == (1.0, 0)  # the raw pixels
-    litert = []
-    for image in images:
-        interpreter.set_tensor(source["index"], image[None])
-        interpreter.invoke()
-        scale, zero_point = target["quantization"]
-        litert.append(scale * (interpreter.get_tensor(target["index"])[0].astype("float32") - zero_point))
-    litert = np.array(litert)
     with vision.ImageClassifier.create_from_model_path(str(tmp_path / "qat.tflite")) as classifier:
         results = [classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
                    .classifications[0].categories for image in images]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from helpers import lively
+from helpers import litert_uint8_outputs, lively
 
 import mobilenetv3
 from mobilenetv3.quantization import FakeQuant, calibrate_ranges, fake_quant_layers, quantize_aware
@@ -64,8 +64,6 @@ def test_a_bad_input_range_is_refused_naming_it(bad):
 @pytest.mark.slow  # a LiteRT conversion: ~30 s
 def test_input_grid_stays_the_pixels_and_the_uint8_litert_file_reads_them(tmp_path):
     pytest.importorskip("ai_edge_litert")
-    from ai_edge_litert.interpreter import Interpreter
-
     from mobilenetv3.export import export_model
 
     twin = quantize_aware(_classifier(), input_range=(0, 255))
@@ -77,20 +75,12 @@ def test_input_grid_stays_the_pixels_and_the_uint8_litert_file_reads_them(tmp_pa
     assert loaded.options["input_range"] == [0.0, 255.0] and fake_quant_layers(loaded)[0].fixed_range == (0.0, 255.0)
 
     export_model(loaded, tmp_path / "twin.tflite", "tflite", io_dtype="uint8")
-    interpreter = Interpreter(str(tmp_path / "twin.tflite"))
-    interpreter.allocate_tensors()
-    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    assert source["dtype"] == np.uint8 and source["quantization"] == (1.0, 0)
     pixels = np.round(MIDTONES[:4]).astype("uint8")
-    outputs = []
-    for image in pixels:
-        interpreter.set_tensor(source["index"], image[None])
-        interpreter.invoke()
-        scale, zero_point = target["quantization"]
-        outputs.append(scale * (interpreter.get_tensor(target["index"])[0].astype("float32") - zero_point))
+    outputs, source, target = litert_uint8_outputs(tmp_path / "twin.tflite", pixels)
+    assert source["dtype"] == np.uint8 and source["quantization"] == (1.0, 0)
     expected = keras.ops.convert_to_numpy(loaded(pixels.astype("float32"), training=False))
     # Whole model, not teacher-forced: steps of rounding add up (each tensor's step: test_qat_export_litert).
-    assert np.abs(np.array(outputs) - expected).max() < 3 * target["quantization"][0]
+    assert np.abs(outputs - expected).max() < 3 * target["quantization"][0]
 
     calibrated = quantize_aware(_classifier())
     calibrate_ranges(calibrated, MIDTONES)

@@ -28,15 +28,22 @@ def _run(*args: str) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-# Each engine's process runs both BatchNorm settings (`distributed_step.py`):
-# one engine start-up and one test instead of two.
-@pytest.mark.slow
-def test_jax_data_parallel_step_matches_one_device_with_frozen_or_training_batchnorm():
-    result = _run("jax")
+def _frozen_step_matches_one_device(engine: str) -> dict:
+    """Run `engine`'s step: with BatchNorm frozen it must move the weights
+    and equal one device's step; the training-mode result is returned."""
+    result = _run(engine)
     frozen, training = result["frozen_bn"], result["training_bn"]
     assert frozen["replicas"] == training["replicas"] == 2
     assert frozen["max_change"] > 1e-2
     assert frozen["max_diff"] <= WEIGHT_TOLERANCE
+    return training
+
+
+# Each engine's process runs both BatchNorm settings (`distributed_step.py`):
+# one engine start-up and one test instead of two.
+@pytest.mark.slow
+def test_jax_data_parallel_step_matches_one_device_with_frozen_or_training_batchnorm():
+    training = _frozen_step_matches_one_device("jax")
     # DataParallel compiles one program over the global batch: even with
     # BatchNorm in training mode the step equals one device's (measured 6e-8).
     assert training["max_diff"] <= WEIGHT_TOLERANCE
@@ -44,11 +51,7 @@ def test_jax_data_parallel_step_matches_one_device_with_frozen_or_training_batch
 
 @pytest.mark.slow
 def test_tf_mirrored_strategy_step_matches_one_device_only_with_frozen_batchnorm():
-    result = _run("tf")
-    frozen, training = result["frozen_bn"], result["training_bn"]
-    assert frozen["replicas"] == training["replicas"] == 2
-    assert frozen["max_change"] > 1e-2
-    assert frozen["max_diff"] <= WEIGHT_TOLERANCE
+    training = _frozen_step_matches_one_device("tf")
     # With BatchNorm in training mode each replica normalizes its own 4
     # examples, so the step differs from one device's: freeze BN (or use
     # BatchNormalization(synchronized=True)) for identical results.

@@ -249,7 +249,7 @@ class _Rewriter:
 
     def run(self, model: keras.Model, inputs: Any) -> Any:
         values = {id(model.inputs[0]): _Value(inputs, pending=True, producer="input", is_input=True,
-                                              fixed_range=self.options.get("input_range"))}
+                                              fixed_range=self.options["input_range"])}
         outputs = self.inline(model, values)
         return keras.tree.map_structure(self.output, outputs)
 
